@@ -1,0 +1,53 @@
+# storepulse — the commands of the runtime contract (docs: README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+export STOREPULSE_HOME ?= $(CURDIR)/.storepulse
+export DAGSTER_HOME ?= $(STOREPULSE_HOME)/dagster
+SCALE ?= small
+PYTEST_ARGS ?=
+
+.PHONY: install run test ui bench lint format lock clean
+
+install: $(STAMP)
+
+# Re-installs only when the dependency pins or the project metadata change.
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(UV) pip install -q --compile-bytecode -p $(PY) -r requirements.lock
+	$(UV) pip install -q --compile-bytecode -p $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+run: install
+	$(VENV)/bin/storepulse run --sample-data-if-empty $(SCALE)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+ui: install
+	$(VENV)/bin/storepulse init-home
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+bench: install
+	$(PY) -m benchmarks.run --scale $(SCALE)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Regenerate the full pin set after changing pyproject.toml dependencies.
+lock:
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==0.13.8; }
+	$(UV) pip compile pyproject.toml --extra dev -o requirements.lock -p $(PY) -q --no-header
+
+clean:
+	rm -rf $(VENV) .pytest_cache
