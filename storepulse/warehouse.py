@@ -119,7 +119,9 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
-def read_table(con: duckdb.DuckDBPyConnection, name: str, where: str = "", params=None) -> pl.DataFrame:
+def read_table(
+    con: duckdb.DuckDBPyConnection, name: str, where: str = "", params=None
+) -> pl.DataFrame:
     """A whole table (optionally filtered) as polars; an empty frame if it does not exist."""
     if not table_exists(con, name):
         return pl.DataFrame()

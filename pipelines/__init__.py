@@ -1,0 +1,1 @@
+"""The storepulse Dagster code location (see definitions.py)."""

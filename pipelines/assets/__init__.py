@@ -1,0 +1,1 @@
+"""Assets by domain: ingest, marts, segments, churn, demand, ad_roi, publish."""

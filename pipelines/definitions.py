@@ -1,0 +1,23 @@
+"""The one Definitions object: read this file to see the whole system."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines import jobs, schedules, sensors
+from pipelines.assets import ingest, marts
+from pipelines.resources import RunSettings, StorepulseResource
+
+ASSET_MODULES = [ingest, marts]
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    jobs=[jobs.ingest_job, jobs.nightly_scoring_job, jobs.weekly_training_job],
+    schedules=schedules.SCHEDULES,
+    sensors=sensors.SENSORS,
+    resources={
+        "storepulse": StorepulseResource(),
+        "run_settings": RunSettings(),
+    },
+)

@@ -1,0 +1,52 @@
+"""Sensors. They never open the warehouse (a run may hold the one writer):
+the landing sensor keeps its own cursor of file names, sizes and mtimes and
+leaves the real bookkeeping (sha256, ops.ingested_files) to the run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import dagster as dg
+
+from pipelines.jobs import ingest_job
+from storepulse.settings import Paths
+
+
+def landing_snapshot(landing) -> dict[str, list]:
+    """{relative path: [size, mtime_ns]} for every candidate file (skips _ and . folders)."""
+    snapshot: dict[str, list] = {}
+    if not landing.exists():
+        return snapshot
+    for path in sorted(landing.rglob("*")):
+        rel = path.relative_to(landing)
+        if not path.is_file() or any(part.startswith(("_", ".")) for part in rel.parts):
+            continue
+        stat = path.stat()
+        snapshot[rel.as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return snapshot
+
+
+@dg.sensor(
+    name="landing_folder_sensor",
+    job=ingest_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts the ingest job when files appear or change in the landing folder.",
+)
+def landing_folder_sensor(context: dg.SensorEvaluationContext):
+    landing = Paths.from_env().landing
+    snapshot = landing_snapshot(landing)
+    previous = json.loads(context.cursor) if context.cursor else {}
+    changed = sorted(k for k, v in snapshot.items() if previous.get(k) != v)
+    if not changed:
+        return dg.SkipReason(f"No new or changed files in {landing}")
+    digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()[:16]
+    context.update_cursor(json.dumps(snapshot))
+    return dg.RunRequest(
+        run_key=f"landing-{digest}",
+        tags={"storepulse/changed_files": str(len(changed))},
+    )
+
+
+SENSORS = [landing_folder_sensor]
