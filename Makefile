@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(STOREPULSE_HOME)/dagster
 SCALE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: install run test ui bench lint format lock clean
+.PHONY: install browser run test ui bench lint format lock clean
 
 install: $(STAMP)
 
@@ -25,7 +25,16 @@ $(STAMP): pyproject.toml requirements.lock
 run: install
 	$(VENV)/bin/storepulse run --sample-data-if-empty $(SCALE)
 
-test: install
+# The report test renders report.html in Debian's chromium; install it when missing
+# (CI runs as root on Debian; elsewhere, say what to install).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the report test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium package (apt-get install chromium)"; exit 1; fi; }
+
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 

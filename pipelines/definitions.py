@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines import jobs, schedules, sensors
+from pipelines import checks, jobs, schedules, sensors
 from pipelines.assets import ingest, marts
 from pipelines.resources import RunSettings, StorepulseResource
 
@@ -12,7 +12,7 @@ ASSET_MODULES = [ingest, marts]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *checks.CHECKS],
     jobs=[jobs.ingest_job, jobs.nightly_scoring_job, jobs.weekly_training_job],
     schedules=schedules.SCHEDULES,
     sensors=sensors.SENSORS,

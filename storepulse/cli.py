@@ -1,0 +1,129 @@
+"""The `storepulse` command line (DESIGN §2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from storepulse.settings import Paths
+
+SCALES = ("tiny", "small", "medium", "large")
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storepulse",
+        description="Marketing analytics and predictions for cross-border DTC stores.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sample = sub.add_parser(
+        "sample-data", help="generate sample landing files and their ground truth"
+    )
+    sample.add_argument("--scale", choices=SCALES, default="tiny")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", type=Path, required=True, help="folder to write (landing layout)")
+    sample.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    sample.add_argument("--no-dirt", action="store_true", help="no injected dirty rows")
+    sample.add_argument("--end-date", type=_parse_date, default=date(2026, 10, 31))
+
+    run = sub.add_parser("run", help="run the nightly job in-process against STOREPULSE_HOME")
+    run.add_argument("--as-of", type=_parse_date, default=None, help="replay as of YYYY-MM-DD")
+    run.add_argument(
+        "--select",
+        default=None,
+        help="comma-separated asset keys to run (e.g. 'marts/kpi_daily'); default: everything",
+    )
+    run.add_argument(
+        "--sample-data-if-empty",
+        choices=SCALES,
+        default=None,
+        metavar="SCALE",
+        help="generate sample data at SCALE first when the landing folder is empty",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed for --sample-data-if-empty")
+    run.add_argument("--no-publish", action="store_true", help="skip the per-store publish runs")
+
+    sub.add_parser("init-home", help="create STOREPULSE_HOME and install dagster.yaml there")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sample-data":
+        return cmd_sample_data(args)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "init-home":
+        paths = init_home()
+        print(f"STOREPULSE_HOME={paths.home}\nDAGSTER_HOME={paths.dagster_home}")
+        return 0
+    raise AssertionError(args.command)  # argparse enforces the choices
+
+
+def init_home() -> Paths:
+    paths = Paths.from_env().ensure()
+    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
+    return paths
+
+
+def cmd_sample_data(args) -> int:
+    from storepulse.sample_data import generate
+
+    summary = generate(
+        args.out,
+        scale=args.scale,
+        seed=args.seed,
+        end_date=args.end_date,
+        fmt=args.format,
+        dirt=not args.no_dirt,
+        progress=sys.stderr.isatty(),
+    )
+    print(f"Wrote {args.scale} sample data (seed {args.seed}) to {args.out}")
+    print(f"Ground truth (never read by the pipeline): {Path(args.out) / '_truth'}")
+    print(summary)
+    return 0
+
+
+def landing_is_empty(landing: Path) -> bool:
+    return not any(
+        p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
+        for p in landing.rglob("*")
+    )
+
+
+def cmd_run(args) -> int:
+    from storepulse.runner import run_nightly
+
+    paths = init_home()
+    if args.sample_data_if_empty and landing_is_empty(paths.landing):
+        from storepulse.sample_data import generate
+
+        print(
+            f"Landing folder {paths.landing} is empty: generating {args.sample_data_if_empty} sample data"
+        )
+        generate(
+            paths.landing,
+            scale=args.sample_data_if_empty,
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+        )
+    select = [s.strip() for s in args.select.split(",")] if args.select else None
+    result = run_nightly(as_of=args.as_of, select=select, publish=not args.no_publish)
+    print(result.summary())
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

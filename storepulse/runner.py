@@ -1,0 +1,134 @@
+"""Run the Dagster jobs in-process against STOREPULSE_HOME (what `storepulse run` does).
+
+Runs are recorded in the same Dagster instance as `make ui`, so the UI shows them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+from storepulse.settings import Paths
+
+
+@dataclass
+class RunResult:
+    success: bool
+    as_of: date | None
+    paths: Paths
+    run_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)
+    published_stores: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        status = "succeeded" if self.success else "FAILED"
+        lines = [
+            f"storepulse nightly run {status} in {self.seconds:.1f}s (as_of {self.as_of})",
+            f"  warehouse: {self.paths.warehouse}",
+            f"  exports:   {self.paths.exports}",
+            f"  reports:   {self.paths.exports}/<store_id>/latest/report.html",
+            f"  dagster:   {self.paths.dagster_home} (open with `make ui`)",
+        ]
+        if self.tables:
+            lines.append("  tables:")
+            lines += [
+                f"    {name:<28} {rows:>10,} rows" for name, rows in sorted(self.tables.items())
+            ]
+        if self.published_stores:
+            lines.append(f"  published stores: {', '.join(self.published_stores)}")
+        lines += [f"  failure: {f}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def run_config(as_of: date | None) -> dict:
+    return {
+        "resources": {"run_settings": {"config": {"as_of": as_of.isoformat() if as_of else None}}}
+    }
+
+
+def run_nightly(
+    as_of: date | None = None, select: list[str] | None = None, publish: bool = True
+) -> RunResult:
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from storepulse.warehouse import Warehouse, query
+
+    paths = Paths.from_env().ensure()
+    started = time.monotonic()
+    instance = dg.DagsterInstance.get()
+    result = RunResult(success=True, as_of=as_of, paths=paths)
+
+    job = defs.resolve_job_def("nightly_scoring")
+    selection = [dg.AssetKey(s.split("/")) for s in select] if select else None
+    outcome = job.execute_in_process(
+        instance=instance,
+        run_config=run_config(as_of),
+        asset_selection=selection,
+        raise_on_error=False,
+        tags={"storepulse/trigger": "cli"},
+    )
+    result.run_ids.append(outcome.run_id)
+    if not outcome.success:
+        result.success = False
+        result.failures += _failures(outcome)
+
+    if result.success and publish:
+        result.published_stores = _publish_each_store(defs, instance, as_of, result)
+
+    with Warehouse(paths.warehouse).reader() as con:
+        tables = query(
+            con,
+            "select table_schema || '.' || table_name as name, estimated_size as rows "
+            "from duckdb_tables() where table_schema in ('staging','marts','scores','quarantine','ops')",
+        )
+        result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
+        if result.as_of is None:
+            from datetime import timedelta
+
+            latest = query(con, "select max(order_date) as d from staging.orders")["d"][0]
+            result.as_of = latest + timedelta(days=1) if latest else None
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _failures(outcome) -> list[str]:
+    messages = []
+    for event in outcome.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            messages.append(
+                f"{event.step_key}: {data.error.message.strip() if data.error else 'failed'}"
+            )
+    return messages or ["run failed (see the Dagster UI for the event log)"]
+
+
+def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
+    """One publish run per store partition, store after store (DESIGN §7)."""
+    try:
+        job = defs.resolve_job_def("publish_store")
+    except Exception:  # noqa: BLE001 - the publish layer is optional until it is wired
+        return []
+    from pipelines.assets.publish import STORES_PARTITIONS, store_ids_for_publish
+
+    stores = store_ids_for_publish(result.paths)
+    instance.add_dynamic_partitions(STORES_PARTITIONS.name, stores)
+    published = []
+    for store_id in stores:
+        outcome = job.execute_in_process(
+            instance=instance,
+            run_config=run_config(as_of),
+            partition_key=store_id,
+            raise_on_error=False,
+            tags={"storepulse/trigger": "cli"},
+        )
+        result.run_ids.append(outcome.run_id)
+        if outcome.success:
+            published.append(store_id)
+        else:
+            result.success = False
+            result.failures += [f"publish {store_id}: {m}" for m in _failures(outcome)]
+    return published
