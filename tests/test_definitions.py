@@ -1,0 +1,52 @@
+"""The code location loads and exposes the system DESIGN §7 describes."""
+
+import dagster as dg
+
+from pipelines.definitions import defs
+
+EXPECTED_JOBS = {"ingest", "nightly_scoring", "weekly_training"}
+
+
+def test_jobs_schedules_and_sensors_exist():
+    repo = defs.get_repository_def()
+    assert EXPECTED_JOBS <= {job.name for job in repo.get_all_jobs()}
+    schedules = {s.name: s for s in repo.schedule_defs}
+    assert schedules["nightly_scoring_schedule"].cron_schedule == "0 2 * * *"
+    assert schedules["nightly_scoring_schedule"].execution_timezone == "UTC"
+    assert schedules["nightly_scoring_schedule"].job_name == "nightly_scoring"
+    assert schedules["weekly_training_schedule"].job_name == "weekly_training"
+    assert "landing_folder_sensor" in {s.name for s in repo.sensor_defs}
+
+
+def test_assets_are_grouped_described_and_owned():
+    graph = defs.resolve_asset_graph()
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert {"ingest", "staging", "marts"} <= groups
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, f"{key.to_user_string()} has no description"
+        assert node.owners, f"{key.to_user_string()} has no owner"
+        assert node.kinds, f"{key.to_user_string()} has no kinds"
+
+
+def test_every_staging_table_has_a_gx_check():
+    graph = defs.resolve_asset_graph()
+    check_keys = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    for kind in ("orders", "customers", "order_lines", "ad_spend", "fx_rates"):
+        assert (f"staging/{kind}", f"gx_{kind}") in check_keys
+
+
+def test_writers_share_the_duckdb_pool():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_materializable:
+            assert node.pools == {"duckdb"}, f"{key.to_user_string()} writes outside the duckdb pool"
+
+
+def test_nightly_job_leaves_training_to_the_weekly_job():
+    job = defs.resolve_job_def("nightly_scoring")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert "marts/kpi_daily" in keys
+    assert not any(k.startswith("models/") for k in keys)
+    assert isinstance(defs.resolve_job_def("weekly_training"), dg.JobDefinition)
