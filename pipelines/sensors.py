@@ -10,6 +10,7 @@ import json
 import dagster as dg
 
 from pipelines.jobs import ingest_job
+from storepulse.alerts import raise_alert
 from storepulse.settings import Paths
 
 
@@ -49,4 +50,23 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext):
     )
 
 
-SENSORS = [landing_folder_sensor]
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Records every failed run as an alert: ops.alerts (via a spool file, since the "
+        "warehouse may be busy), the log, and STOREPULSE_ALERT_WEBHOOK when set."
+    ),
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
+    message = context.failure_event.message or "run failed"
+    raise_alert(
+        Paths.from_env().home,
+        run_id=context.dagster_run.run_id,
+        job_name=context.dagster_run.job_name,
+        message=message,
+    )
+
+
+SENSORS = [landing_folder_sensor, run_failure_alert_sensor]

@@ -9,6 +9,7 @@ import polars as pl
 
 from pipelines.metadata import OWNER, preview
 from pipelines.resources import StorepulseResource
+from storepulse.alerts import drain_alerts
 from storepulse.warehouse import query
 
 STAGING_KINDS = (
@@ -68,6 +69,9 @@ def ingest_landing_asset(context: dg.AssetExecutionContext, storepulse: Storepul
 
     paths = storepulse.paths()
     with storepulse.writer() as con:
+        drained = drain_alerts(con, paths.home)
+        if drained:
+            context.log.info(f"moved {drained} spooled run-failure alerts into ops.alerts")
         report = ingest_landing(con, paths.landing)
         files = query(
             con,
