@@ -16,6 +16,10 @@ defs = dg.Definitions(
     jobs=[jobs.ingest_job, jobs.nightly_scoring_job, jobs.weekly_training_job],
     schedules=schedules.SCHEDULES,
     sensors=sensors.SENSORS,
+    # Every step reads or writes the one DuckDB file, so steps of a run cannot run
+    # in parallel anyway; in-process execution saves a Python start-up per step.
+    # Parallelism comes from runs: one publish run per store (DESIGN §7).
+    executor=dg.in_process_executor,
     resources={
         "storepulse": StorepulseResource(),
         "run_settings": RunSettings(),
