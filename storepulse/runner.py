@@ -49,20 +49,23 @@ def run_config(as_of: date | None) -> dict:
     }
 
 
-def run_nightly(
-    as_of: date | None = None, select: list[str] | None = None, publish: bool = True
+def run_job(
+    name: str,
+    as_of: date | None = None,
+    select: list[str] | None = None,
+    publish: bool = False,
 ) -> RunResult:
+    """Execute one job in-process, recorded in the Dagster instance under DAGSTER_HOME."""
     import dagster as dg
 
     from pipelines.definitions import defs
-    from storepulse.warehouse import Warehouse, query
 
     paths = Paths.from_env().ensure()
     started = time.monotonic()
     instance = dg.DagsterInstance.get()
     result = RunResult(success=True, as_of=as_of, paths=paths)
 
-    job = defs.resolve_job_def("nightly_scoring")
+    job = defs.resolve_job_def(name)
     selection = [dg.AssetKey(s.split("/")) for s in select] if select else None
     outcome = job.execute_in_process(
         instance=instance,
@@ -79,20 +82,35 @@ def run_nightly(
     if result.success and publish:
         result.published_stores = _publish_each_store(defs, instance, as_of, result)
 
-    with Warehouse(paths.warehouse).reader() as con:
+    _describe_warehouse(result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def run_nightly(
+    as_of: date | None = None, select: list[str] | None = None, publish: bool = True
+) -> RunResult:
+    """nightly_scoring, then one publish run per store (what `storepulse run` does)."""
+    return run_job("nightly_scoring", as_of=as_of, select=select, publish=publish)
+
+
+def _describe_warehouse(result: RunResult) -> None:
+    from datetime import timedelta
+
+    from storepulse.warehouse import Warehouse, query, table_exists
+
+    if not result.paths.warehouse.exists():
+        return
+    with Warehouse(result.paths.warehouse).reader() as con:
         tables = query(
             con,
             "select table_schema || '.' || table_name as name, estimated_size as rows "
             "from duckdb_tables() where table_schema in ('staging','marts','scores','quarantine','ops')",
         )
         result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
-        if result.as_of is None:
-            from datetime import timedelta
-
+        if result.as_of is None and table_exists(con, "staging.orders"):
             latest = query(con, "select max(order_date) as d from staging.orders")["d"][0]
             result.as_of = latest + timedelta(days=1) if latest else None
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def _failures(outcome) -> list[str]:
