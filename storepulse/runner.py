@@ -104,8 +104,8 @@ def _describe_warehouse(result: RunResult) -> None:
     with Warehouse(result.paths.warehouse).reader() as con:
         tables = query(
             con,
-            "select table_schema || '.' || table_name as name, estimated_size as rows "
-            "from duckdb_tables() where table_schema in ('staging','marts','scores','quarantine','ops')",
+            "select schema_name || '.' || table_name as name, estimated_size as rows "
+            "from duckdb_tables() where schema_name in ('staging','marts','scores','quarantine','ops')",
         )
         result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
         if result.as_of is None and table_exists(con, "staging.orders"):
