@@ -36,7 +36,7 @@ def library_versions() -> dict[str, str]:
 
 def fingerprint(frame: pl.DataFrame) -> str:
     """A stable hash of a training frame (row order and content)."""
-    hashes = frame.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3)
+    hashes = frame.hash_rows(seed=0)
     return hashlib.sha256(hashes.to_numpy().tobytes()).hexdigest()[:16]
 
 
