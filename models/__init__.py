@@ -1,0 +1,1 @@
+"""Pure analytics and ML: polars in, polars/dataclasses out. No Dagster, no I/O."""
