@@ -5,15 +5,20 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines import checks, jobs, schedules, sensors
-from pipelines.assets import demand, ingest, marts
+from pipelines.assets import demand, ingest, marts, publish
 from pipelines.resources import RunSettings, StorepulseResource
 
-ASSET_MODULES = [ingest, marts, demand]
+ASSET_MODULES = [ingest, marts, demand, publish]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *checks.CHECKS],
-    jobs=[jobs.ingest_job, jobs.nightly_scoring_job, jobs.weekly_training_job],
+    jobs=[
+        jobs.ingest_job,
+        jobs.nightly_scoring_job,
+        jobs.publish_store_job,
+        jobs.weekly_training_job,
+    ],
     schedules=schedules.SCHEDULES,
     sensors=sensors.SENSORS,
     # Every step reads or writes the one DuckDB file, so steps of a run cannot run

@@ -7,7 +7,8 @@ import dagster as dg
 # Trained-model assets live under the "models" key prefix; they are refreshed
 # weekly. Nightly scoring trains inline only when no approved version exists.
 MODEL_ASSETS = dg.AssetSelection.key_prefixes(["models"])
-PUBLISH_ASSETS = dg.AssetSelection.groups("publish")
+# Per-store exports are partitioned: they run as one publish_store run per store.
+STORE_EXPORTS = dg.AssetSelection.assets(dg.AssetKey("store_exports"))
 
 ingest_job = dg.define_asset_job(
     name="ingest",
@@ -17,10 +18,20 @@ ingest_job = dg.define_asset_job(
 
 nightly_scoring_job = dg.define_asset_job(
     name="nightly_scoring",
-    selection=dg.AssetSelection.all() - MODEL_ASSETS - PUBLISH_ASSETS,
+    selection=dg.AssetSelection.all() - MODEL_ASSETS - STORE_EXPORTS,
     description=(
         "Ingest -> staging -> marts -> score with the latest approved models. "
         "Publishing then fans out one run per store (publish_store)."
+    ),
+)
+
+publish_store_job = dg.define_asset_job(
+    name="publish_store",
+    selection=STORE_EXPORTS,
+    partitions_def=dg.DynamicPartitionsDefinition(name="stores"),
+    description=(
+        "Publish one merchant's export set (segment files, scores, plans, report.html). "
+        "One run per store partition: the unit that runs in parallel."
     ),
 )
 

@@ -9,7 +9,7 @@ import json
 
 import dagster as dg
 
-from pipelines.jobs import ingest_job
+from pipelines.jobs import ingest_job, nightly_scoring_job, publish_store_job
 from storepulse.alerts import raise_alert
 from storepulse.settings import Paths
 
@@ -69,4 +69,31 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     )
 
 
-SENSORS = [landing_folder_sensor, run_failure_alert_sensor]
+@dg.run_status_sensor(
+    name="publish_after_nightly_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[nightly_scoring_job],
+    request_job=publish_store_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "When nightly_scoring succeeds, fan out one publish_store run per store partition "
+        "(the partitions are registered by the privacy step after every ingest)."
+    ),
+)
+def publish_after_nightly_sensor(context: dg.RunStatusSensorContext):
+    stores = context.instance.get_dynamic_partitions("stores")
+    if not stores:
+        return dg.SkipReason("No store partitions registered yet.")
+    run_config = context.dagster_run.run_config or {}
+    return [
+        dg.RunRequest(
+            run_key=f"{context.dagster_run.run_id}-{store_id}",
+            partition_key=store_id,
+            run_config=run_config,
+            tags={"storepulse/nightly_run": context.dagster_run.run_id},
+        )
+        for store_id in stores
+    ]
+
+
+SENSORS = [landing_folder_sensor, run_failure_alert_sensor, publish_after_nightly_sensor]

@@ -54,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for --sample-data-if-empty")
     run.add_argument("--no-publish", action="store_true", help="skip the per-store publish runs")
 
+    forget = sub.add_parser(
+        "forget",
+        help="file a privacy deletion request; the next run erases the customer everywhere",
+    )
+    forget.add_argument("--store", required=True, help="store id")
+    who = forget.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the customer's e-mail address")
+    who.add_argument("--customer-id", help="the customer's id in the store")
+    forget.add_argument(
+        "--now", action="store_true", help="also erase right away (otherwise: at the next run)"
+    )
+
     sub.add_parser("init-home", help="create STOREPULSE_HOME and install dagster.yaml there")
     return parser
 
@@ -64,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_sample_data(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "forget":
+        return cmd_forget(args)
     if args.command == "init-home":
         paths = init_home()
         print(f"STOREPULSE_HOME={paths.home}\nDAGSTER_HOME={paths.dagster_home}")
@@ -92,6 +106,30 @@ def cmd_sample_data(args) -> int:
     print(f"Wrote {args.scale} sample data (seed {args.seed}) to {args.out}")
     print(f"Ground truth (never read by the pipeline): {Path(args.out) / '_truth'}")
     print(summary)
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from storepulse.ingest import safe_store_id
+    from storepulse.privacy import apply_privacy_requests, request_deletion
+    from storepulse.warehouse import Warehouse
+
+    paths = init_home()
+    try:
+        store_id = safe_store_id(args.store)
+    except ValueError as exc:
+        print(f"storepulse forget: {exc}", file=sys.stderr)
+        return 2
+    with Warehouse(paths.warehouse).writer() as con:
+        request_id = request_deletion(
+            con, store_id, email=args.email, customer_id=args.customer_id, source="cli"
+        )
+        print(f"Deletion request {request_id} recorded for store {store_id} (ops.privacy_log).")
+        if args.now:
+            summary = apply_privacy_requests(con)
+            print(f"Erased now: {summary.total_rows_deleted} rows.")
+        else:
+            print("The customer is erased from every table at the start of the next run.")
     return 0
 
 

@@ -126,14 +126,14 @@ def _failures(outcome) -> list[str]:
 
 def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
     """One publish run per store partition, store after store (DESIGN §7)."""
-    try:
-        job = defs.resolve_job_def("publish_store")
-    except Exception:  # noqa: BLE001 - the publish layer is optional until it is wired
-        return []
-    from pipelines.assets.publish import STORES_PARTITIONS, store_ids_for_publish
+    from pipelines.assets.publish import sync_store_partitions
+    from storepulse.publish import store_ids
+    from storepulse.warehouse import Warehouse
 
-    stores = store_ids_for_publish(result.paths)
-    instance.add_dynamic_partitions(STORES_PARTITIONS.name, stores)
+    with Warehouse(result.paths.warehouse).reader() as con:
+        stores = store_ids(con)
+    sync_store_partitions(instance, stores)
+    job = defs.resolve_job_def("publish_store")
     published = []
     for store_id in stores:
         outcome = job.execute_in_process(

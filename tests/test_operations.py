@@ -24,17 +24,23 @@ def test_landing_sensor_requests_a_run_only_for_new_or_changed_files(sp_home):
     assert isinstance(result, dg.SkipReason)
 
     (landing / "shop-a").mkdir()
-    (landing / "shop-a" / "orders.csv").write_text("order_id,email,created_at,total\n1,a@x.io,2025-01-01,10\n")
+    (landing / "shop-a" / "orders.csv").write_text(
+        "order_id,email,created_at,total\n1,a@x.io,2025-01-01,10\n"
+    )
     (landing / "_truth").mkdir()
     (landing / "_truth" / "customers.csv").write_text("ignored\n")
     result, cursor = _evaluate(cursor)
     assert isinstance(result, dg.RunRequest)
-    assert json.loads(cursor).keys() == {"shop-a/orders.csv"}, "folders starting with _ are never read"
+    assert json.loads(cursor).keys() == {"shop-a/orders.csv"}, (
+        "folders starting with _ are never read"
+    )
 
     again, cursor_again = _evaluate(cursor)
     assert isinstance(again, dg.SkipReason)
 
-    (landing / "shop-a" / "orders.csv").write_text("order_id,email,created_at,total\n1,a@x.io,2025-01-01,12.5\n")
+    (landing / "shop-a" / "orders.csv").write_text(
+        "order_id,email,created_at,total\n1,a@x.io,2025-01-01,12.5\n"
+    )
     changed, _ = _evaluate(cursor_again)
     assert isinstance(changed, dg.RunRequest)
     assert changed.run_key != result.run_key
@@ -58,7 +64,9 @@ def test_failure_alert_reaches_webhook_spool_and_ops_alerts(sp_home, monkeypatch
     monkeypatch.setenv("STOREPULSE_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
     paths = Paths.from_env().ensure()
 
-    raise_alert(paths.home, run_id="r1", job_name="nightly_scoring", message="step kpi_daily failed")
+    raise_alert(
+        paths.home, run_id="r1", job_name="nightly_scoring", message="step kpi_daily failed"
+    )
     thread.join(timeout=10)
     server.server_close()
     assert received and received[0]["run_id"] == "r1"
@@ -77,3 +85,32 @@ def test_alert_is_kept_when_the_webhook_is_down(sp_home, monkeypatch):
     raise_alert(paths.home, run_id="r2", job_name="ingest", message="boom")
     with Warehouse(paths.warehouse).writer() as con:
         assert drain_alerts(con, paths.home) == 1
+
+
+def test_nightly_success_fans_out_one_publish_run_per_store(sp_home):
+    from pipelines.definitions import defs
+    from pipelines.sensors import publish_after_nightly_sensor
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("stores", ["luma-home-de", "nova-gadgets-us"])
+    nightly = defs.resolve_job_def("nightly_scoring")
+    run = instance.create_run_for_job(
+        nightly, run_config={"resources": {"run_settings": {"config": {"as_of": "2026-06-01"}}}}
+    )
+    event = dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.RUN_SUCCESS.value, job_name="nightly_scoring"
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="publish_after_nightly_sensor",
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    requests = publish_after_nightly_sensor(context)
+    assert sorted(r.partition_key for r in requests) == ["luma-home-de", "nova-gadgets-us"]
+    assert len({r.run_key for r in requests}) == 2
+    # The publish runs use the nightly run's as_of, so a replay publishes the replayed day.
+    assert all(
+        r.run_config["resources"]["run_settings"]["config"]["as_of"] == "2026-06-01"
+        for r in requests
+    )

@@ -8,12 +8,14 @@ from pipelines.resources import RunSettings, StorepulseResource, set_as_of
 from storepulse.warehouse import query, read_sql, replace_table
 
 KPI_DAILY = dg.AssetKey(["marts", "kpi_daily"])
+# Marts are built only after deletion requests are applied (pipelines/assets/publish.py).
+PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
 
 
 @dg.asset(
     key=KPI_DAILY,
     group_name="marts",
-    deps=[staging_key(k) for k in ("orders", "ad_spend", "sessions")],
+    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
     kinds={"duckdb", "sql"},
     owners=[OWNER],
     pool="duckdb",

@@ -1,0 +1,275 @@
+"""Publish: per-store merchant export sets, the dated history, and privacy erasure.
+
+- `store_exports` (group publish, one dynamic partition per store): exports/<store>/<as_of>/
+  with segment files for Klaviyo, Mailchimp and Meta, scores, forecast, plans,
+  report.html and manifest.json; `latest` moves only after the set is complete.
+- `export_history` (group publish): Parquet snapshot of every marts/scores table.
+- `privacy_requests_applied` (group staging): erases requested customers right after
+  ingest; every mart and score depends on it, so nothing built later sees them.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from pipelines.assets.ingest import STAGING_KINDS, staging_key
+from pipelines.metadata import OWNER, metrics, preview
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse.ingest.normalise import safe_store_id
+
+STORES = dg.DynamicPartitionsDefinition(name="stores")
+PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
+STORE_EXPORTS = dg.AssetKey("store_exports")
+EXPORT_HISTORY = dg.AssetKey("export_history")
+# Freshness: the nightly publish runs every 24 h; allow two hours of slack.
+MAX_EXPORT_AGE = timedelta(hours=26)
+
+# The tables the exports read (DESIGN §4); each is optional for the publish code.
+PUBLISH_INPUTS = [
+    dg.AssetKey(["marts", "kpi_daily"]),
+    dg.AssetKey(["marts", "customer_rfm"]),
+    dg.AssetKey(["scores", "churn"]),
+    dg.AssetKey(["scores", "demand_forecast"]),
+    dg.AssetKey(["marts", "reorder_plan"]),
+    dg.AssetKey(["marts", "channel_roi"]),
+    dg.AssetKey(["marts", "budget_plan"]),
+    PRIVACY_APPLIED,
+]
+
+
+def sync_store_partitions(instance: dg.DagsterInstance, store_ids) -> list[str]:
+    """Add a `stores` partition for every new valid store id; returns the ids added.
+
+    Ids that are not slugs (letters, digits, '-', '_') are refused by the exports anyway,
+    so they never become partitions.
+    """
+    valid = set()
+    for store_id in store_ids:
+        try:
+            valid.add(safe_store_id(store_id))
+        except ValueError:
+            continue
+    existing = set(instance.get_dynamic_partitions(STORES.name))
+    new = sorted(valid - existing)
+    if new:
+        instance.add_dynamic_partitions(STORES.name, new)
+    return new
+
+
+@dg.asset(
+    key=PRIVACY_APPLIED,
+    group_name="staging",
+    deps=[staging_key(kind) for kind in STAGING_KINDS],
+    kinds={"duckdb"},
+    owners=[OWNER],
+    pool="duckdb",
+    description=(
+        "Privacy deletion requests applied: every customer ever asked to be forgotten "
+        "(`storepulse forget`, or privacy_requests files) is deleted from raw, staging, marts, "
+        "scores and quarantine in one transaction, right after each ingest, and recorded in "
+        "ops.privacy_log (hashed e-mail only). Also registers a `stores` partition for every "
+        "store seen."
+    ),
+)
+def privacy_requests_applied(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource
+) -> dg.MaterializeResult:
+    from storepulse.privacy import apply_privacy_requests
+    from storepulse.publish import store_ids
+
+    with storepulse.writer() as con:
+        summary = apply_privacy_requests(con)
+        stores = store_ids(con)
+    added = sync_store_partitions(context.instance, stores)
+    if added:
+        context.log.info(f"New store partitions: {', '.join(added)}")
+    import polars as pl
+
+    touched = pl.DataFrame(
+        {"table": list(summary.rows_deleted), "rows_deleted": list(summary.rows_deleted.values())}
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "requests": summary.requests,
+            "imported_from_landing": summary.imported_from_landing,
+            "rows_deleted": summary.total_rows_deleted,
+            "tables_touched": preview(touched, rows=50),
+            "stores": metrics({"count": len(stores), "new_partitions": added}),
+        }
+    )
+
+
+@dg.asset(
+    key=STORE_EXPORTS,
+    group_name="publish",
+    partitions_def=STORES,
+    deps=PUBLISH_INPUTS,
+    kinds={"duckdb", "polars", "csv", "parquet", "html"},
+    owners=[OWNER],
+    pool="duckdb",
+    check_specs=[dg.AssetCheckSpec("export_set_complete", asset=STORE_EXPORTS, blocking=True)],
+    description=(
+        "One merchant's export set, exports/<store_id>/<as_of>/: segments/<segment>.klaviyo.csv, "
+        ".mailchimp.csv and .meta.csv (consent-filtered; Meta identifiers SHA-256 hashed) for "
+        "every RFM segment plus the win-back-high-value and repurchase-due lists, "
+        "scores.parquet, forecast.parquet, reorder_plan.csv, budget_plan.csv, a self-contained "
+        "report.html and manifest.json (rows and sha256 per file). Written to a temporary "
+        "folder and renamed into place; exports/<store_id>/latest (symlink, plus a LATEST "
+        "file) moves only after the set is complete."
+    ),
+)
+def store_exports(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    from storepulse.publish import publish_store, verify_set
+
+    store_id = context.partition_key
+    paths = storepulse.paths()
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        result = publish_store(con, store_id, as_of, paths.exports)
+    problems = verify_set(result.path)
+    import polars as pl
+
+    files = pl.DataFrame(result.files).select("path", "rows", "bytes")
+    return dg.MaterializeResult(
+        metadata={
+            "store_id": store_id,
+            "as_of": as_of.isoformat(),
+            "path": dg.MetadataValue.path(str(result.path)),
+            "report": dg.MetadataValue.path(str(result.path / "report.html")),
+            "latest_pointer": result.latest_pointer,
+            "files": preview(files, rows=60),
+            "list_sizes": metrics(result.lists),
+            "notes": dg.MetadataValue.md(
+                "\n".join(f"- {n}" for n in result.notes) or "_(all inputs present)_"
+            ),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="export_set_complete",
+                passed=not problems,
+                metadata={"problems": metrics(problems), "files": len(result.files)},
+            )
+        ],
+    )
+
+
+@dg.asset(
+    key=EXPORT_HISTORY,
+    group_name="publish",
+    deps=PUBLISH_INPUTS,
+    kinds={"duckdb", "parquet"},
+    owners=[OWNER],
+    pool="duckdb",
+    description=(
+        "Dated Parquet snapshot of every marts and scores table, exports/_history/<as_of>/"
+        "<schema>.<table>.parquet, so nothing a run replaced is lost."
+    ),
+)
+def export_history(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    from storepulse.publish import publish_history
+
+    paths = storepulse.paths()
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        counts = publish_history(con, as_of, paths.exports)
+    import polars as pl
+
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "path": dg.MetadataValue.path(str(paths.exports / "_history" / as_of.isoformat())),
+            "tables": preview(
+                pl.DataFrame({"table": list(counts), "rows": list(counts.values())}), rows=60
+            ),
+            "dagster/row_count": sum(counts.values()),
+        }
+    )
+
+
+def _age(generated_at: str, now: datetime) -> timedelta:
+    stamp = datetime.fromisoformat(generated_at)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return now - stamp
+
+
+@dg.asset_check(
+    asset=STORE_EXPORTS,
+    name="store_exports_fresh",
+    description=(
+        "Every store partition has a `latest` export set whose manifest was written in the "
+        f"last {MAX_EXPORT_AGE.total_seconds() / 3600:.0f} hours, with every listed file "
+        "present and unchanged (sha256). Inside a one-store publish run it checks that store; "
+        "run on its own it checks them all."
+    ),
+)
+def store_exports_fresh(
+    context: dg.AssetCheckExecutionContext, storepulse: StorepulseResource
+) -> dg.AssetCheckResult:
+    from storepulse.publish import latest_set, store_dir, verify_set
+
+    now = datetime.now(UTC)
+    exports = storepulse.paths().exports
+    if context.has_partition_key:
+        stores = [context.partition_key]
+    else:
+        stores = context.instance.get_dynamic_partitions(STORES.name)
+    problems: dict[str, str] = {}
+    ages: dict[str, float] = {}
+    for store_id in stores:
+        folder = latest_set(store_dir(exports, store_id))
+        if folder is None or not folder.exists():
+            problems[store_id] = "no latest export set"
+            continue
+        issues = verify_set(folder)
+        if issues:
+            problems[store_id] = "; ".join(issues)
+            continue
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        age = _age(manifest["generated_at"], now)
+        ages[store_id] = round(age.total_seconds() / 3600, 1)
+        if age > MAX_EXPORT_AGE:
+            problems[store_id] = f"latest set is {ages[store_id]} h old (as_of {manifest['as_of']})"
+    return dg.AssetCheckResult(
+        passed=bool(stores) and not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stores": len(stores),
+            "problems": metrics(problems if stores else {"*": "no store partitions yet"}),
+            "age_hours": metrics(ages),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=EXPORT_HISTORY,
+    name="export_history_fresh",
+    description=(
+        "The newest exports/_history/<as_of>/ snapshot was written in the last "
+        f"{MAX_EXPORT_AGE.total_seconds() / 3600:.0f} hours."
+    ),
+)
+def export_history_fresh(storepulse: StorepulseResource) -> dg.AssetCheckResult:
+    history = storepulse.paths().exports / "_history"
+    manifests = sorted(history.glob("*/manifest.json")) if history.exists() else []
+    if not manifests:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"problem": "no history snapshot yet"},
+        )
+    newest = max(
+        (json.loads(m.read_text(encoding="utf-8")) for m in manifests),
+        key=lambda m: m["generated_at"],
+    )
+    age = _age(newest["generated_at"], datetime.now(UTC))
+    return dg.AssetCheckResult(
+        passed=age <= MAX_EXPORT_AGE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"as_of": newest["as_of"], "age_hours": round(age.total_seconds() / 3600, 1)},
+    )
