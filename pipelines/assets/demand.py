@@ -15,7 +15,7 @@ import polars as pl
 from pydantic import Field
 
 from models import demand, reorder
-from pipelines.assets.ingest import staging_key
+from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.model_store import latest_approved, load_model, make_version, record_run, save_model
@@ -216,7 +216,7 @@ def train_and_record(
 @dg.asset(
     key=DEMAND_MODEL,
     group_name="demand",
-    deps=[staging_key(k) for k in INPUT_KINDS],
+    deps=[*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED],
     kinds={"lightgbm", "polars"},
     owners=[OWNER],
     pool="duckdb",
@@ -309,7 +309,7 @@ def demand_model(
 @dg.asset(
     key=DEMAND_FORECAST,
     group_name="demand",
-    deps=[DEMAND_MODEL, *[staging_key(k) for k in INPUT_KINDS]],
+    deps=[DEMAND_MODEL, *[staging_key(k) for k in INPUT_KINDS], PRIVACY_APPLIED],
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",

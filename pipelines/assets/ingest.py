@@ -26,6 +26,9 @@ STAGING_KINDS = (
 )
 
 LANDING_FILES = dg.AssetKey(["raw", "landing_files"])
+# Built in pipelines/assets/publish.py right after ingest; every mart and model
+# depends on it so nothing is computed from a customer who asked to be forgotten.
+PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
 
 
 def staging_key(kind: str) -> dg.AssetKey:

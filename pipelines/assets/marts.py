@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from pipelines.assets.ingest import staging_key
+from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource, set_as_of
 from storepulse.warehouse import query, read_sql, replace_table
 
 KPI_DAILY = dg.AssetKey(["marts", "kpi_daily"])
-# Marts are built only after deletion requests are applied (pipelines/assets/publish.py).
-PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
 
 
 @dg.asset(

@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.assets.ingest import STAGING_KINDS, staging_key
+from pipelines.assets.ingest import PRIVACY_APPLIED, STAGING_KINDS, staging_key
 from pipelines.metadata import OWNER, metrics, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.ingest.normalise import safe_store_id
 
 STORES = dg.DynamicPartitionsDefinition(name="stores")
-PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
 STORE_EXPORTS = dg.AssetKey("store_exports")
 EXPORT_HISTORY = dg.AssetKey("export_history")
 # Freshness: the nightly publish runs every 24 h; allow two hours of slack.
