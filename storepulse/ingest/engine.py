@@ -1,0 +1,417 @@
+"""ingest_landing: landing folder -> raw (append-only) -> staging, quarantine, ops.
+
+One call is one transaction: new files are appended to `raw.<kind>` (deduplicated
+by the file's sha256), every staging table is rebuilt from raw, quarantine.rows
+is rewritten for row-level problems, and ops.ingested_files records every file.
+A process killed anywhere inside leaves the warehouse as it was before the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from storepulse.ingest.kinds import KIND_SPECS, KINDS
+from storepulse.ingest.layouts import ROW, LayoutError, article
+from storepulse.ingest.normalise import create_sql_macros
+from storepulse.ingest.readers import FileProblem, read_landed_file
+from storepulse.ingest.staging import (
+    built_kinds,
+    drop_work_tables,
+    outcome_select,
+    quarantine_select,
+    rebuild_staging,
+)
+from storepulse.warehouse import (
+    append_rows,
+    ensure_schemas,
+    qualified,
+    query,
+    quote_ident,
+    scalar,
+    transaction,
+)
+
+# Test hook for the kill-and-rerun test: when set, ingest writes this file once
+# raw and staging are written (still inside the transaction) and then sleeps.
+PAUSE_ENV = "STOREPULSE_INGEST_PAUSE_FILE"
+
+STATUS_INGESTED = "ingested"
+STATUS_DUPLICATE_FILE = "duplicate_file"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+
+
+@dataclass
+class FileResult:
+    path: str
+    kind: str | None
+    store_id: str | None
+    sha256: str
+    rows_read: int = 0
+    rows_staged: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    status: str = STATUS_INGESTED
+    message: str = ""
+    layout: str | None = None
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    staged_rows: dict[str, int] = field(default_factory=dict)
+    quarantined_rows: int = 0
+
+    @property
+    def new_files(self) -> list[FileResult]:
+        return [f for f in self.files if f.status != STATUS_SKIPPED]
+
+    @property
+    def failed_files(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == STATUS_FAILED]
+
+    def file(self, path: str) -> FileResult:
+        """The result for one landing-relative path ('shop_a/orders.csv')."""
+        for result in self.files:
+            if result.path == path:
+                return result
+        raise KeyError(path)
+
+
+def detect_kind(path: str | Path) -> str:
+    """The kind of a landed file from its header (Shopify -> 'orders', ad exports -> 'ad_spend').
+
+    Raises ValueError with the reason when the file is unusable or unrecognised.
+    """
+    try:
+        landed = read_landed_file(Path(path))
+    except FileProblem as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    match = landed.layout.match
+    if match is not None and not match.complete:
+        raise ValueError(
+            f"{path}: looks like {article(match.kind)} file but lacks required column(s): "
+            f"{', '.join(match.missing)}"
+        )
+    return landed.layout.kind
+
+
+def discover(landing_dir: Path) -> list[tuple[Path, str]]:
+    """(path, landing-relative posix path) of every candidate file, oldest first.
+
+    Anything under a folder or named with a leading '_' or '.' is skipped (`_truth/`
+    holds the generator's answers; dot-files are editor and OS litter); links that
+    lead outside the landing folder are not followed.
+    """
+    root = landing_dir.resolve()
+    found = []
+    for folder, subfolders, files in os.walk(landing_dir):
+        # Pruned here, so nothing below `_truth/` or a dot-folder is even listed.
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(("_", ".")))
+        for name in files:
+            if name.startswith(("_", ".")):
+                continue
+            path = Path(folder) / name
+            if not path.is_file() or not path.resolve().is_relative_to(root):
+                continue
+            found.append((path, path.relative_to(landing_dir).as_posix()))
+    return sorted(found, key=lambda item: (item[0].stat().st_mtime_ns, item[1]))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    ensure_schemas(con)  # callers may hand over a bare connection
+    for kind in KINDS:
+        columns = [f"{quote_ident(c)} varchar" for c in KIND_SPECS[kind].columns]
+        columns += [
+            "folder_store_id varchar", "source_file varchar", "file_sha256 varchar",
+            "file_seq bigint", "row_number bigint", "ingested_at timestamp",
+        ]  # fmt: skip
+        con.execute(f"create table if not exists {qualified('raw.' + kind)} ({', '.join(columns)})")
+        # Warehouses from older versions gain columns added to a kind since.
+        for column in columns:
+            con.execute(f"alter table {qualified('raw.' + kind)} add column if not exists {column}")
+    con.execute("alter table ops.ingested_files add column if not exists file_seq bigint")
+    con.execute("alter table ops.ingested_files add column if not exists layout varchar")
+    con.execute("alter table quarantine.rows add column if not exists level varchar")
+
+
+def _folder_store(relative: str) -> str | None:
+    parts = relative.split("/")
+    return parts[0] if len(parts) > 1 else None
+
+
+def _land_file(
+    con: duckdb.DuckDBPyConnection, path: Path, result: FileResult, file_seq: int, now: datetime
+) -> None:
+    """Parse one file and append its rows to raw; fills `result` (raises FileProblem).
+
+    Everything that can fail on odd input happens before the first append, so a
+    file either lands completely or not at all (DuckDB has no savepoints).
+    """
+    try:
+        landed = read_landed_file(path)
+        layout = landed.layout
+        result.kind, result.layout = layout.kind, layout.name
+        result.rows_read = landed.frame.height
+        frames, note = layout.map(landed.frame, result.path)
+        meta = [
+            pl.lit(result.store_id, pl.Utf8).alias("folder_store_id"),
+            pl.lit(result.path).alias("source_file"),
+            pl.lit(result.sha256).alias("file_sha256"),
+            pl.lit(file_seq, pl.Int64).alias("file_seq"),
+            pl.col(ROW).cast(pl.Int64).alias("row_number"),
+            pl.lit(now, pl.Datetime("us")).alias("ingested_at"),
+        ]
+        ready = {}
+        for kind, frame in frames.items():
+            data = frame.with_columns(meta).drop(ROW)
+            ready[kind] = data.with_columns(
+                [pl.col(c).cast(pl.Utf8) for c in KIND_SPECS[kind].columns if c in data.columns]
+            )
+    except FileProblem:
+        raise
+    except LayoutError as exc:
+        raise FileProblem(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - odd input must not stop the other files
+        raise FileProblem(f"could not be read ({type(exc).__name__}: {exc})") from exc
+    primary = ready["order_lines"] if layout.name == "shopify_orders" else ready[layout.kind]
+    result.rows_read = primary.height
+    result.message = note
+    for kind, data in ready.items():
+        append_rows(con, f"raw.{kind}", data)
+
+
+def _record_file(
+    con: duckdb.DuckDBPyConnection, result: FileResult, file_seq: int | None, now: datetime
+) -> None:
+    con.execute(
+        "insert into ops.ingested_files (path, sha256, kind, store_id, rows_read, rows_staged,"
+        " rows_duplicate, rows_quarantined, status, message, ingested_at, file_seq, layout)"
+        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            result.path, result.sha256, result.kind, result.store_id, result.rows_read,
+            result.rows_staged, result.rows_duplicate, result.rows_quarantined, result.status,
+            result.message, now, file_seq, result.layout,
+        ],
+    )  # fmt: skip
+
+
+def _fail(con, result: FileResult, message: str, now: datetime) -> None:
+    result.status, result.message = STATUS_FAILED, message
+    result.rows_quarantined = result.rows_read
+    _record_file(con, result, None, now)
+    con.execute(
+        "insert into quarantine.rows (source_file, row_number, kind, store_id, reason, record,"
+        " quarantined_at, level) values (?, null, ?, ?, ?, null, ?, 'file')",
+        [result.path, result.kind, result.store_id, f"{result.path}: {message}", now],
+    )
+
+
+def ingest_landing(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    *,
+    now: datetime | None = None,
+    rebuild: bool = False,
+) -> IngestReport:
+    """Ingest new files of `landing_dir` and rebuild staging (one transaction).
+
+    Returns an IngestReport with one FileResult per discovered file (status
+    ingested / duplicate_file / failed for files seen the first time, skipped
+    for files already recorded) and the staged row count of every staging table.
+    When no file added rows to raw, staging is left as it is (it is a function of
+    raw); `rebuild=True` rebuilds it anyway (after an upgrade of the staging rules).
+    `now` (UTC, default the clock) stamps the run and bounds "future" dates.
+    """
+    now = now or datetime.now(UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    landing_dir = Path(landing_dir)
+    report = IngestReport()
+    candidates = discover(landing_dir) if landing_dir.exists() else []
+    # Row order inside tables carries no meaning here (row_number does), and letting
+    # DuckDB write in any order makes the big CREATE TABLE AS steps parallel.
+    insertion_order = con.execute("select current_setting('preserve_insertion_order')").fetchall()[
+        0
+    ][0]
+    con.execute("set preserve_insertion_order = false")
+    try:
+        with transaction(con):
+            return _ingest(con, candidates, report, now, rebuild)
+    finally:
+        con.execute(f"set preserve_insertion_order = {'true' if insertion_order else 'false'}")
+
+
+def _ingest(
+    con: duckdb.DuckDBPyConnection,
+    candidates: list[tuple[Path, str]],
+    report: IngestReport,
+    now: datetime,
+    rebuild: bool,
+) -> IngestReport:
+    ensure_tables(con)
+    landed_rows = False
+    seen = query(con, "select path, sha256, status, file_seq from ops.ingested_files")
+    seen_pairs = {(r["path"], r["sha256"]) for r in seen.iter_rows(named=True)}
+    ingested_by_sha = {
+        r["sha256"]: r["path"] for r in seen.iter_rows(named=True) if r["status"] == STATUS_INGESTED
+    }
+    next_seq = int(seen["file_seq"].max() or 0) + 1 if seen.height else 1
+    for path, relative in candidates:
+        sha = file_sha256(path)
+        result = FileResult(relative, None, _folder_store(relative), sha)
+        report.files.append(result)
+        if (relative, sha) in seen_pairs:
+            result.status = STATUS_SKIPPED
+            continue
+        seen_pairs.add((relative, sha))
+        if sha in ingested_by_sha:
+            result.status = STATUS_DUPLICATE_FILE
+            result.message = (
+                f"same content as {ingested_by_sha[sha]}, already ingested; not read again"
+            )
+            _record_file(con, result, None, now)
+            continue
+        try:
+            _land_file(con, path, result, next_seq, now)
+        except FileProblem as exc:
+            _fail(con, result, str(exc), now)
+            continue
+        _record_file(con, result, next_seq, now)
+        ingested_by_sha[sha] = relative
+        next_seq += 1
+        landed_rows = True
+    if landed_rows or rebuild or not _staging_complete(con):
+        create_sql_macros(con)
+        report.staged_rows = rebuild_staging(con, now)
+        report.quarantined_rows = _rewrite_quarantine(con)
+        _update_file_counts(con)
+    else:
+        report.staged_rows = {
+            kind: scalar(con, f"select count(*) from {qualified('staging.' + kind)}")
+            for kind in KINDS
+        }
+        report.quarantined_rows = scalar(
+            con, "select count(*) from quarantine.rows where level = 'row'"
+        )
+    _fill_report(con, report)
+    drop_work_tables(con)
+    _pause_for_tests()
+    return report
+
+
+def _staging_complete(con: duckdb.DuckDBPyConnection) -> bool:
+    present = scalar(
+        con,
+        "select count(*) from information_schema.tables where table_schema = 'staging'"
+        f" and table_name in ({', '.join(chr(39) + k + chr(39) for k in KINDS)})",
+    )
+    return present == len(KINDS)
+
+
+def _rewrite_quarantine(con: duckdb.DuckDBPyConnection) -> int:
+    con.execute("delete from quarantine.rows where level is distinct from 'file'")
+    # A file that failed and was later fixed (same path, new content) is resolved.
+    con.execute(
+        "delete from quarantine.rows q where level = 'file' and exists (select 1 from"
+        " ops.ingested_files f where f.path = q.source_file and f.status = 'ingested'"
+        " and f.ingested_at >= q.quarantined_at)"
+    )
+    kinds = built_kinds(con)
+    if not kinds:
+        return 0
+    selects = " union all ".join(quarantine_select(kind) for kind in kinds)
+    con.execute(
+        "insert into quarantine.rows (source_file, row_number, kind, store_id, reason, record,"
+        f" quarantined_at, level) select *, 'row' from ({selects}) order by source_file, row_number, kind, reason"
+    )
+    return con.execute("select count(*) from quarantine.rows where level = 'row'").fetchall()[0][0]
+
+
+def _update_file_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """Per file, each raw row once: quarantined if any record of it was, else duplicate, else staged."""
+    outcomes = (
+        " union all ".join(
+            f"select _file_seq as file_seq, _row_number as row_number, _outcome as outcome from ({outcome_select(kind)})"
+            for kind in built_kinds(con)
+        )
+        or "select null::bigint as file_seq, null::bigint as row_number, null::varchar as outcome limit 0"
+    )
+    con.execute(
+        f"""
+        create or replace temp table file_counts as
+        with per_row as (
+            select file_seq, row_number, max(case
+                when outcome in ('quarantined', 'conflict') then 3
+                when outcome in ('duplicate', 'superseded') then 2
+                else 1 end) as severity
+            from ({outcomes}) group by file_seq, row_number
+        )
+        select file_seq,
+            count(*) filter (where severity = 1) as staged,
+            count(*) filter (where severity = 2) as duplicate,
+            count(*) filter (where severity = 3) as quarantined
+        from per_row group by file_seq
+        """
+    )
+    con.execute(
+        """
+        update ops.ingested_files f set rows_staged = coalesce(c.staged, 0),
+            rows_duplicate = coalesce(c.duplicate, 0), rows_quarantined = coalesce(c.quarantined, 0)
+        from (select i.file_seq, fc.staged, fc.duplicate, fc.quarantined from ops.ingested_files i
+              left join file_counts fc on fc.file_seq = i.file_seq
+              where i.status = 'ingested') c
+        where f.file_seq = c.file_seq and f.status = 'ingested'
+          and (f.rows_staged is distinct from coalesce(c.staged, 0)
+               or f.rows_duplicate is distinct from coalesce(c.duplicate, 0)
+               or f.rows_quarantined is distinct from coalesce(c.quarantined, 0))
+        """
+    )
+
+
+def _fill_report(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
+    recorded = query(
+        con,
+        "select path, sha256, kind, store_id, rows_read, rows_staged, rows_duplicate,"
+        " rows_quarantined, status, message, layout from ops.ingested_files",
+    )
+    by_key = {(r["path"], r["sha256"]): r for r in recorded.iter_rows(named=True)}
+    for result in report.files:
+        row = by_key.get((result.path, result.sha256))
+        if row is None:
+            continue
+        for name in (
+            "kind",
+            "store_id",
+            "rows_read",
+            "rows_staged",
+            "rows_duplicate",
+            "rows_quarantined",
+            "layout",
+        ):
+            setattr(result, name, row[name])
+        if result.status != STATUS_SKIPPED:
+            result.message = row["message"] or ""
+
+
+def _pause_for_tests() -> None:
+    marker = os.environ.get(PAUSE_ENV)
+    if marker:
+        Path(marker).write_text("inside the ingest transaction\n")
+        time.sleep(120)

@@ -1,0 +1,903 @@
+"""Rebuild every staging table from raw, in SQL, with row-level validation.
+
+Per kind: parse the raw strings (`p`), check each row (the first failed check
+becomes its quarantine reason), convert money to USD with the nearest earlier FX
+rate, then resolve versions and duplicates:
+
+- group key (an order for order lines, else the row key): only the latest file
+  that contains the group is current; rows of older files that the current
+  version no longer has are *superseded* (counted as duplicates);
+- row key: the current content is the last row of the current file; the earliest
+  row with exactly that content is staged, other identical rows are duplicates,
+  a different row in the same current file is a conflict (quarantined), a
+  different row in an older file is superseded.
+
+Rows read = staged + duplicates + quarantined per file follows from this: each
+raw row gets exactly one outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from storepulse.ingest.channels import CHANNELS, channel_sql
+from storepulse.ingest.kinds import KIND_SPECS, STAGING_SCHEMAS
+from storepulse.warehouse import qualified, quote_ident, scalar
+
+STORE_SLUG = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+EARLIEST_PLAUSIBLE = "1990-01-01"
+
+# Order of rebuild: later kinds look up earlier ones (rates, stores, customers, orders).
+BUILD_ORDER = (
+    "fx_rates", "stores", "customers", "products", "orders", "order_lines", "inventory",
+    "ad_spend", "sessions", "privacy_requests",
+)  # fmt: skip
+
+
+def lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def fmt(template: str, *exprs: str) -> str:
+    """A SQL expression formatting a message: fmt("total '{}' is not a number", "total")."""
+    return f"format({lit(template)}{''.join(', ' + e for e in exprs)})"
+
+
+@dataclass
+class KindSql:
+    parsed: list[str]  # "expr as name" over raw columns (+ joined tables), CTE p
+    joins: str  # joins available to `parsed` (raw alias r)
+    checks: list[tuple[str, str]]  # (condition, message) over p
+    output: dict[str, str]  # contract column -> expression over p (+ fx)
+    group_key: tuple[str, ...]
+    row_key: tuple[str, ...]
+    fx: tuple[str, str] | None = None  # (currency column, date expression) in p
+
+
+def _num(col: str) -> str:
+    return f"sp_num(r.{quote_ident(col)}) as n_{col}"
+
+
+def _number_checks(col: str, *, required: bool = False, negative_hint: str = "") -> list:
+    raw = f"r_{col}"
+    checks = []
+    if required:
+        checks.append((f"sp_text({raw}) is null", lit(f"{col} is empty; it is required")))
+    checks.append(
+        (
+            f"sp_text({raw}) is not null and (n_{col} is null or not isfinite(n_{col}))",
+            fmt(f"{col} '{{}}' is not a number", raw),
+        )
+    )
+    checks.append(
+        (f"n_{col} < 0", fmt(f"{col} {{}} is negative{negative_hint}", raw)),
+    )
+    return checks
+
+
+def _time_checks(col: str, parsed: str, now: str, *, required: bool, what: str = "date") -> list:
+    raw = f"r_{col}"
+    checks = []
+    if required:
+        checks.append((f"sp_text({raw}) is null", lit(f"{col} is empty; it is required")))
+    checks += [
+        (
+            f"sp_text({raw}) is not null and {parsed} is null",
+            fmt(
+                f"{col} '{{}}' is not a valid {what} (use YYYY-MM-DD"
+                + (" HH:MM:SS)" if what != "date" else ")"),
+                raw,
+            ),
+        ),
+        (
+            f"{parsed} > timestamp {lit(now)} + interval 1 day",
+            fmt(f"{col} '{{}}' is in the future; check the date", raw),
+        ),
+        (
+            f"{parsed} < timestamp {lit(EARLIEST_PLAUSIBLE)}",
+            fmt(f"{col} '{{}}' is before {EARLIEST_PLAUSIBLE}; check the date", raw),
+        ),
+    ]
+    return checks
+
+
+def _store_checks() -> list:
+    return [
+        (
+            "store_id is null",
+            lit("no store_id: add a store_id column or put the file in landing/<store_id>/"),
+        ),
+        (
+            f"not regexp_full_match(store_id, {lit(STORE_SLUG)})",
+            fmt("store id '{}' is not valid: use letters, digits, '-' or '_' only", "store_id"),
+        ),
+        (
+            "has_stores and known_store is null",
+            fmt("store '{}' is not in stores.csv; add the store or correct the id", "store_id"),
+        ),
+    ]
+
+
+def _currency_checks() -> list:
+    return [
+        (
+            "currency is null",
+            lit("currency is empty and the store has no currency in stores.csv; add one"),
+        ),
+        (
+            "not regexp_full_match(currency, '[A-Z]{3}') or (currency <> 'USD' and first_rate is null)",
+            fmt("currency '{}' is not in fx_rates; add a rate or correct the code", "currency"),
+        ),
+    ]
+
+
+STORE_JOIN = (
+    "left join (select store_id as known_store, currency as store_currency from staging.stores) st"
+    " on st.known_store = coalesce(sp_text(r.store_id), r.folder_store_id)"
+)
+STORE_PARSED = [
+    "coalesce(sp_text(r.store_id), r.folder_store_id) as store_id",
+    "st.known_store",
+    "(select count(*) > 0 from staging.stores) as has_stores",
+]
+
+
+def _raw_cols(kind: str) -> list[str]:
+    return [f"r.{quote_ident(c)} as r_{c}" for c in KIND_SPECS[kind].columns]
+
+
+def kind_sql(kind: str, now: str) -> KindSql:
+    if kind == "fx_rates":
+        return KindSql(
+            parsed=[
+                "sp_date(r.date) as date",
+                "upper(sp_text(r.currency)) as currency",
+                _num("usd_per_unit"),
+            ],
+            joins="",
+            checks=[
+                *_time_checks("date", "date", now, required=True),
+                ("currency is null", lit("currency is empty; it is required")),
+                (
+                    "not regexp_full_match(currency, '[A-Z]{3}')",
+                    fmt("currency '{}' is not a 3-letter ISO code", "currency"),
+                ),
+                *_number_checks("usd_per_unit", required=True),
+                ("n_usd_per_unit = 0", lit("usd_per_unit is 0; a rate must be positive")),
+            ],
+            output={"date": "date", "currency": "currency", "usd_per_unit": "n_usd_per_unit"},
+            group_key=("date", "currency"),
+            row_key=("date", "currency"),
+        )
+    if kind == "stores":
+        return KindSql(
+            parsed=[
+                "sp_text(r.store_id) as store_id",
+                "sp_text(r.store_name) as store_name",
+                "upper(sp_text(r.country)) as country",
+                "upper(sp_text(r.currency)) as currency",
+                "sp_text(r.timezone) as timezone",
+            ],
+            joins="",
+            checks=[
+                ("store_id is null", lit("store_id is empty; it is required")),
+                (
+                    f"not regexp_full_match(store_id, {lit(STORE_SLUG)})",
+                    fmt(
+                        "store id '{}' is not valid: use letters, digits, '-' or '_' only",
+                        "store_id",
+                    ),
+                ),
+                (
+                    "currency is not null and not regexp_full_match(currency, '[A-Z]{3}')",
+                    fmt("currency '{}' is not a 3-letter ISO code", "currency"),
+                ),
+            ],
+            output={c: c for c in STAGING_SCHEMAS["stores"]},
+            group_key=("store_id",),
+            row_key=("store_id",),
+        )
+    if kind == "customers":
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "coalesce(sp_text(r.customer_id), sp_email(r.email)) as customer_id",
+                "sp_email(r.email) as email",
+                "upper(sp_text(r.country)) as country",
+                "sp_phone(r.phone, cc.calling_code) as phone",
+                "sp_text(r.first_name) as first_name",
+                "sp_text(r.last_name) as last_name",
+                "sp_ts(r.created_at) as created_at",
+                "coalesce(sp_bool(r.accepts_email_marketing), false) as accepts_email_marketing",
+                "coalesce(sp_bool(r.accepts_sms_marketing), false) as accepts_sms_marketing",
+                "coalesce(sp_bool(r.ad_personalization_consent), false) as ad_personalization_consent",
+            ],
+            joins=STORE_JOIN
+            + " left join sp_calling_codes cc on cc.country = upper(sp_text(r.country))",
+            checks=[
+                *_store_checks(),
+                (
+                    "customer_id is null",
+                    lit(
+                        "neither customer_id nor email is filled; add one to identify the customer"
+                    ),
+                ),
+                (
+                    "email is not null and not regexp_full_match(email, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')",
+                    fmt("email '{}' is not an e-mail address; correct or empty it", "r_email"),
+                ),
+                *_time_checks("created_at", "created_at", now, required=False, what="date/time"),
+            ],
+            output={
+                **{c: c for c in STAGING_SCHEMAS["customers"]},
+                "email_sha256": "case when email is not null then sha256(email) end",
+            },
+            group_key=("store_id", "customer_id"),
+            row_key=("store_id", "customer_id"),
+        )
+    if kind == "products":
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_text(r.sku) as sku",
+                "sp_text(r.title) as title",
+                "sp_text(r.category) as category",
+                _num("price"),
+                _num("unit_cost"),
+                "sp_date(r.launched_at) as launched_at",
+                "upper(coalesce(st.store_currency, 'USD')) as currency",
+                f"cast(timestamp {lit(now)} as date) as fx_date",
+            ],
+            joins=STORE_JOIN,
+            checks=[
+                *_store_checks(),
+                ("sku is null", lit("sku is empty; it is required")),
+                *_number_checks("price"),
+                *_number_checks("unit_cost"),
+                *_time_checks("launched_at", "launched_at", now, required=False),
+                *_currency_checks(),
+            ],
+            output={
+                "store_id": "store_id",
+                "sku": "sku",
+                "title": "title",
+                "category": "category",
+                "price": "n_price",
+                "unit_cost": "n_unit_cost",
+                "price_usd": "n_price * fx_rate",
+                "unit_cost_usd": "n_unit_cost * fx_rate",
+                "launched_at": "launched_at",
+            },  # fmt: skip
+            group_key=("store_id", "sku"),
+            row_key=("store_id", "sku"),
+            fx=("currency", "fx_date"),
+        )
+    if kind == "orders":
+        money = ("subtotal", "discount", "shipping", "tax", "total", "refunded_amount")
+        out = {
+            "store_id": "store_id", "order_id": "order_id",
+            "customer_id": "coalesce(customer_id_in, known_customer_id, email)",
+            "email": "email", "created_at": "created_at", "order_date": "cast(created_at as date)",
+            "currency": "currency",
+            "subtotal": "coalesce(n_subtotal, n_total - coalesce(n_shipping, 0) - coalesce(n_tax, 0)"
+            " + coalesce(n_discount, 0))",
+            "discount": "coalesce(n_discount, 0)", "shipping": "coalesce(n_shipping, 0)",
+            "tax": "coalesce(n_tax, 0)", "total": "n_total",
+            "refunded_amount": "coalesce(n_refunded_amount, 0)", "fx_usd_per_unit": "fx_rate",
+            "financial_status": "financial_status", "cancelled_at": "cancelled_at",
+            "is_cancelled": "cancelled_at is not null or coalesce(financial_status in "
+            "('voided', 'cancelled', 'canceled'), false)",
+            "payment_method": "payment_method", "utm_source": "utm_source",
+            "utm_medium": "utm_medium", "utm_campaign": "utm_campaign",
+            "channel": "utm_channel", "device": "device",
+            "ship_country": "ship_country", "source_file": "source_file",
+            "customer_phone": "customer_phone", "customer_first_name": "customer_first_name",
+            "customer_last_name": "customer_last_name",
+            "customer_accepts_email": "customer_accepts_email",
+            "row_number": "row_number",
+        }  # fmt: skip
+        for m in ("subtotal", "discount", "shipping", "tax", "total", "refunded_amount"):
+            out[f"{m}_usd"] = f"({out[m]}) * fx_rate"
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_text(r.order_id) as order_id",
+                "sp_text(r.customer_id) as customer_id_in",
+                "sp_email(r.email) as email",
+                "cbe.customer_id as known_customer_id",
+                "sp_ts(r.created_at) as created_at",
+                "upper(coalesce(sp_text(r.currency), st.store_currency, 'USD')) as currency",
+                *[_num(m) for m in money],
+                "lower(sp_text(r.financial_status)) as financial_status",
+                "sp_ts(r.cancelled_at) as cancelled_at",
+                "lower(sp_text(r.payment_method)) as payment_method",
+                "sp_text(r.utm_source) as utm_source",
+                "sp_text(r.utm_medium) as utm_medium",
+                "sp_text(r.utm_campaign) as utm_campaign",
+                "uc.channel as utm_channel",
+                "lower(sp_text(r.device)) as device",
+                "upper(sp_text(r.ship_country)) as ship_country",
+                "sp_phone(r.phone, cc.calling_code) as customer_phone",
+                "sp_text(r.first_name) as customer_first_name",
+                "sp_text(r.last_name) as customer_last_name",
+                "sp_bool(r.accepts_email_marketing) as customer_accepts_email",
+                "cast(sp_ts(r.created_at) as date) as fx_date",
+            ],
+            joins=STORE_JOIN
+            + " left join sp_calling_codes cc on cc.country = upper(sp_text(r.ship_country))"
+            " left join utm_channels uc on uc.src = coalesce(sp_text(r.utm_source), '')"
+            " and uc.med = coalesce(sp_text(r.utm_medium), '')"
+            " left join customer_by_email cbe on cbe.store_id ="
+            " coalesce(sp_text(r.store_id), r.folder_store_id) and cbe.email = sp_email(r.email)",
+            checks=[
+                *_store_checks(),
+                ("order_id is null", lit("order_id is empty; every order needs its id")),
+                (
+                    "customer_id_in is null and email is null",
+                    lit(
+                        "neither customer_id nor email is filled; add one so the order has a customer"
+                    ),
+                ),
+                (
+                    "customer_id_in is null and not regexp_full_match(email, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')",
+                    fmt(
+                        "email '{}' is not an e-mail address and there is no customer_id", "r_email"
+                    ),
+                ),
+                *_time_checks("created_at", "created_at", now, required=True, what="date/time"),
+                *_currency_checks(),
+                *_number_checks(
+                    "total", required=True, negative_hint="; refunds go in refunded_amount"
+                ),
+                *[c for m in money if m != "total" for c in _number_checks(m)],
+                *[
+                    c
+                    for c in _time_checks(
+                        "cancelled_at", "cancelled_at", now, required=False, what="date/time"
+                    )
+                    if "future" not in c[1]
+                ],
+            ],
+            output=out,
+            group_key=("store_id", "order_id"),
+            row_key=("store_id", "order_id"),
+            fx=("currency", "fx_date"),
+        )
+    if kind == "order_lines":
+        line_total = (
+            "n_quantity * coalesce(n_unit_price, product_price, 0) - coalesce(n_line_discount, 0)"
+        )
+        return KindSql(
+            parsed=[
+                "coalesce(sp_text(r.store_id), r.folder_store_id) as store_id",
+                "so.order_store as known_store",
+                "false as has_stores",
+                "sp_text(r.order_id) as order_id",
+                "coalesce(try_cast(sp_num(r.line_no) as integer), case when sp_text(r.line_no) is null"
+                " then cast(row_number() over (partition by r.source_file, r.store_id,"
+                " r.folder_store_id, r.order_id order by r.row_number) as integer) end) as line_no",
+                "sp_text(r.sku) as sku",
+                _num("quantity"),
+                _num("unit_price"),
+                _num("line_discount"),
+                "so.order_currency as currency",
+                "so.order_fx as fx_rate",
+                "pr.price as product_price",
+                "qo.order_reason",
+            ],
+            joins="left join (select store_id as order_store, order_id as order_key, currency as order_currency,"
+            " fx_usd_per_unit as order_fx from staging.orders) so on so.order_store ="
+            " coalesce(sp_text(r.store_id), r.folder_store_id) and so.order_key = sp_text(r.order_id)"
+            " left join staging.products pr on pr.store_id = coalesce(sp_text(r.store_id), r.folder_store_id)"
+            " and pr.sku = sp_text(r.sku)"
+            " left join quarantined_orders qo on qo.store_id = coalesce(sp_text(r.store_id), r.folder_store_id)"
+            " and qo.order_id = sp_text(r.order_id)",
+            checks=[
+                *_store_checks()[:2],
+                ("order_id is null", lit("order_id is empty; every line needs its order")),
+                ("sku is null", lit("sku is empty; it is required")),
+                (
+                    "line_no is null",
+                    fmt("line_no '{}' is not a whole number", "r_line_no"),
+                ),
+                *_number_checks(
+                    "quantity",
+                    required=True,
+                    negative_hint="; returns go in the order's refunded_amount",
+                ),
+                *_number_checks("unit_price"),
+                *_number_checks("line_discount"),
+                (
+                    "known_store is null and order_reason is not null",
+                    fmt(
+                        "order '{}' was quarantined ({}); fix the order and its lines follow",
+                        "order_id",
+                        "order_reason",
+                    ),
+                ),
+                (
+                    "known_store is null",
+                    fmt(
+                        "order '{}' of store '{}' is not in staging.orders; "
+                        "load the order (or correct the order_id) first",
+                        "order_id",
+                        "store_id",
+                    ),
+                ),
+            ],
+            output={
+                "store_id": "store_id",
+                "order_id": "order_id",
+                "line_no": "line_no",
+                "sku": "sku",
+                "quantity": "n_quantity",
+                "unit_price": "coalesce(n_unit_price, product_price)",
+                "line_discount": "coalesce(n_line_discount, 0)",
+                "currency": "currency",
+                "unit_price_usd": "coalesce(n_unit_price, product_price) * fx_rate",
+                "line_discount_usd": "coalesce(n_line_discount, 0) * fx_rate",
+                "line_total_usd": f"({line_total}) * fx_rate",
+            },  # fmt: skip
+            group_key=("store_id", "order_id"),
+            row_key=("store_id", "order_id", "line_no"),
+        )
+    if kind == "inventory":
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_date(r.snapshot_date) as snapshot_date",
+                "sp_text(r.sku) as sku",
+                "sp_text(r.warehouse) as warehouse",
+                _num("on_hand"),
+                _num("lead_time_days"),
+            ],
+            joins=STORE_JOIN,
+            checks=[
+                *_store_checks(),
+                *_time_checks("snapshot_date", "snapshot_date", now, required=True),
+                ("sku is null", lit("sku is empty; it is required")),
+                *_number_checks(
+                    "on_hand", required=True, negative_hint="; count oversold stock as 0"
+                ),
+                *_number_checks("lead_time_days"),
+            ],
+            output={
+                "snapshot_date": "snapshot_date",
+                "store_id": "store_id",
+                "sku": "sku",
+                "warehouse": "warehouse",
+                "on_hand": "n_on_hand",
+                "lead_time_days": "cast(round(n_lead_time_days) as integer)",
+            },  # fmt: skip
+            group_key=("snapshot_date", "store_id", "sku", "warehouse"),
+            row_key=("snapshot_date", "store_id", "sku", "warehouse"),
+        )
+    if kind == "ad_spend":
+        metrics = (
+            "spend",
+            "impressions",
+            "clicks",
+            "platform_conversions",
+            "platform_conversion_value",
+        )
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_date(r.date) as date",
+                # 'Facebook', 'AdWords', 'TikTok Ads' -> meta, google, tiktok (same rules
+                # as UTM sources); anything else is kept, lower-cased.
+                f"case when {channel_sql('r.platform', 'null')} not in ('other', 'direct')"
+                f" then {channel_sql('r.platform', 'null')} else lower(sp_text(r.platform)) end as platform",
+                "sp_text(r.campaign_id) as campaign_id",
+                "sp_text(r.campaign_name) as campaign_name",
+                "upper(sp_text(r.country)) as country",
+                "upper(coalesce(sp_text(r.currency), st.store_currency, 'USD')) as currency",
+                *[_num(m) for m in metrics],
+                "sp_date(r.date) as fx_date",
+            ],
+            joins=STORE_JOIN,
+            checks=[
+                *_store_checks(),
+                *_time_checks("date", "date", now, required=True),
+                (
+                    "platform is null",
+                    lit("platform is empty; it is required (meta, google, tiktok…)"),
+                ),
+                *_currency_checks(),
+                *_number_checks("spend", required=True),
+                *[c for m in metrics[1:] for c in _number_checks(m)],
+            ],
+            output={
+                "date": "date",
+                "store_id": "store_id",
+                "platform": "platform",
+                "campaign_id": "campaign_id",
+                "campaign_name": "campaign_name",
+                "country": "country",
+                "currency": "currency",
+                "spend": "n_spend",
+                "impressions": "coalesce(n_impressions, 0)",
+                "clicks": "coalesce(n_clicks, 0)",
+                "platform_conversions": "coalesce(n_platform_conversions, 0)",
+                "platform_conversion_value": "coalesce(n_platform_conversion_value, 0)",
+                "spend_usd": "n_spend * fx_rate",
+                "platform_conversion_value_usd": "coalesce(n_platform_conversion_value, 0) * fx_rate",
+            },  # fmt: skip
+            group_key=(
+                "date",
+                "store_id",
+                "platform",
+                "coalesce(campaign_id, campaign_name)",
+                "country",
+            ),
+            row_key=(
+                "date",
+                "store_id",
+                "platform",
+                "coalesce(campaign_id, campaign_name)",
+                "country",
+            ),
+            fx=("currency", "fx_date"),
+        )
+    if kind == "sessions":
+        counts = ("sessions", "add_to_cart", "checkout_started", "orders")
+        vocabulary = ", ".join(lit(c) for c in CHANNELS)
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_date(r.date) as date",
+                f"case when lower(sp_text(r.channel)) in ({vocabulary}) then lower(sp_text(r.channel))"
+                f" else {channel_sql('r.channel', 'null')} end as channel",
+                "lower(sp_text(r.device)) as device",
+                *[_num(m) for m in counts],
+            ],
+            joins=STORE_JOIN,
+            checks=[
+                *_store_checks(),
+                *_time_checks("date", "date", now, required=True),
+                *_number_checks("sessions", required=True),
+                *[c for m in counts[1:] for c in _number_checks(m)],
+            ],
+            output={
+                "date": "date",
+                "store_id": "store_id",
+                "channel": "channel",
+                "device": "device",
+                **{m: f"cast(round(coalesce(n_{m}, 0)) as bigint)" for m in counts},
+            },
+            group_key=("date", "store_id", "channel", "device"),
+            row_key=("date", "store_id", "channel", "device"),
+        )
+    if kind == "privacy_requests":
+        return KindSql(
+            parsed=[
+                *STORE_PARSED,
+                "sp_ts(r.requested_at) as requested_at",
+                "sp_email(r.email) as email",
+                "sp_text(r.customer_id) as customer_id",
+                "coalesce(lower(sp_text(r.kind)), 'delete') as kind",
+            ],
+            joins=STORE_JOIN,
+            checks=[
+                *_store_checks(),
+                *_time_checks("requested_at", "requested_at", now, required=True, what="date/time"),
+                (
+                    "email is null and customer_id is null",
+                    lit("neither email nor customer_id is filled; the request names nobody"),
+                ),
+                (
+                    "kind not in ('delete', 'erase', 'erasure', 'forget')",
+                    fmt("request kind '{}' is not supported; use 'delete'", "kind"),
+                ),
+            ],
+            output={
+                "requested_at": "requested_at",
+                "store_id": "store_id",
+                "email": "email",
+                "customer_id": "customer_id",
+                "kind": "'delete'",
+            },
+            group_key=("requested_at", "store_id", "email", "customer_id"),
+            row_key=("requested_at", "store_id", "email", "customer_id"),
+        )
+    raise KeyError(kind)
+
+
+def _case(checks: list[tuple[str, str]]) -> str:
+    return "case " + " ".join(f"when {cond} then {msg}" for cond, msg in checks) + " end"
+
+
+def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
+    """Replace staging.<kind>; leaves temp tables typed_<kind> and careful_<kind> for reporting."""
+    spec = kind_sql(kind, now)
+    raw = qualified(f"raw.{kind}")
+    fx_select, fx_join = "", ""
+    if spec.fx:
+        currency, fx_date = spec.fx
+        # USD is 1; otherwise the nearest earlier rate, or the earliest known one when
+        # the data starts before the rate table (better than dropping the row).
+        fx_select = (
+            f", fr.first_rate, case when p.{currency} = 'USD' then 1.0"
+            " else coalesce(fx.usd_per_unit, fr.first_rate) end as fx_rate"
+        )
+        fx_join = (
+            f" left join fx_daily fx on fx.currency = p.{currency} and fx.date = p.{fx_date}"
+            f" left join fx_first fr on fr.currency = p.{currency}"
+        )
+    elif kind == "order_lines":
+        fx_select = ", 1.0 as first_rate"
+    else:
+        fx_select = ", 1.0 as first_rate, 1.0 as fx_rate"
+    outputs = ", ".join(f"{expr} as {quote_ident(col)}" for col, expr in spec.output.items())
+    typed_hash = (
+        "hash("
+        + ", ".join(quote_ident(c) for c in spec.output if c not in ("source_file", "row_number"))
+        + ")"
+    )
+    group_cols = _key_sql(spec.group_key)
+    row_cols = _key_sql(spec.row_key)
+    con.execute(
+        f"""
+        create or replace temp table typed_{kind} as
+        with p as (
+            select {", ".join(spec.parsed)}, {", ".join(_raw_cols(kind))},
+                r.source_file, r.row_number, r.file_seq, r.ingested_at
+            from {raw} r {spec.joins}
+        ), checked as (
+            select p.*{fx_select} from p {fx_join}
+        ), typed as (
+            select {outputs}, source_file as _source_file, row_number as _row_number,
+                file_seq as _file_seq, ingested_at as _ingested_at, {_case(spec.checks)} as _reason
+            from checked
+        )
+        select *, {typed_hash} as _hash, hash({row_cols}) as _key_hash, hash({group_cols}) as _group_hash
+        from typed
+        """
+    )
+    # Fast path: a valid row whose key occurs once, in a group (an order) that only one
+    # file has, is simply staged. The rest (usually few rows) is ranked on the real key
+    # columns in `careful_<kind>`; a hash collision only sends rows down that path.
+    careful = "_key_hash in (select _key_hash from valid group by _key_hash having count(*) > 1)"
+    if spec.group_key != spec.row_key:
+        careful += (
+            " or _group_hash in (select _group_hash from valid group by _group_hash"
+            " having count(distinct _file_seq) > 1)"
+        )
+    order = "(_file_seq * 10000000000 + _row_number)"
+    con.execute(
+        f"""
+        create or replace temp table careful_{kind} as
+        with valid as (select * from typed_{kind} where _reason is null),
+        versioned as (
+            select *, max(_file_seq) over (partition by {group_cols}) as _version_seq
+            from valid where {careful}
+        ),
+        judged as (
+            select *,
+                arg_max(_hash, {order}) filter (where _file_seq = _version_seq) over w as _winner_hash,
+                arg_max(_row_number, {order}) filter (where _file_seq = _version_seq) over w as _winner_row,
+                row_number() over (partition by {row_cols}, _hash order by {order}) as _copy_no
+            from versioned
+            window w as (partition by {row_cols})
+        )
+        select _file_seq, _row_number, _winner_row, case
+                when _winner_hash is null then 'superseded'
+                when _hash = _winner_hash and _copy_no = 1 then 'staged'
+                when _hash = _winner_hash then 'duplicate'
+                when _file_seq = _version_seq then 'conflict'
+                else 'superseded'
+            end as _outcome
+        from judged
+        """
+    )
+    columns = ", ".join(
+        f"cast(t.{quote_ident(c)} as {t}) as {quote_ident(c)}"
+        for c, t in STAGING_SCHEMAS[kind].items()
+    )
+    con.execute(
+        f"create or replace table {qualified('staging.' + kind)} as select {columns} "
+        f"from typed_{kind} t left join careful_{kind} c using (_file_seq, _row_number) "
+        "where t._reason is null and coalesce(c._outcome, 'staged') = 'staged'"
+    )
+
+
+def outcome_select(kind: str) -> str:
+    """Every raw row of `kind` once, with its outcome: staged, duplicate, superseded,
+    conflict (quarantined: same key, other values, same file) or quarantined."""
+    return (
+        "select t.*, c._winner_row, case when t._reason is not null then 'quarantined'"
+        " else coalesce(c._outcome, 'staged') end as _outcome"
+        f" from typed_{kind} t left join careful_{kind} c using (_file_seq, _row_number)"
+    )
+
+
+def _key_sql(key: tuple[str, ...]) -> str:
+    """Key columns (quoted) or expressions over them, e.g. coalesce(campaign_id, campaign_name)."""
+    return ", ".join(k if "(" in k else quote_ident(k) for k in key)
+
+
+def prepare_lookups(con: duckdb.DuckDBPyConnection, now: str) -> None:
+    """Rate lookups: the first rate per currency, and the nearest earlier rate for every
+    day from a currency's first rate to just after `now` (an equi-join is much cheaper
+    than an ASOF join per row), and the channel of every distinct UTM pair."""
+    con.execute(
+        "create or replace temp table fx_first as select currency, arg_min(usd_per_unit, date) as first_rate"
+        " from staging.fx_rates group by currency"
+    )
+    con.execute(
+        f"""
+        create or replace temp table fx_daily as
+        with days as (
+            select currency, cast(unnest(generate_series(min(date), greatest(
+                (select max(date) from staging.fx_rates), cast(timestamp {lit(now)} as date) + 2),
+                interval 1 day)) as date) as date
+            from staging.fx_rates group by currency
+        )
+        select d.currency, d.date, r.usd_per_unit
+        from days d asof join staging.fx_rates r on r.currency = d.currency and r.date <= d.date
+        """
+    )
+    con.execute(
+        f"""
+        create or replace temp table utm_channels as
+        select src, med, {channel_sql("nullif(src, '')", "nullif(med, '')")} as channel
+        from (select distinct coalesce(sp_text(utm_source), '') as src,
+                coalesce(sp_text(utm_medium), '') as med from raw.orders)
+        """
+    )
+
+
+def prepare_customer_lookup(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create or replace temp table customer_by_email as select store_id, email, min(customer_id) as customer_id"
+        " from staging.customers where email is not null group by store_id, email"
+    )
+
+
+def rebuild_staging(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
+    """Rebuild all ten staging tables (and the temp typed_/careful_<kind> tables of the
+    kinds that have raw rows, listed by `built_kinds`); returns staged row counts."""
+    now_text = now.strftime("%Y-%m-%d %H:%M:%S")
+    counts: dict[str, int] = {}
+    for kind in BUILD_ORDER:
+        if kind == "orders":
+            prepare_customer_lookup(con)
+        if scalar(con, f"select count(*) > 0 from {qualified('raw.' + kind)}"):
+            build_kind(con, kind, now_text)
+        else:
+            _empty_staging(con, kind)
+        if kind == "fx_rates":
+            prepare_lookups(con, now_text)
+        if kind == "orders":
+            prepare_quarantined_orders(con)
+            if kind in built_kinds(con):
+                add_customers_from_orders(con)
+    for kind in BUILD_ORDER:
+        counts[kind] = scalar(con, f"select count(*) from {qualified('staging.' + kind)}")
+    return counts
+
+
+def prepare_quarantined_orders(con: duckdb.DuckDBPyConnection) -> None:
+    """Why each quarantined order was refused, so its lines can say so."""
+    source = (
+        "select store_id, order_id, min(_reason) as order_reason from typed_orders"
+        " where _reason is not null and order_id is not null group by store_id, order_id"
+        if "orders" in built_kinds(con)
+        else "select null::varchar as store_id, null::varchar as order_id,"
+        " null::varchar as order_reason limit 0"
+    )
+    con.execute(f"create or replace temp table quarantined_orders as {source}")
+
+
+def add_customers_from_orders(con: duckdb.DuckDBPyConnection) -> None:
+    """A store without a customers file (a Shopify export is often all a merchant has)
+    gets one customer per customer_id from its staged orders: first order date, latest
+    known phone, name and e-mail consent; no SMS or ad consent (nobody gave it)."""
+    con.execute(
+        f"""
+        insert into staging.customers
+        select store_id, customer_id,
+            arg_max(email, created_at) as email,
+            sha256(arg_max(email, created_at)) as email_sha256,
+            arg_max(customer_phone, created_at) filter (where customer_phone is not null),
+            arg_max(customer_first_name, created_at) filter (where customer_first_name is not null),
+            arg_max(customer_last_name, created_at) filter (where customer_last_name is not null),
+            arg_max(ship_country, created_at) filter (where ship_country is not null),
+            min(created_at),
+            coalesce(arg_max(customer_accepts_email, created_at)
+                filter (where customer_accepts_email is not null), false),
+            false, false
+        from ({staged_select("orders")})
+        where store_id not in (select distinct store_id from staging.customers where store_id is not null)
+        group by store_id, customer_id
+        """
+    )
+
+
+def staged_select(kind: str) -> str:
+    """The typed rows of `kind` that were staged (with the typed-only extra columns)."""
+    return (
+        f"select t.* from typed_{kind} t left join careful_{kind} c using (_file_seq, _row_number)"
+        " where t._reason is null and coalesce(c._outcome, 'staged') = 'staged'"
+    )
+
+
+def built_kinds(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Kinds whose typed_<kind> temp table exists (those with raw rows this run)."""
+    rows = con.execute(
+        "select table_name from information_schema.tables where table_type = 'LOCAL TEMPORARY'"
+        " and table_name like 'typed\\_%' escape '\\'"
+    ).fetchall()
+    present = {name.removeprefix("typed_") for (name,) in rows}
+    return [kind for kind in BUILD_ORDER if kind in present]
+
+
+def drop_work_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Free the temp tables of a rebuild (the connection usually lives on for later steps)."""
+    names = [
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_type = 'LOCAL TEMPORARY'"
+        ).fetchall()
+        if name.startswith(("typed_", "careful_"))
+        or name in ("fx_first", "fx_daily", "utm_channels", "customer_by_email",
+                    "quarantined_orders", "file_counts", "sp_calling_codes")
+    ]  # fmt: skip
+    for name in names:
+        con.execute(f"drop table if exists temp.{quote_ident(name)}")
+
+
+def _empty_staging(con: duckdb.DuckDBPyConnection, kind: str) -> None:
+    """The contract's columns and types, no rows (downstream SQL never tests existence)."""
+    columns = ", ".join(
+        f"cast(null as {t}) as {quote_ident(c)}" for c, t in STAGING_SCHEMAS[kind].items()
+    )
+    con.execute(
+        f"create or replace table {qualified('staging.' + kind)} as select {columns} limit 0"
+    )
+    con.execute(f"drop table if exists temp.typed_{kind}")
+    con.execute(f"drop table if exists temp.careful_{kind}")
+
+
+QUARANTINE_SQL = """
+select _source_file as source_file, _row_number as row_number, '{kind}' as kind, store_id,
+    _source_file || ' row ' || _row_number || ': ' || case _outcome
+        when 'conflict' then format('{what} appears again in this file with different values; '
+            'row {{}} (the last one) was kept, fix or remove the other', _winner_row)
+        else _reason end as reason,
+    to_json({record}) as record, _ingested_at as quarantined_at
+from ({outcomes}) o join {raw} r on r.file_seq = o._file_seq and r.row_number = o._row_number
+where _outcome in ('quarantined', 'conflict')
+"""
+
+
+def quarantine_select(kind: str) -> str:
+    label = {
+        "orders": "this order_id",
+        "customers": "this customer_id",
+        "products": "this sku",
+        "stores": "this store_id",
+        "fx_rates": "this date and currency",
+        "order_lines": "this order and line_no",
+        "inventory": "this snapshot_date, sku and warehouse",
+        "ad_spend": "this date, campaign and country",
+        "sessions": "this date, channel and device",
+        "privacy_requests": "this request",
+    }[kind]
+    store = "o.store_id" if "store_id" in STAGING_SCHEMAS[kind] else "null"
+    record = (
+        "struct_pack("
+        + ", ".join(f"{quote_ident(c)} := r.{quote_ident(c)}" for c in KIND_SPECS[kind].columns)
+        + ")"
+    )
+    sql = QUARANTINE_SQL.format(
+        kind=kind,
+        what=label,
+        record=record,
+        raw=qualified(f"raw.{kind}"),
+        outcomes=outcome_select(kind),
+    )
+    return sql.replace("store_id,", f"{store} as store_id,", 1)
