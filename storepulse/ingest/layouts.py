@@ -144,6 +144,18 @@ def _col(frame: pl.DataFrame, column: str | None) -> pl.Expr:
     )
 
 
+def _subtotal_before_discount(subtotal: pl.Expr, discount: pl.Expr) -> pl.Expr:
+    """Shopify's `Subtotal` is after the order discount; the canonical `subtotal` is before
+    it (total = subtotal − discount + shipping + tax), so the discount is added back. A
+    value that does not parse is passed through unchanged for staging to quarantine."""
+
+    def number(expr: pl.Expr) -> pl.Expr:
+        return expr.str.strip_chars().str.replace_all(",", "").cast(pl.Float64, strict=False)
+
+    added = (number(subtotal) + number(discount).fill_null(0.0)).round(2).cast(pl.Utf8)
+    return pl.when(number(subtotal).is_not_null()).then(added).otherwise(subtotal)
+
+
 def _zero_if_blank(expr: pl.Expr) -> pl.Expr:
     """Ad platforms leave a cell empty or write '--' for zero."""
     text = expr.str.strip_chars()
@@ -190,7 +202,10 @@ def _map_shopify(frame: pl.DataFrame, layout: Layout, source_name: str):
         _col(first_rows, _find(cols, "email")).alias("email"),
         _col(first_rows, _find(cols, "created_at")).alias("created_at"),
         _col(first_rows, _find(cols, "currency")).alias("currency"),
-        _col(first_rows, _find(cols, "subtotal")).alias("subtotal"),
+        _subtotal_before_discount(
+            _col(first_rows, _find(cols, "subtotal")),
+            _col(first_rows, _find(cols, "discount_amount")),
+        ).alias("subtotal"),
         _col(first_rows, _find(cols, "discount_amount")).alias("discount"),
         _col(first_rows, _find(cols, "shipping")).alias("shipping"),
         _col(first_rows, _find(cols, "taxes")).alias("tax"),
