@@ -1,0 +1,399 @@
+"""Churn model: BG/NBD fit, features, labels, training, backtest, scoring.
+
+Quality is checked against a planted truth: a BG/NBD-like simulation in which
+the dropout chance depends on things the order history shows (cash on delivery,
+heavy discounting), so a model that reads them must beat BG/NBD and recency.
+On the generator's tiny data the model is compared with the oracle built from
+`_truth/customers.csv` (which lives here, never in the pipeline).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models import bgnbd, churn
+
+START = date(2022, 1, 1)
+
+
+def simulate_orders(
+    n_customers: int = 2500, days: int = 900, seed: int = 0, stores=("s1",)
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Orders and per-customer truth from a BG/NBD-like process with planted drivers.
+
+    Cash-on-delivery payers and discount hunters drop out far more often after
+    each purchase; email-acquired customers buy more often. Returns (orders, truth).
+    """
+    rng = np.random.default_rng(seed)
+    orders, truth = [], []
+    for store in stores:
+        for c in range(n_customers):
+            customer = f"{store}-c{c:05d}"
+            first_day = int(rng.integers(0, days))
+            is_cod = rng.random() < 0.3
+            discount_hunter = rng.random() < 0.3
+            channel = rng.choice(["email", "meta", "organic"], p=[0.2, 0.5, 0.3])
+            rate = rng.gamma(0.9, (6.0 if channel == "email" else 3.0) / 0.9 / 365.0)
+            p_drop = 0.75 if (is_cod or discount_hunter) else 0.12
+            day, k, dropout_day = first_day, 0, None
+            while day < days:
+                subtotal = float(rng.gamma(3.0, 20.0))
+                discount = subtotal * (0.35 if discount_hunter else 0.02)
+                orders.append(
+                    {
+                        "store_id": store,
+                        "order_id": f"{customer}-{k}",
+                        "customer_id": customer,
+                        "order_date": START + timedelta(days=day),
+                        "subtotal_usd": subtotal,
+                        "discount_usd": discount,
+                        "total_usd": subtotal - discount,
+                        "refunded_amount_usd": 0.0,
+                        "is_cancelled": False,
+                        "payment_method": "cash_on_delivery" if is_cod else "card",
+                        "channel": str(channel),
+                        "ship_country": "US",
+                    }
+                )
+                k += 1
+                if rng.random() < p_drop:
+                    dropout_day = day
+                    break
+                day += 1 + int(rng.exponential(1.0 / rate))
+            truth.append(
+                {
+                    "store_id": store,
+                    "customer_id": customer,
+                    "purchase_rate_per_day": float(rate),
+                    "dropout_date": None
+                    if dropout_day is None
+                    else START + timedelta(days=dropout_day),
+                }
+            )
+    frame = pl.DataFrame(orders).with_columns(created_at=pl.col("order_date").cast(pl.Datetime))
+    return frame, pl.DataFrame(truth, schema_overrides={"dropout_date": pl.Date})
+
+
+def oracle_p_no_order(
+    truth: pl.DataFrame, customers: pl.DataFrame, cutoff: date, horizon_days: int
+) -> pl.DataFrame:
+    """The generator-truth oracle: 1 if dropped out before the cutoff, else
+    exp(-rate x days alive within the horizon). Joins on (store_id, customer_id)."""
+    end = cutoff + timedelta(days=horizon_days)
+    alive_days = (
+        pl.when(pl.col("dropout_date").is_null())
+        .then(pl.lit(horizon_days, dtype=pl.Int64))
+        .otherwise(
+            (pl.min_horizontal("dropout_date", pl.lit(end)) - pl.lit(cutoff)).dt.total_days()
+        )
+    )
+    return customers.join(
+        truth.select("store_id", "customer_id", "purchase_rate_per_day", "dropout_date"),
+        on=["store_id", "customer_id"],
+        how="inner",
+    ).with_columns(
+        oracle=pl.when(pl.col("dropout_date") < cutoff)
+        .then(1.0)
+        .otherwise((-pl.col("purchase_rate_per_day") * alive_days).exp())
+    )
+
+
+SMALL_SETTINGS = churn.ChurnSettings(horizon_days=90, n_train_cutoffs=4, cutoff_step_days=45)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    orders, truth = simulate_orders()
+    as_of = START + timedelta(days=900)
+    result = churn.train(orders, as_of, settings=SMALL_SETTINGS, seed=3)
+    return orders, truth, as_of, result
+
+
+# ---------------------------------------------------------------------------- BG/NBD
+
+
+def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, weeks: float, seed: int):
+    """Standard BG/NBD: all customers start at 0 and are observed for `weeks`."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    x = np.zeros(n)
+    t_x = np.zeros(n)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1.0 / lam[i])
+            if t > weeks:
+                break
+            x[i] += 1
+            t_x[i] = t
+            if rng.random() < p[i]:
+                break
+    return x, t_x, np.full(n, weeks)
+
+
+def test_bgnbd_mle_recovers_planted_parameters():
+    x, t_x, T = simulate_bgnbd(4000, r=0.8, alpha=6.0, a=0.9, b=3.0, weeks=52.0, seed=1)
+    params = bgnbd.fit(x, t_x, T)
+    assert params.converged
+    assert params.r == pytest.approx(0.8, rel=0.25)
+    assert params.alpha == pytest.approx(6.0, rel=0.3)
+    # a and b are only identified together: their mean dropout chance a/(a+b).
+    assert params.a / (params.a + params.b) == pytest.approx(0.9 / 3.9, rel=0.3)
+
+
+def test_bgnbd_probabilities_behave():
+    params = bgnbd.BgNbdParams(r=0.8, alpha=6.0, a=0.9, b=3.0, n_customers=0, converged=True)
+    x = np.array([0.0, 3.0, 3.0, 3.0])
+    t_x = np.array([0.0, 40.0, 20.0, 5.0])
+    T = np.full(4, 52.0)
+    alive = bgnbd.p_alive(params, x, t_x, T)
+    assert alive[0] == 1.0  # BG/NBD: nobody drops out before a repeat purchase
+    assert alive[1] > alive[2] > alive[3]  # a long silence since the last purchase
+    quiet = bgnbd.p_no_purchase(params, x, t_x, T, horizon_weeks=13.0)
+    assert np.all((quiet > 0) & (quiet < 1))
+    assert quiet[1] < quiet[2] < quiet[3]
+    mbg_alive = bgnbd.p_alive(params, x, t_x, T, variant="mbg")
+    assert mbg_alive[0] < 1.0  # MBG/NBD: a one-time buyer may already be gone
+
+
+# -------------------------------------------------------------------------- features
+
+
+def test_features_are_exact_on_a_planted_history():
+    rows = [
+        # customer a: orders 100, 70, 40 days before the cutoff -> gaps 30, 30
+        ("a", 100, 50.0, 5.0, 0.0, "card", "meta"),
+        ("a", 70, 60.0, 0.0, 0.0, "card", "email"),
+        ("a", 40, 40.0, 5.0, 20.0, "cod", "email"),
+        # customer b: one order 10 days before the cutoff
+        ("b", 10, 30.0, 0.0, 0.0, "card", "organic"),
+    ]
+    cutoff = date(2025, 1, 1)
+    orders = pl.DataFrame(
+        [
+            {
+                "store_id": "s1",
+                "order_id": f"o{i}",
+                "customer_id": customer,
+                "order_date": cutoff - timedelta(days=days),
+                "subtotal_usd": total + discount,
+                "discount_usd": discount,
+                "total_usd": total,
+                "refunded_amount_usd": refund,
+                "payment_method": payment,
+                "channel": channel,
+            }
+            for i, (customer, days, total, discount, refund, payment, channel) in enumerate(rows)
+        ]
+        # an order on the cutoff day itself must not be read
+        + [
+            {
+                "store_id": "s1",
+                "order_id": "late",
+                "customer_id": "a",
+                "order_date": cutoff,
+                "subtotal_usd": 999.0,
+                "discount_usd": 0.0,
+                "total_usd": 999.0,
+                "refunded_amount_usd": 0.0,
+                "payment_method": "card",
+                "channel": "meta",
+            }
+        ]
+    )
+    prepared = churn.prepare_orders(orders, cutoff + timedelta(days=1))
+    features = churn.build_features(prepared, cutoff, horizon_days=90)
+    a = features.filter(pl.col("customer_id") == "a").row(0, named=True)
+    assert a["recency_days"] == 40
+    assert a["frequency"] == 3
+    assert a["tenure_days"] == 100
+    assert a["mean_gap_days"] == 30
+    assert a["gap_spread_days"] == 0
+    assert a["days_past_usual_cycle"] == 10
+    assert a["monetary_usd"] == pytest.approx(150.0 - 20.0)
+    assert a["aov_usd"] == pytest.approx(50.0)
+    assert a["orders_last_90_days"] == 2 and a["orders_prior_90_days"] == 1
+    assert a["discount_share"] == pytest.approx(10.0 / 160.0)
+    assert a["refund_share"] == pytest.approx(20.0 / 150.0)
+    assert a["cod_share"] == pytest.approx(1 / 3)
+    assert a["first_channel"] == "meta"
+    b = features.filter(pl.col("customer_id") == "b").row(0, named=True)
+    assert b["mean_gap_days"] is None and b["frequency"] == 1
+    assert features["store_sessions_trend"].null_count() == features.height  # no sessions
+
+
+def test_labels_mark_customers_without_an_order_in_the_horizon():
+    cutoff = date(2025, 1, 1)
+    orders = pl.DataFrame(
+        {
+            "store_id": ["s1"] * 5,
+            "order_id": ["1", "2", "3", "4", "5"],
+            "customer_id": ["stays", "stays", "leaves", "late", "late"],
+            "order_date": [
+                cutoff - timedelta(days=5),
+                cutoff + timedelta(days=30),
+                cutoff - timedelta(days=5),
+                cutoff - timedelta(days=5),
+                cutoff + timedelta(days=90),  # the day after the 90-day window
+            ],
+            "total_usd": [10.0] * 5,
+        }
+    )
+    settings = churn.ChurnSettings(horizon_days=90)
+    cache = churn.FeatureCache(orders, cutoff + timedelta(days=200), settings=settings)
+    labelled = cache.labelled(cutoff)
+    churned = dict(zip(labelled["customer_id"], labelled["churned"], strict=True))
+    assert churned == {"stays": 0, "leaves": 1, "late": 1}
+    with pytest.raises(ValueError, match="not observed yet"):
+        churn.FeatureCache(orders, cutoff + timedelta(days=60), settings=settings).labelled(cutoff)
+
+
+# ------------------------------------------------------------------------- the model
+
+
+def test_model_beats_both_baselines_on_planted_drivers(planted):
+    _, _, _, result = planted
+    backtest = result.backtest
+    assert set(backtest.baseline_metrics) == {"recency", "bgnbd"}
+    assert backtest.cutoff == START + timedelta(days=900 - 90)
+    # The planted drivers (COD, discounting) are invisible to both baselines.
+    assert backtest.metrics["auc"] >= backtest.best_baseline_auc + 0.02
+    assert backtest.metrics["brier"] < backtest.best_baseline_brier
+    assert backtest.metrics["lift_top_decile"] > 1.0
+    assert result.approved, result.reason
+
+
+def test_model_is_close_to_the_truth_oracle_on_planted_data(planted):
+    orders, truth, _, result = planted
+    backtest = result.backtest
+    joined = oracle_p_no_order(truth, backtest.predictions, backtest.cutoff, 90)
+    assert joined.height == backtest.predictions.height
+    y = joined["churned"].to_numpy()
+    oracle_auc = roc_auc_score(y, joined["oracle"].to_numpy())
+    model_auc = roc_auc_score(y, joined["model_probability"].to_numpy())
+    bgnbd_auc = roc_auc_score(y, joined["bgnbd_probability"].to_numpy())
+    # The oracle knows who has dropped out; the model recovers a large part of the
+    # gap between BG/NBD and the oracle.
+    assert oracle_auc > model_auc
+    assert (model_auc - bgnbd_auc) > 0.3 * (oracle_auc - bgnbd_auc)
+
+
+def test_scores_follow_the_contract(planted):
+    orders, _, as_of, result = planted
+    scores = churn.score(result.model, orders, as_of, "churn-test")
+    customers = orders.filter(pl.col("order_date") < as_of)["customer_id"].n_unique()
+    assert scores.height == customers
+    assert list(scores.columns) == list(churn.SCORE_COLUMNS)
+    assert scores["churn_probability"].is_between(0.0, 1.0).all()
+    assert scores["risk_score"].is_between(0, 100).all()
+    high = scores.filter(pl.col("risk_band") == "high")
+    assert high.height > 0 and (high["risk_score"] > 80).all()
+    assert (scores.filter(pl.col("risk_score") <= 50)["risk_band"] == "low").all()
+    assert (scores["as_of"] == as_of).all() and (scores["model_version"] == "churn-test").all()
+    # risky customers get up to three reasons, in words
+    reasons = high["top_reasons"].str.split("; ")
+    assert reasons.list.len().is_between(1, 3).all()
+    assert reasons.explode().str.contains("_").sum() == 0  # no raw feature names
+    # value at risk = probability x net spend of the last 365 days, never negative
+    assert (scores["value_at_risk_usd"] >= 0).all()
+
+
+def test_fast_contributions_equal_lightgbm_pred_contrib(planted):
+    orders, _, as_of, result = planted
+    model = result.model
+    prepared = churn.prepare_orders(orders, as_of)
+    matrix = churn.encode(churn.build_features(prepared, as_of), model.vocab)
+    fast = churn.tree_contributions(model.booster, matrix, model.best_iteration)
+    reference = model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-9)
+
+
+def test_planted_drivers_show_up_as_reasons(planted):
+    orders, _, as_of, result = planted
+    scores = churn.score(result.model, orders, as_of, "v")
+    cod_customers = orders.filter(pl.col("payment_method") == "cash_on_delivery")[
+        "customer_id"
+    ].unique()
+    cod_scores = scores.filter(pl.col("customer_id").is_in(cod_customers.implode()))
+    mentions_cod = cod_scores["top_reasons"].str.contains("cash on delivery").mean()
+    card_scores = scores.filter(~pl.col("customer_id").is_in(cod_customers.implode()))
+    assert mentions_cod > 0.3
+    assert card_scores["top_reasons"].str.contains("cash on delivery").sum() == 0
+
+
+def test_scoring_as_of_a_past_date_ignores_later_orders(planted):
+    orders, _, as_of, result = planted
+    past = as_of - timedelta(days=60)
+    scores_full = churn.score(result.model, orders, past, "v")
+    scores_cut = churn.score(result.model, orders.filter(pl.col("order_date") < past), past, "v")
+    assert scores_full.equals(scores_cut)
+
+
+def test_training_is_deterministic_and_never_reads_orders_after_as_of():
+    orders, _ = simulate_orders(n_customers=700, days=700, seed=5)
+    as_of = START + timedelta(days=600)
+    settings = churn.ChurnSettings(horizon_days=60, n_train_cutoffs=3, cutoff_step_days=30)
+    with_future = churn.train(orders, as_of, settings=settings, seed=1)
+    without = churn.train(
+        orders.filter(pl.col("order_date") < as_of), as_of, settings=settings, seed=1
+    )
+    assert with_future.backtest.metrics == without.backtest.metrics
+    assert with_future.model.train_window == without.model.train_window
+    assert with_future.model.train_window.endswith(str(as_of - timedelta(days=1)))
+    # Same seed, same data before as_of: the same model, probability for probability.
+    first = churn.score(with_future.model, orders, as_of, "v")
+    second = churn.score(without.model, orders, as_of, "v")
+    assert first["churn_probability"].equals(second["churn_probability"])
+
+
+def test_orders_only_minimal_columns_train_and_score():
+    orders, _ = simulate_orders(n_customers=900, days=800, seed=2)
+    minimal = orders.select("store_id", "order_id", "customer_id", "order_date", "total_usd")
+    as_of = START + timedelta(days=800)
+    settings = churn.ChurnSettings(horizon_days=60, n_train_cutoffs=3, cutoff_step_days=30)
+    result = churn.train(minimal, as_of, settings=settings, seed=1)
+    scores = churn.score(result.model, minimal, as_of, "v")
+    assert scores.height == minimal["customer_id"].n_unique()
+    assert scores["churn_probability"].null_count() == 0
+    # Without extra columns the model still ranks better than chance.
+    assert result.backtest.metrics["auc"] > 0.6
+
+
+def test_too_little_history_fails_with_a_clear_message():
+    orders, _ = simulate_orders(n_customers=100, days=120, seed=1)
+    with pytest.raises(ValueError, match="not enough history"):
+        churn.train(orders, START + timedelta(days=120), seed=1)
+
+
+def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_path):
+    """On the generator's tiny data: the model is scored next to both baselines and
+    the truth oracle; it must rank far better than days-since-last-order and stay
+    within reach of BG/NBD (the generator's own process family)."""
+    from storepulse.ingest import ingest_landing
+    from storepulse.sample_data.truth import load_truth
+    from storepulse.warehouse import Warehouse, query
+
+    with Warehouse(tmp_path / "w.duckdb").writer() as con:
+        ingest_landing(con, tiny_sample)
+        orders = query(con, "select * from staging.orders")
+        customers = query(con, "select * from staging.customers")
+        sessions = query(con, "select * from staging.sessions")
+    as_of = orders["order_date"].max() + timedelta(days=1)
+    result = churn.train(orders, as_of, customers=customers, sessions=sessions, seed=42)
+    backtest = result.backtest
+    truth = load_truth(tiny_sample)["customers"]
+    joined = oracle_p_no_order(truth, backtest.predictions, backtest.cutoff, 90)
+    assert joined.height == backtest.predictions.height  # every customer has a truth row
+    y = joined["churned"].to_numpy()
+    oracle_auc = roc_auc_score(y, joined["oracle"].to_numpy())
+    model_auc = backtest.metrics["auc"]
+    assert oracle_auc > model_auc
+    assert model_auc > backtest.baseline_metrics["recency"]["auc"] + 0.03
+    assert model_auc > backtest.baseline_metrics["bgnbd"]["auc"] - 0.02
+    assert backtest.metrics["brier"] < backtest.baseline_metrics["recency"]["brier"]
