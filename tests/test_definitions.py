@@ -26,7 +26,16 @@ def test_jobs_schedules_and_sensors_exist():
 def test_assets_are_grouped_described_and_owned():
     graph = defs.resolve_asset_graph()
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert {"ingest", "staging", "marts"} <= groups
+    assert {
+        "ingest",
+        "staging",
+        "marts",
+        "segments",
+        "churn",
+        "demand",
+        "ad_roi",
+        "publish",
+    } <= groups
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         if not node.is_materializable:
@@ -41,6 +50,14 @@ def test_every_staging_table_has_a_gx_check():
     check_keys = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     for kind in ("orders", "customers", "order_lines", "ad_spend", "fx_rates"):
         assert (f"staging/{kind}", f"gx_{kind}") in check_keys
+
+
+def test_every_asset_is_defined_here():
+    graph = defs.resolve_asset_graph()
+    external = [
+        k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).is_materializable
+    ]
+    assert not external, f"assets referenced but not defined: {external}"
 
 
 def test_writers_share_the_duckdb_pool():
