@@ -30,10 +30,8 @@ from storepulse.ingest.staging import (
     rebuild_staging,
 )
 from storepulse.warehouse import (
-    append_rows,
     ensure_schemas,
     qualified,
-    query,
     quote_ident,
     scalar,
     transaction,
@@ -42,6 +40,8 @@ from storepulse.warehouse import (
 # Test hook for the kill-and-rerun test: when set, ingest writes this file once
 # raw and staging are written (still inside the transaction) and then sleeps.
 PAUSE_ENV = "STOREPULSE_INGEST_PAUSE_FILE"
+# Rows of one kind collected from landed files before they are appended to raw.
+RAW_BATCH_ROWS = 1_000_000
 
 STATUS_INGESTED = "ingested"
 STATUS_DUPLICATE_FILE = "duplicate_file"
@@ -136,19 +136,34 @@ def file_sha256(path: Path) -> str:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_schemas(con)  # callers may hand over a bare connection
+    present: dict[str, set[str]] = {}
+    for schema, table, column in con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns"
+        " where table_catalog = current_database() and table_schema in ('raw', 'ops', 'quarantine')"
+    ).fetchall():
+        present.setdefault(f"{schema}.{table}", set()).add(column)
+
+    def add_missing(table: str, columns: list[str]) -> None:
+        # Warehouses from older versions gain columns added since (one ALTER per
+        # missing column; none at all on the usual run).
+        for column in columns:
+            if column.split()[0].strip('"') not in present.get(table, set()):
+                con.execute(f"alter table {qualified(table)} add column if not exists {column}")
+
     for kind in KINDS:
         columns = [f"{quote_ident(c)} varchar" for c in KIND_SPECS[kind].columns]
         columns += [
             "folder_store_id varchar", "source_file varchar", "file_sha256 varchar",
             "file_seq bigint", "row_number bigint", "ingested_at timestamp",
         ]  # fmt: skip
-        con.execute(f"create table if not exists {qualified('raw.' + kind)} ({', '.join(columns)})")
-        # Warehouses from older versions gain columns added to a kind since.
-        for column in columns:
-            con.execute(f"alter table {qualified('raw.' + kind)} add column if not exists {column}")
-    con.execute("alter table ops.ingested_files add column if not exists file_seq bigint")
-    con.execute("alter table ops.ingested_files add column if not exists layout varchar")
-    con.execute("alter table quarantine.rows add column if not exists level varchar")
+        if f"raw.{kind}" not in present:
+            con.execute(
+                f"create table if not exists {qualified('raw.' + kind)} ({', '.join(columns)})"
+            )
+        else:
+            add_missing(f"raw.{kind}", columns)
+    add_missing("ops.ingested_files", ["file_seq bigint", "layout varchar"])
+    add_missing("quarantine.rows", ["level varchar"])
 
 
 def _folder_store(relative: str) -> str | None:
@@ -156,12 +171,75 @@ def _folder_store(relative: str) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def _land_file(
-    con: duckdb.DuckDBPyConnection, path: Path, result: FileResult, file_seq: int, now: datetime
-) -> None:
-    """Parse one file and append its rows to raw; fills `result` (raises FileProblem).
+class _ArrowStream:
+    """A polars frame seen by DuckDB only through the Arrow PyCapsule stream interface:
+    DuckDB reads it without pyarrow (whose import alone costs ~0.2 s, and a frame
+    registered as such is converted with `to_arrow`, copying every string)."""
 
-    Everything that can fail on odd input happens before the first append, so a
+    def __init__(self, frame: pl.DataFrame):
+        self.frame = frame
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self.frame.__arrow_c_stream__(requested_schema)
+
+
+class RawWriter:
+    """Collects the parsed frames of landed files and appends them to `raw.<kind>` in
+    large batches: one INSERT per kind (not per file) lets DuckDB write whole row
+    groups as it goes, which is markedly cheaper than many small appends that are
+    all compressed at commit. A kind is flushed early once it holds `limit` rows, so
+    memory stays bounded on large landings."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, limit: int = RAW_BATCH_ROWS):
+        self.con = con
+        self.limit = limit
+        self.pending: dict[str, list[pl.DataFrame]] = {}
+        self.rows: dict[str, int] = {}
+        self.files: list[tuple] = []  # rows of ops.ingested_files
+
+    def add(self, kind: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        self.pending.setdefault(kind, []).append(frame)
+        self.rows[kind] = self.rows.get(kind, 0) + frame.height
+        if self.rows[kind] >= self.limit:
+            self._flush_kind(kind)
+
+    def flush(self) -> None:
+        for kind in list(self.pending):
+            self._flush_kind(kind)
+        for start in range(0, len(self.files), 200):
+            rows = self.files[start : start + 200]
+            marks = ", ".join(["(" + ", ".join("?" * len(FILE_COLUMNS)) + ")"] * len(rows))
+            self.con.execute(
+                f"insert into ops.ingested_files ({', '.join(FILE_COLUMNS)}) values {marks}",
+                [value for row in rows for value in row],
+            )
+        self.files = []
+
+    def _flush_kind(self, kind: str) -> None:
+        frames = self.pending.pop(kind, [])
+        self.rows.pop(kind, None)
+        if frames:
+            # Files of one kind may carry different subsets of its columns: the missing
+            # ones are null, as an INSERT naming only the present columns would leave them.
+            data = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+            cols = ", ".join(quote_ident(c) for c in data.columns)
+            self.con.register("_sp_raw_batch", _ArrowStream(data))
+            try:
+                self.con.execute(
+                    f"insert into {qualified('raw.' + kind)} ({cols}) select {cols} from _sp_raw_batch"
+                )
+            finally:
+                self.con.unregister("_sp_raw_batch")
+
+
+def _land_file(
+    raw: RawWriter, path: Path, result: FileResult, file_seq: int, now: datetime
+) -> None:
+    """Parse one file and queue its rows for raw; fills `result` (raises FileProblem).
+
+    Everything that can fail on odd input happens before anything is queued, so a
     file either lands completely or not at all (DuckDB has no savepoints).
     """
     try:
@@ -194,29 +272,31 @@ def _land_file(
     result.rows_read = primary.height
     result.message = note
     for kind, data in ready.items():
-        append_rows(con, f"raw.{kind}", data)
+        raw.add(kind, data)
 
 
-def _record_file(
-    con: duckdb.DuckDBPyConnection, result: FileResult, file_seq: int | None, now: datetime
-) -> None:
-    con.execute(
-        "insert into ops.ingested_files (path, sha256, kind, store_id, rows_read, rows_staged,"
-        " rows_duplicate, rows_quarantined, status, message, ingested_at, file_seq, layout)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
+FILE_COLUMNS = (
+    "path", "sha256", "kind", "store_id", "rows_read", "rows_staged", "rows_duplicate",
+    "rows_quarantined", "status", "message", "ingested_at", "file_seq", "layout",
+)  # fmt: skip
+
+
+def _record_file(raw: RawWriter, result: FileResult, file_seq: int | None, now: datetime) -> None:
+    """Queue the file's row of ops.ingested_files (written with the raw rows, one INSERT)."""
+    raw.files.append(
+        (
             result.path, result.sha256, result.kind, result.store_id, result.rows_read,
             result.rows_staged, result.rows_duplicate, result.rows_quarantined, result.status,
             result.message, now, file_seq, result.layout,
-        ],
+        )
     )  # fmt: skip
 
 
-def _fail(con, result: FileResult, message: str, now: datetime) -> None:
+def _fail(raw: RawWriter, result: FileResult, message: str, now: datetime) -> None:
     result.status, result.message = STATUS_FAILED, message
     result.rows_quarantined = result.rows_read
-    _record_file(con, result, None, now)
-    con.execute(
+    _record_file(raw, result, None, now)
+    raw.con.execute(
         "insert into quarantine.rows (source_file, row_number, kind, store_id, reason, record,"
         " quarantined_at, level) values (?, null, ?, ?, ?, null, ?, 'file')",
         [result.path, result.kind, result.store_id, f"{result.path}: {message}", now],
@@ -267,12 +347,12 @@ def _ingest(
 ) -> IngestReport:
     ensure_tables(con)
     landed_rows = False
-    seen = query(con, "select path, sha256, status, file_seq from ops.ingested_files")
-    seen_pairs = {(r["path"], r["sha256"]) for r in seen.iter_rows(named=True)}
-    ingested_by_sha = {
-        r["sha256"]: r["path"] for r in seen.iter_rows(named=True) if r["status"] == STATUS_INGESTED
-    }
-    next_seq = int(seen["file_seq"].max() or 0) + 1 if seen.height else 1
+    # Plain tuples, not a frame: the "nothing new" rerun then never needs pyarrow.
+    seen = con.execute("select path, sha256, status, file_seq from ops.ingested_files").fetchall()
+    seen_pairs = {(path, sha) for path, sha, _, _ in seen}
+    ingested_by_sha = {sha: path for path, sha, status, _ in seen if status == STATUS_INGESTED}
+    next_seq = max((seq for *_, seq in seen if seq is not None), default=0) + 1
+    raw = RawWriter(con)
     for path, relative in candidates:
         sha = file_sha256(path)
         result = FileResult(relative, None, _folder_store(relative), sha)
@@ -286,17 +366,18 @@ def _ingest(
             result.message = (
                 f"same content as {ingested_by_sha[sha]}, already ingested; not read again"
             )
-            _record_file(con, result, None, now)
+            _record_file(raw, result, None, now)
             continue
         try:
-            _land_file(con, path, result, next_seq, now)
+            _land_file(raw, path, result, next_seq, now)
         except FileProblem as exc:
-            _fail(con, result, str(exc), now)
+            _fail(raw, result, str(exc), now)
             continue
-        _record_file(con, result, next_seq, now)
+        _record_file(raw, result, next_seq, now)
         ingested_by_sha[sha] = relative
         next_seq += 1
         landed_rows = True
+    raw.flush()
     if landed_rows or rebuild or not _staging_complete(con):
         create_sql_macros(con)
         report.staged_rows = rebuild_staging(con, now)
@@ -346,22 +427,40 @@ def _rewrite_quarantine(con: duckdb.DuckDBPyConnection) -> int:
 
 def _update_file_counts(con: duckdb.DuckDBPyConnection) -> None:
     """Per file, each raw row once: quarantined if any record of it was, else duplicate, else staged."""
+    kinds = built_kinds(con)
+    severity = (
+        "case when _outcome in ('quarantined', 'conflict') then 3"
+        " when _outcome in ('duplicate', 'superseded') then 2 else 1 end"
+    )
     outcomes = (
         " union all ".join(
-            f"select _file_seq as file_seq, _row_number as row_number, _outcome as outcome from ({outcome_select(kind)})"
-            for kind in built_kinds(con)
+            f"select _file_seq as file_seq, _row_number as row_number, {severity} as severity"
+            f" from ({outcome_select(kind)})"
+            for kind in kinds
         )
-        or "select null::bigint as file_seq, null::bigint as row_number, null::varchar as outcome limit 0"
+        or "select null::bigint as file_seq, null::bigint as row_number, null::integer as severity limit 0"
+    )
+    # A raw row has one record per kind it feeds; only a file that feeds several kinds
+    # (a Shopify export: orders and order lines) has rows to merge, so only its rows are
+    # grouped (grouping every row of every kind is the costly part).
+    shared = (
+        "select file_seq from ("
+        + " union all ".join(f"select distinct _file_seq as file_seq from typed_{k}" for k in kinds)
+        + ") group by file_seq having count(*) > 1"
+        if len(kinds) > 1
+        else "select null::bigint as file_seq limit 0"
     )
     con.execute(
         f"""
         create or replace temp table file_counts as
-        with per_row as (
-            select file_seq, row_number, max(case
-                when outcome in ('quarantined', 'conflict') then 3
-                when outcome in ('duplicate', 'superseded') then 2
-                else 1 end) as severity
-            from ({outcomes}) group by file_seq, row_number
+        with outcomes as ({outcomes}), shared as ({shared}),
+        per_row as (
+            select file_seq, row_number, max(severity) as severity
+            from outcomes where file_seq in (select file_seq from shared)
+            group by file_seq, row_number
+            union all
+            select file_seq, row_number, severity
+            from outcomes where file_seq not in (select file_seq from shared)
         )
         select file_seq,
             count(*) filter (where severity = 1) as staged,
@@ -386,12 +485,12 @@ def _update_file_counts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _fill_report(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
-    recorded = query(
-        con,
-        "select path, sha256, kind, store_id, rows_read, rows_staged, rows_duplicate,"
-        " rows_quarantined, status, message, layout from ops.ingested_files",
-    )
-    by_key = {(r["path"], r["sha256"]): r for r in recorded.iter_rows(named=True)}
+    names = (
+        "path", "sha256", "kind", "store_id", "rows_read", "rows_staged", "rows_duplicate",
+        "rows_quarantined", "status", "message", "layout",
+    )  # fmt: skip
+    recorded = con.execute(f"select {', '.join(names)} from ops.ingested_files").fetchall()
+    by_key = {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in recorded}
     for result in report.files:
         row = by_key.get((result.path, result.sha256))
         if row is None:

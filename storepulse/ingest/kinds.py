@@ -21,9 +21,16 @@ class KindSpec:
     required: tuple[tuple[str, ...], ...]
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def priority(self, key: str, canonical: str) -> int:
+        """How `key` names `canonical`: 0 for the name itself, then the alias order."""
+        if key == canonical:
+            return 0
+        keys = [header_key(a) for a in self.aliases.get(canonical, ())]
+        return 1 + keys.index(key) if key in keys else 99
+
     def lookup(self) -> dict[str, str]:
         """header_key -> canonical column."""
-        table = {c: c for c in self.columns}
+        table = {c: c for c in self.columns if c != ROW_PROBLEM}
         for column, names in self.aliases.items():
             for alias in names:
                 table.setdefault(header_key(alias), column)
@@ -31,6 +38,12 @@ class KindSpec:
 
 
 STORE_ALIASES = ("store", "shop", "shop_id", "store_code", "merchant_id")
+# Not a column of any export: carries a problem the reader or layout found in a row
+# (a row cut off, more fields than the header, an order split across files) into raw,
+# where staging turns it into that row's quarantine reason.
+ROW_PROBLEM = "row_problem"
+# 'Total (EUR)', 'Amount [GBP]': a money header that names its currency.
+CURRENCY_SUFFIX = re.compile(r"^(.*?)\s*[\(\[]\s*([A-Za-z]{3})\s*[\)\]]\s*$")
 
 KIND_SPECS: dict[str, KindSpec] = {
     spec.name: spec
@@ -58,7 +71,8 @@ KIND_SPECS: dict[str, KindSpec] = {
             {
                 "store_id": STORE_ALIASES,
                 "customer_id": ("customer", "id", "client_id", "user_id", "customer_number"),
-                "email": ("e_mail", "email_address", "customer_email"),
+                "email": ("e_mail", "email_address", "customer_email", "billing_email",
+                          "billing_email_address"),
                 "phone": ("phone_number", "mobile", "telephone", "default_address_phone"),
                 "first_name": ("firstname", "given_name"),
                 "last_name": ("lastname", "surname", "family_name"),
@@ -87,8 +101,10 @@ KIND_SPECS: dict[str, KindSpec] = {
             {
                 "store_id": STORE_ALIASES,
                 "order_id": ("order", "order_number", "order_no", "order_name"),
-                "customer_id": ("customer", "client_id", "user_id", "customer_user"),
-                "email": ("customer_email", "e_mail", "email_address", "billing_email"),
+                "customer_id": ("customer", "client_id", "user_id", "customer_user",
+                                "customer_user_id"),
+                "email": ("customer_email", "e_mail", "email_address", "billing_email",
+                          "billing_email_address"),
                 "created_at": ("order_date", "created", "order_created_at", "processed_at",
                                "placed_at", "ordered_at", "order_time", "date_created"),
                 "currency": ("currency_code", "presentment_currency", "order_currency"),
@@ -98,11 +114,12 @@ KIND_SPECS: dict[str, KindSpec] = {
                 "tax": ("taxes", "total_tax", "tax_amount", "order_total_tax_amount", "tax_total"),
                 "total": ("total_price", "order_total", "grand_total", "total_amount", "order_total_amount"),
                 "financial_status": ("payment_status", "order_status"),
-                "refunded_amount": ("refunded", "refund_amount", "total_refunded", "refunds"),
+                "refunded_amount": ("refunded", "refund_amount", "total_refunded", "refunds",
+                                    "order_refund_amount", "refund_total", "order_refund"),
                 "cancelled_at": ("canceled_at", "cancelled", "cancel_date"),
                 "payment_method": ("payment_gateway", "gateway", "payment_type", "payment_method_title"),
                 "device": ("device_type",),
-                "ship_country": ("shipping_country", "country", "shipping_country_code"),
+                "ship_country": ("shipping_country", "shipping_country_code", "country"),
                 "phone": ("billing_phone", "customer_phone", "phone_number"),
                 "first_name": ("billing_first_name", "customer_first_name"),
                 "last_name": ("billing_last_name", "customer_last_name"),
@@ -211,6 +228,10 @@ KIND_SPECS: dict[str, KindSpec] = {
     )
 }  # fmt: skip
 
+KIND_SPECS = {
+    name: KindSpec(name, (*spec.columns, ROW_PROBLEM), spec.required, spec.aliases)
+    for name, spec in KIND_SPECS.items()
+}
 KINDS = tuple(KIND_SPECS)
 
 # The staging contract (docs/architecture.md): column -> DuckDB type.
@@ -266,24 +287,53 @@ class HeaderMatch:
     kind: str
     mapping: dict[str, str]  # file column -> canonical column
     missing: tuple[str, ...]  # required columns not found, as 'a or b'
+    # Other file columns for an already mapped canonical column (Shopify's 'Phone' and
+    # 'Default Address Phone'), in order of preference: used where the first is empty.
+    fallbacks: tuple[tuple[str, str], ...] = ()
+    header_currency: str | None = None  # from 'Total (EUR)' when no currency column
 
     @property
     def complete(self) -> bool:
         return not self.missing
 
 
+def _canonical_for(column: str, lookup: dict[str, str]) -> tuple[str | None, str, str | None]:
+    """(canonical, the header key it matched by, currency named in the header)."""
+    key = header_key(column)
+    if key in lookup:
+        return lookup[key], key, None
+    found = CURRENCY_SUFFIX.match(str(column).replace("\ufeff", "").strip())
+    if found:
+        base = header_key(found.group(1))
+        if base in lookup:
+            return lookup[base], base, found.group(2).upper()
+    return None, key, None
+
+
 def match_header(columns: list[str], kind: str) -> HeaderMatch:
     spec = KIND_SPECS[kind]
     lookup = spec.lookup()
+    candidates: dict[str, list[tuple[int, int, str]]] = {}
+    currencies: list[str] = []
+    for position, column in enumerate(columns):
+        canonical, key, currency = _canonical_for(column, lookup)
+        if canonical is None:
+            continue
+        candidates.setdefault(canonical, []).append(
+            (spec.priority(key, canonical), position, column)
+        )
+        if currency and canonical != "currency":
+            currencies.append(currency)
     mapping: dict[str, str] = {}
-    for column in columns:
-        canonical = lookup.get(header_key(column))
-        # First file column wins when two map to the same canonical name.
-        if canonical and canonical not in mapping.values():
-            mapping[column] = canonical
-    found = set(mapping.values())
-    missing = tuple(" or ".join(alts) for alts in spec.required if not found.intersection(alts))
-    return HeaderMatch(kind, mapping, missing)
+    fallbacks: list[tuple[str, str]] = []
+    for canonical, found in candidates.items():
+        ranked = [column for _, _, column in sorted(found)]
+        mapping[ranked[0]] = canonical
+        fallbacks += [(column, canonical) for column in ranked[1:]]
+    present = set(mapping.values())
+    missing = tuple(" or ".join(alts) for alts in spec.required if not present.intersection(alts))
+    header_currency = currencies[0] if currencies and len(set(currencies)) == 1 else None
+    return HeaderMatch(kind, mapping, missing, tuple(fallbacks), header_currency)
 
 
 def best_canonical_match(columns: list[str]) -> HeaderMatch | None:

@@ -124,7 +124,8 @@ def create_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
                 '(\\d{{1,2}}:\\d{{2}}(:\\d{{2}}(\\.\\d+)?)?)\\s*(Z|UTC|GMT|[+-]\\d{{2}}:?\\d{{2}})$',
                 '\\1') as timestamp),
             try_strptime(trim(x), ['%Y/%m/%d', '%Y/%m/%d %H:%M:%S', '%m/%d/%Y', '%m/%d/%Y %H:%M',
-                '%m/%d/%Y %H:%M:%S', '%d.%m.%Y', '%d.%m.%Y %H:%M', '%d.%m.%Y %H:%M:%S',
+                '%m/%d/%Y %H:%M:%S', '%m/%d/%Y %I:%M %p', '%m/%d/%Y %I:%M:%S %p',
+                '%d.%m.%Y', '%d.%m.%Y %H:%M', '%d.%m.%Y %H:%M:%S',
                 '%b %d, %Y', '%d %b %Y', '%B %d, %Y', '%Y%m%d']));
         create or replace temp macro sp_date(x) as cast(sp_ts(x) as date);
         create or replace temp macro sp_bool(x) as case

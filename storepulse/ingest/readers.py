@@ -14,18 +14,22 @@ import gzip
 import io
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
-from storepulse.ingest.layouts import ROW, Layout, detect_layout
+from storepulse.ingest.layouts import PROBLEM, ROW, Layout, detect_layout
 
 DELIMITERS = (",", ";", "\t", "|")
 HEADER_SEARCH_LINES = 30
 HEADER_SEARCH_BYTES = 256 * 1024
 # A blank line, or one of only delimiters (spreadsheets leave these at the end).
 BLANK_LINE = re.compile(rb"\n[,;\t| ]*\r?\n|\n[,;\t|]+\s*$")
+# Extra header names appended to the real header, so that a row with more fields than
+# the header (an unquoted delimiter inside a value) is seen instead of silently cut.
+EXTRA_FIELDS = tuple(f"__extra_{i}" for i in range(1, 9))
+LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 class FileProblem(Exception):
@@ -42,6 +46,8 @@ class LandedFile:
 
 
 def _decompress(data: bytes, path: Path) -> bytes:
+    if not data:
+        return data  # a 0-byte file is 'empty', whatever its name says
     if data[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(data)
@@ -64,12 +70,50 @@ def _transcode(data: bytes) -> tuple[bytes, str, str]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = data.decode("utf-16")
         return text.encode("utf-8"), text[:HEADER_SEARCH_BYTES], "utf-16"
+    utf16 = _bomless_utf16(data)
+    if utf16:
+        text = data.decode(utf16, errors="replace")
+        return text.encode("utf-8"), text[:HEADER_SEARCH_BYTES], utf16
     if b"\x00" in data[:8192]:
         raise FileProblem("binary content, not a CSV or Parquet file; export it as CSV")
+    if b"\x00" in data:
+        raise FileProblem(_nul_message(data))
     try:
         return data, _head_text(data), "utf-8"
     except UnicodeDecodeError:
         return _legacy(data)
+
+
+def _bomless_utf16(data: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' for UTF-16 text saved without a byte-order mark."""
+    sample = data[:4096]
+    if len(sample) < 4 or len(sample) % 2:
+        sample = sample[: len(sample) - len(sample) % 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    half = len(sample) // 2
+    if odd.count(0) > 0.9 * half and even.count(0) < 0.1 * half:
+        return "utf-16-le"
+    if even.count(0) > 0.9 * half and odd.count(0) < 0.1 * half:
+        return "utf-16-be"
+    return None
+
+
+def strip_nul_padding(data: bytes) -> tuple[bytes, int]:
+    """Text followed by a run of NUL bytes (a copy or sync cut short): the text, and how
+    many NULs were removed. NULs anywhere else are left for the caller to refuse."""
+    stripped = data.rstrip(b"\x00")
+    return stripped, len(data) - len(stripped)
+
+
+def _nul_message(data: bytes) -> str:
+    offset = data.index(b"\x00")
+    line = data.count(b"\n", 0, offset) + 1
+    return (
+        f"contains NUL bytes (first at byte {offset}, line {line}): the file is damaged or "
+        "not a text export; export it again as CSV"
+    )
 
 
 def _head_text(data: bytes) -> str:
@@ -129,7 +173,14 @@ def read_landed_file(path: Path) -> LandedFile:
     except OSError as exc:
         raise FileProblem(f"cannot be read ({exc.strerror or exc})") from exc
     data = _decompress(data, path)
-    if not data.strip():
+    notes: list[str] = []
+    if data[:4] != b"PAR1" and not _bomless_utf16(data):
+        data, padding = strip_nul_padding(data)
+        if padding:
+            notes.append(
+                f"removed {padding} NUL bytes of padding at the end; check that the file is complete"
+            )
+    if not data or data.isspace():  # (no copy of a big file, unlike strip())
         raise FileProblem("empty file (no header, no rows)")
     if data[:4] == b"PAR1":
         return _read_parquet(data)
@@ -138,32 +189,110 @@ def read_landed_file(path: Path) -> LandedFile:
     payload, head, encoding = _transcode(data)
     if _looks_binary(head):
         raise FileProblem("binary content, not a CSV or Parquet file; export it as CSV")
-    lines = head.splitlines()[:HEADER_SEARCH_LINES]
+    if b"\r" in payload and LONE_CR.search(payload):
+        # Old-Mac or mixed line endings: a lone CR ends a line too (polars would glue
+        # the two lines into one row).
+        payload = LONE_CR.sub(b"\n", payload)
+        head = head.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip("\r") for line in head.split("\n")[:HEADER_SEARCH_LINES]]
     header_line, delimiter, layout = _find_header(lines)
+    payload, width = _widen_header(payload, header_line, delimiter)
     try:
-        frame = _parse(payload, delimiter, header_line)
+        frame = _parse(payload, delimiter)
     except pl.exceptions.ComputeError as exc:
         if "utf-8" not in str(exc).lower() or encoding != "utf-8":
             raise _parse_problem(delimiter, exc) from exc
         # Valid UTF-8 at the top, not further down: a Windows export after all.
         payload, _, encoding = _legacy(payload)
         try:
-            frame = _parse(payload, delimiter, header_line)
+            frame = _parse(payload, delimiter)
         except (pl.exceptions.PolarsError, ValueError) as retry_exc:
             raise _parse_problem(delimiter, retry_exc) from retry_exc
     except (pl.exceptions.PolarsError, ValueError) as exc:
         raise _parse_problem(delimiter, exc) from exc
+    frame = _mark_ragged_rows(frame, width, delimiter)
+    frame, cut_note = _mark_cut_last_row(frame, payload, width, delimiter)
+    notes += [cut_note] if cut_note else []
     frame = _strip_header_names(frame)
     if BLANK_LINE.search(payload):
         frame = _drop_blank_rows(frame)
+    if frame.height == 0:
+        notes.append("header only, no data rows")
+    layout = replace(layout, notes=tuple(notes))
     return LandedFile(layout, frame, encoding, delimiter, header_line)
 
 
-def _parse(payload: bytes, delimiter: str, header_line: int) -> pl.DataFrame:
+def _widen_header(payload: bytes, header_line: int, delimiter: str) -> tuple[bytes, int]:
+    """Drop the title lines above the header and append EXTRA_FIELDS to the header, so
+    fields beyond the header's width land in those columns. Returns (payload, width)."""
+    start = 0
+    for _ in range(header_line):
+        start = payload.find(b"\n", start) + 1
+    end = payload.find(b"\n", start)
+    end = len(payload) if end < 0 else end
+    header = payload[start:end].rstrip(b"\r")
+    width = len(next(csv.reader([header.decode("utf-8", errors="replace")], delimiter=delimiter)))
+    extra = "".join(delimiter + name for name in EXTRA_FIELDS).encode()
+    # One copy of the body (a join over a memoryview), not two.
+    return b"".join((header, extra, memoryview(payload)[end:])), width
+
+
+def _mark_ragged_rows(frame: pl.DataFrame, width: int, delimiter: str) -> pl.DataFrame:
+    """Rows with filled fields beyond the header get a PROBLEM (quarantined, not cut)."""
+    extras = [c for c in EXTRA_FIELDS if c in frame.columns]
+    # null_count is known without a scan: the usual file (nothing beyond the header)
+    # costs nothing here.
+    used = [c for c in extras if frame[c].null_count() < frame.height]
+    filled = [pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in used]
+    if filled:
+        problem = pl.when(pl.any_horizontal(filled)).then(
+            pl.format(
+                "row has more fields than the header's {} (a value probably contains an "
+                "unquoted {}); put that value in quotes or re-export the file",
+                pl.lit(width),
+                pl.lit(repr(delimiter)),
+            )
+        )
+        frame = frame.with_columns(problem.alias(PROBLEM))
+    else:
+        frame = frame.with_columns(pl.lit(None, pl.Utf8).alias(PROBLEM))
+    return frame.drop(extras)
+
+
+def _mark_cut_last_row(
+    frame: pl.DataFrame, payload: bytes, width: int, delimiter: str
+) -> tuple[pl.DataFrame, str]:
+    """A file that ends without a line break inside a short last row was cut off
+    (an interrupted upload or copy): that row is marked, not staged half-empty. A full
+    last row without a line break may have lost the end of its last value: a note."""
+    if frame.height == 0 or payload.endswith((b"\n", b"\r")):
+        return frame, ""
+    last = payload[payload.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")
+    if last.count('"') % 2:
+        return frame, ""  # inside a quoted multi-line value; the parser judged it
+    fields = len(next(csv.reader([last], delimiter=delimiter), []))
+    last_row = frame[ROW].max()
+    if fields >= width:
+        return frame, (
+            f"the file does not end with a line break; if it was cut off, check row {last_row}"
+        )
+    message = (
+        f"row is cut off ({fields} of {width} fields and the file ends without a line break): "
+        "the file is incomplete; upload the complete export again"
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col(ROW) == last_row)
+        .then(pl.lit(message))
+        .otherwise(pl.col(PROBLEM))
+        .alias(PROBLEM)
+    )
+    return frame, ""
+
+
+def _parse(payload: bytes, delimiter: str) -> pl.DataFrame:
     return pl.read_csv(
         io.BytesIO(payload),
         separator=delimiter,
-        skip_rows=header_line,
         has_header=True,
         infer_schema=False,
         quote_char='"',
@@ -183,11 +312,13 @@ def _parse_problem(delimiter: str, exc: Exception) -> FileProblem:
 
 
 def _strip_header_names(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.rename({c: c.replace("\ufeff", "").strip() for c in frame.columns if c != ROW})
+    return frame.rename(
+        {c: c.replace("\ufeff", "").strip() for c in frame.columns if c not in (ROW, PROBLEM)}
+    )
 
 
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    data_columns = [c for c in frame.columns if c != ROW]
+    data_columns = [c for c in frame.columns if c not in (ROW, PROBLEM)]
     if not data_columns:
         return frame
     blank = pl.all_horizontal(

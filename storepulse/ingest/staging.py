@@ -61,14 +61,21 @@ def _num(col: str) -> str:
     return f"sp_num(r.{quote_ident(col)}) as n_{col}"
 
 
+# The checks test the parsed value first: it is NULL (or not finite) for few rows, so
+# the raw text is trimmed again only for those (a parsed value is NULL whenever its
+# text is empty, which makes `parsed is null and text is null` the same as `text is null`).
+
+
 def _number_checks(col: str, *, required: bool = False, negative_hint: str = "") -> list:
     raw = f"r_{col}"
     checks = []
     if required:
-        checks.append((f"sp_text({raw}) is null", lit(f"{col} is empty; it is required")))
+        checks.append(
+            (f"n_{col} is null and sp_text({raw}) is null", lit(f"{col} is empty; it is required"))
+        )
     checks.append(
         (
-            f"sp_text({raw}) is not null and (n_{col} is null or not isfinite(n_{col}))",
+            f"(n_{col} is null or not isfinite(n_{col})) and sp_text({raw}) is not null",
             fmt(f"{col} '{{}}' is not a number", raw),
         )
     )
@@ -82,10 +89,12 @@ def _time_checks(col: str, parsed: str, now: str, *, required: bool, what: str =
     raw = f"r_{col}"
     checks = []
     if required:
-        checks.append((f"sp_text({raw}) is null", lit(f"{col} is empty; it is required")))
+        checks.append(
+            (f"{parsed} is null and sp_text({raw}) is null", lit(f"{col} is empty; it is required"))
+        )
     checks += [
         (
-            f"sp_text({raw}) is not null and {parsed} is null",
+            f"{parsed} is null and sp_text({raw}) is not null",
             fmt(
                 f"{col} '{{}}' is not a valid {what} (use YYYY-MM-DD"
                 + (" HH:MM:SS)" if what != "date" else ")"),
@@ -145,11 +154,26 @@ STORE_PARSED = [
 ]
 
 
+def _per_value(kind: str, column: str, alias: str, expression) -> tuple[str, str]:
+    """(column expression, join) evaluating `expression(value)` once per distinct raw
+    value of `column` instead of once per row (the channel rules are a long CASE)."""
+    col = quote_ident(column)
+    join = (
+        f" left join (select v as raw_value, {expression('v')} as value from"
+        f" (select distinct {col} as v from {qualified('raw.' + kind)})) {alias}"
+        f" on {alias}.raw_value is not distinct from r.{col}"
+    )
+    return f"{alias}.value", join
+
+
 def _raw_cols(kind: str) -> list[str]:
     return [f"r.{quote_ident(c)} as r_{c}" for c in KIND_SPECS[kind].columns]
 
 
-def kind_sql(kind: str, now: str) -> KindSql:
+def kind_sql(kind: str, now: str, *, line_no_gaps: bool = True) -> KindSql:
+    """The SQL pieces of one kind. `line_no_gaps=False` says no order line lacks its
+    line_no, so the row_number() window that numbers such lines (a sort of every line)
+    is left out: its value would never be used."""
     if kind == "fx_rates":
         return KindSql(
             parsed=[
@@ -330,8 +354,11 @@ def kind_sql(kind: str, now: str) -> KindSql:
             + " left join sp_calling_codes cc on cc.country = upper(sp_text(r.ship_country))"
             " left join utm_channels uc on uc.src = coalesce(sp_text(r.utm_source), '')"
             " and uc.med = coalesce(sp_text(r.utm_medium), '')"
+            # Only an order without customer_id looks its customer up by e-mail (the key is
+            # NULL for the others, so they skip the probe).
             " left join customer_by_email cbe on cbe.store_id ="
-            " coalesce(sp_text(r.store_id), r.folder_store_id) and cbe.email = sp_email(r.email)",
+            " coalesce(sp_text(r.store_id), r.folder_store_id) and cbe.email ="
+            " case when sp_text(r.customer_id) is null then sp_email(r.email) end",
             checks=[
                 *_store_checks(),
                 ("order_id is null", lit("order_id is empty; every order needs its id")),
@@ -377,8 +404,14 @@ def kind_sql(kind: str, now: str) -> KindSql:
                 "false as has_stores",
                 "sp_text(r.order_id) as order_id",
                 "coalesce(try_cast(sp_num(r.line_no) as integer), case when sp_text(r.line_no) is null"
-                " then cast(row_number() over (partition by r.source_file, r.store_id,"
-                " r.folder_store_id, r.order_id order by r.row_number) as integer) end) as line_no",
+                " then "
+                + (
+                    "cast(row_number() over (partition by r.source_file, r.store_id,"
+                    " r.folder_store_id, r.order_id order by r.row_number) as integer)"
+                    if line_no_gaps
+                    else "null::integer"
+                )
+                + " end) as line_no",
                 "sp_text(r.sku) as sku",
                 _num("quantity"),
                 _num("unit_price"),
@@ -483,14 +516,22 @@ def kind_sql(kind: str, now: str) -> KindSql:
             "platform_conversions",
             "platform_conversion_value",
         )
+        # 'Facebook', 'AdWords', 'TikTok Ads' -> meta, google, tiktok (same rules as UTM
+        # sources); anything else is kept, lower-cased.
+        platform, platform_join = _per_value(
+            "ad_spend",
+            "platform",
+            "pm",
+            lambda x: (
+                f"case when {channel_sql(x, 'null')} not in ('other', 'direct')"
+                f" then {channel_sql(x, 'null')} else lower(sp_text({x})) end"
+            ),
+        )
         return KindSql(
             parsed=[
                 *STORE_PARSED,
                 "sp_date(r.date) as date",
-                # 'Facebook', 'AdWords', 'TikTok Ads' -> meta, google, tiktok (same rules
-                # as UTM sources); anything else is kept, lower-cased.
-                f"case when {channel_sql('r.platform', 'null')} not in ('other', 'direct')"
-                f" then {channel_sql('r.platform', 'null')} else lower(sp_text(r.platform)) end as platform",
+                f"{platform} as platform",
                 "sp_text(r.campaign_id) as campaign_id",
                 "sp_text(r.campaign_name) as campaign_name",
                 "upper(sp_text(r.country)) as country",
@@ -498,7 +539,7 @@ def kind_sql(kind: str, now: str) -> KindSql:
                 *[_num(m) for m in metrics],
                 "sp_date(r.date) as fx_date",
             ],
-            joins=STORE_JOIN,
+            joins=STORE_JOIN + platform_join,
             checks=[
                 *_store_checks(),
                 *_time_checks("date", "date", now, required=True),
@@ -545,16 +586,24 @@ def kind_sql(kind: str, now: str) -> KindSql:
     if kind == "sessions":
         counts = ("sessions", "add_to_cart", "checkout_started", "orders")
         vocabulary = ", ".join(lit(c) for c in CHANNELS)
+        channel, channel_join = _per_value(
+            "sessions",
+            "channel",
+            "cm",
+            lambda x: (
+                f"case when lower(sp_text({x})) in ({vocabulary}) then lower(sp_text({x}))"
+                f" else {channel_sql(x, 'null')} end"
+            ),
+        )
         return KindSql(
             parsed=[
                 *STORE_PARSED,
                 "sp_date(r.date) as date",
-                f"case when lower(sp_text(r.channel)) in ({vocabulary}) then lower(sp_text(r.channel))"
-                f" else {channel_sql('r.channel', 'null')} end as channel",
+                f"{channel} as channel",
                 "lower(sp_text(r.device)) as device",
                 *[_num(m) for m in counts],
             ],
-            joins=STORE_JOIN,
+            joins=STORE_JOIN + channel_join,
             checks=[
                 *_store_checks(),
                 *_time_checks("date", "date", now, required=True),
@@ -612,8 +661,11 @@ def _case(checks: list[tuple[str, str]]) -> str:
 
 def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
     """Replace staging.<kind>; leaves temp tables typed_<kind> and careful_<kind> for reporting."""
-    spec = kind_sql(kind, now)
     raw = qualified(f"raw.{kind}")
+    gaps = kind != "order_lines" or bool(
+        scalar(con, f"select exists (select 1 from {raw} where sp_text(line_no) is null)")
+    )
+    spec = kind_sql(kind, now, line_no_gaps=gaps)
     fx_select, fx_join = "", ""
     if spec.fx:
         currency, fx_date = spec.fx
@@ -650,7 +702,7 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
             select p.*{fx_select} from p {fx_join}
         ), typed as (
             select {outputs}, source_file as _source_file, row_number as _row_number,
-                file_seq as _file_seq, ingested_at as _ingested_at, {_case(spec.checks)} as _reason
+                file_seq as _file_seq, ingested_at as _ingested_at, {_case([("sp_text(r_row_problem) is not null", "r_row_problem"), *spec.checks])} as _reason
             from checked
         )
         select *, {typed_hash} as _hash, hash({row_cols}) as _key_hash, hash({group_cols}) as _group_hash
