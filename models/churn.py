@@ -58,6 +58,10 @@ NUMERIC_FEATURES = (
     "discount_share",
     "refund_share",
     "cod_share",
+    "first_order_usd",
+    "first_order_discount_share",
+    "first_order_refund_share",
+    "first_order_cod",
     "accepts_email_marketing",
     "accepts_sms_marketing",
     "ad_personalization_consent",
@@ -102,6 +106,10 @@ REASON_OF_FEATURE = {
     "discount_share": "discount",
     "refund_share": "refunds",
     "cod_share": "cod",
+    "first_order_usd": "value",
+    "first_order_discount_share": "discount",
+    "first_order_refund_share": "refunds",
+    "first_order_cod": "cod",
     "accepts_email_marketing": "consent",
     "accepts_sms_marketing": "consent",
     "ad_personalization_consent": "consent",
@@ -266,6 +274,12 @@ def build_features(
             subtotal_usd=pl.col("subtotal_usd").sum(),
             discount_known=pl.col("discount_usd").is_not_null().any(),
             cod_share=pl.col("is_cod").mean(),
+            # How the first (valid) order went: discount, value, refund, cash on delivery.
+            first_order_usd=pl.col("total_usd").first(),
+            first_refunded_usd=pl.col("refunded_usd").first(),
+            first_discount_usd=pl.col("discount_usd").first(),
+            first_subtotal_usd=pl.col("subtotal_usd").first(),
+            first_order_cod=pl.col("is_cod").first().cast(pl.Float64),
             first_channel=pl.col("channel").first(),
             market=pl.col("ship_country").drop_nulls().first(),
             orders_last_90_days=in_last_90.sum().cast(pl.Float64),
@@ -300,6 +314,14 @@ def build_features(
         .otherwise(None),
         refund_share=pl.when(pl.col("total_usd") > 0)
         .then(pl.col("refunded_usd") / pl.col("total_usd"))
+        .otherwise(None),
+        first_order_discount_share=pl.when(
+            pl.col("first_discount_usd").is_not_null() & (pl.col("first_subtotal_usd") > 0)
+        )
+        .then(pl.col("first_discount_usd") / pl.col("first_subtotal_usd"))
+        .otherwise(None),
+        first_order_refund_share=pl.when(pl.col("first_order_usd") > 0)
+        .then(pl.col("first_refunded_usd") / pl.col("first_order_usd"))
         .otherwise(None),
         order_trend_90_days=pl.col("orders_last_90_days") - pl.col("orders_prior_90_days"),
         spend_trend_90_days=(pl.col("spend_last_90") + 1.0).log()

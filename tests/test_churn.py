@@ -3,8 +3,11 @@
 Quality is checked against a planted truth: a BG/NBD-like simulation in which
 the dropout chance depends on things the order history shows (cash on delivery,
 heavy discounting), so a model that reads them must beat BG/NBD and recency.
-On the generator's tiny data the model is compared with the oracle built from
-`_truth/customers.csv` (which lives here, never in the pipeline).
+The oracle is the Bayes-optimal P(churn) given the order history AND each
+customer's true purchase rate and dropout probability (not their realised
+dropout date, which no model could know): exact for the planted process here,
+and `storepulse.sample_data.truth.oracle_churn_probability` for the generator's
+tiny data (from `_truth/`, which lives in tests, never in the pipeline).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def simulate_orders(
                     "store_id": store,
                     "customer_id": customer,
                     "purchase_rate_per_day": float(rate),
+                    "dropout_probability": p_drop,
                     "dropout_date": None
                     if dropout_day is None
                     else START + timedelta(days=dropout_day),
@@ -79,11 +83,12 @@ def simulate_orders(
     return frame, pl.DataFrame(truth, schema_overrides={"dropout_date": pl.Date})
 
 
-def oracle_p_no_order(
+def realised_oracle(
     truth: pl.DataFrame, customers: pl.DataFrame, cutoff: date, horizon_days: int
 ) -> pl.DataFrame:
-    """The generator-truth oracle: 1 if dropped out before the cutoff, else
-    exp(-rate x days alive within the horizon). Joins on (store_id, customer_id)."""
+    """For information only: an 'oracle' that knows the realised dropout date (1 if
+    dropped out before the cutoff, else exp(-rate x days alive in the horizon)).
+    No model can know that date, so it is not the bar."""
     end = cutoff + timedelta(days=horizon_days)
     alive_days = (
         pl.when(pl.col("dropout_date").is_null())
@@ -96,10 +101,48 @@ def oracle_p_no_order(
         truth.select("store_id", "customer_id", "purchase_rate_per_day", "dropout_date"),
         on=["store_id", "customer_id"],
         how="inner",
+        maintain_order="left",
     ).with_columns(
-        oracle=pl.when(pl.col("dropout_date") < cutoff)
+        realised_oracle=pl.when(pl.col("dropout_date") < cutoff)
         .then(1.0)
         .otherwise((-pl.col("purchase_rate_per_day") * alive_days).exp())
+    )
+
+
+def planted_oracle(
+    truth: pl.DataFrame,
+    orders: pl.DataFrame,
+    customers: pl.DataFrame,
+    cutoff: date,
+    horizon_days: int,
+) -> pl.DataFrame:
+    """Bayes-optimal P(no order in [cutoff, cutoff + h)) for simulate_orders' process,
+    given the history and the true rate and dropout probability.
+
+    After an order on day d the next comes on d + 1 + floor(E), E ~ Exp(rate), unless
+    the customer drops out (probability p) right after it. With s = cutoff - 1 - last
+    order day: P(no order before the cutoff | alive) = P(E >= s) = exp(-rate s), so
+    P(alive) = (1-p) e^{-rate s} / ((1-p) e^{-rate s} + p); by memorylessness the next
+    order falls in the horizon with probability 1 - exp(-rate h)."""
+    last = (
+        orders.filter(pl.col("order_date") < cutoff)
+        .group_by("store_id", "customer_id")
+        .agg(last_order_date=pl.col("order_date").max())
+    )
+    s = (pl.lit(cutoff) - pl.col("last_order_date")).dt.total_days() - 1
+    stay = (1 - pl.col("dropout_probability")) * (-pl.col("purchase_rate_per_day") * s).exp()
+    p_alive = stay / (stay + pl.col("dropout_probability"))
+    return (
+        customers.join(last, on=["store_id", "customer_id"], how="inner", maintain_order="left")
+        .join(
+            truth.select("store_id", "customer_id", "purchase_rate_per_day", "dropout_probability"),
+            on=["store_id", "customer_id"],
+            how="inner",
+            maintain_order="left",
+        )
+        .with_columns(
+            oracle=1 - p_alive * (1 - (-pl.col("purchase_rate_per_day") * horizon_days).exp())
+        )
     )
 
 
@@ -223,8 +266,13 @@ def test_features_are_exact_on_a_planted_history():
     assert a["refund_share"] == pytest.approx(20.0 / 150.0)
     assert a["cod_share"] == pytest.approx(1 / 3)
     assert a["first_channel"] == "meta"
+    # How the first order went (the churn drivers of a new customer).
+    assert a["first_order_usd"] == pytest.approx(50.0)
+    assert a["first_order_discount_share"] == pytest.approx(5.0 / 55.0)
+    assert a["first_order_refund_share"] == 0.0 and a["first_order_cod"] == 0.0
     b = features.filter(pl.col("customer_id") == "b").row(0, named=True)
     assert b["mean_gap_days"] is None and b["frequency"] == 1
+    assert b["first_order_usd"] == pytest.approx(30.0) and b["first_order_discount_share"] == 0.0
     assert features["store_sessions_trend"].null_count() == features.height  # no sessions
 
 
@@ -269,19 +317,25 @@ def test_model_beats_both_baselines_on_planted_drivers(planted):
     assert result.approved, result.reason
 
 
-def test_model_is_close_to_the_truth_oracle_on_planted_data(planted):
+def test_model_is_close_to_the_bayes_oracle_on_planted_data(planted):
     orders, truth, _, result = planted
     backtest = result.backtest
-    joined = oracle_p_no_order(truth, backtest.predictions, backtest.cutoff, 90)
+    joined = planted_oracle(truth, orders, backtest.predictions, backtest.cutoff, 90)
     assert joined.height == backtest.predictions.height
     y = joined["churned"].to_numpy()
-    oracle_auc = roc_auc_score(y, joined["oracle"].to_numpy())
-    model_auc = roc_auc_score(y, joined["model_probability"].to_numpy())
-    bgnbd_auc = roc_auc_score(y, joined["bgnbd_probability"].to_numpy())
-    # The oracle knows who has dropped out; the model recovers a large part of the
-    # gap between BG/NBD and the oracle.
-    assert oracle_auc > model_auc
-    assert (model_auc - bgnbd_auc) > 0.3 * (oracle_auc - bgnbd_auc)
+    oracle = churn.classification_metrics(y, joined["oracle"], joined["oracle"])
+    model = backtest.metrics
+    # The oracle is calibrated on its own process and the best Brier there is.
+    assert abs(joined["oracle"].mean() - y.mean()) < 0.02
+    assert oracle["brier"] <= model["brier"] + 0.002
+    # Issue #4's bar: within 0.03 of the oracle's AUC (and better than the baselines,
+    # asserted above). The oracle bounds the model up to sampling noise.
+    assert model["auc"] >= oracle["auc"] - 0.03
+    assert model["auc"] <= oracle["auc"] + 0.005
+    # Knowing the realised dropout date (information only) ranks better still.
+    realised = realised_oracle(truth, backtest.predictions, backtest.cutoff, 90)
+    realised_auc = roc_auc_score(realised["churned"], realised["realised_oracle"])
+    assert realised_auc > oracle["auc"]
 
 
 def test_scores_follow_the_contract(planted):
@@ -373,10 +427,11 @@ def test_too_little_history_fails_with_a_clear_message():
 
 def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_path):
     """On the generator's tiny data: the model is scored next to both baselines and
-    the truth oracle; it must rank far better than days-since-last-order and stay
-    within reach of BG/NBD (the generator's own process family)."""
+    the Bayes oracle (true rates and dropout probabilities, observed history). It must
+    rank far better than days-since-last-order, at least match BG/NBD (the generator's
+    process family, blind to the churn drivers), and stay below the oracle."""
     from storepulse.ingest import ingest_landing
-    from storepulse.sample_data.truth import load_truth
+    from storepulse.sample_data.truth import load_truth, oracle_churn_probability
     from storepulse.warehouse import Warehouse, query
 
     with Warehouse(tmp_path / "w.duckdb").writer() as con:
@@ -387,13 +442,25 @@ def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_
     as_of = orders["order_date"].max() + timedelta(days=1)
     result = churn.train(orders, as_of, customers=customers, sessions=sessions, seed=42)
     backtest = result.backtest
-    truth = load_truth(tiny_sample)["customers"]
-    joined = oracle_p_no_order(truth, backtest.predictions, backtest.cutoff, 90)
-    assert joined.height == backtest.predictions.height  # every customer has a truth row
+    truth = load_truth(tiny_sample)
+    # Every order, cancelled ones included: they were purchases of the process.
+    oracle = oracle_churn_probability(
+        truth["customers"], orders, backtest.cutoff, 90, demand_calendar=truth["demand_calendar"]
+    )
+    joined = backtest.predictions.join(oracle, on=["store_id", "customer_id"], how="left")
+    assert joined["churn_probability"].null_count() == 0  # every customer has a truth row
     y = joined["churned"].to_numpy()
-    oracle_auc = roc_auc_score(y, joined["oracle"].to_numpy())
-    model_auc = backtest.metrics["auc"]
-    assert oracle_auc > model_auc
-    assert model_auc > backtest.baseline_metrics["recency"]["auc"] + 0.03
-    assert model_auc > backtest.baseline_metrics["bgnbd"]["auc"] - 0.02
-    assert backtest.metrics["brier"] < backtest.baseline_metrics["recency"]["brier"]
+    oracle_metrics = churn.classification_metrics(
+        y, joined["churn_probability"], joined["churn_probability"]
+    )
+    model = backtest.metrics
+    assert abs(joined["churn_probability"].mean() - y.mean()) < 0.03  # the oracle is calibrated
+    assert oracle_metrics["auc"] > model["auc"]
+    assert oracle_metrics["brier"] < model["brier"]
+    assert model["auc"] > backtest.baseline_metrics["recency"]["auc"] + 0.03
+    assert model["auc"] > backtest.baseline_metrics["bgnbd"]["auc"] - 0.01
+    assert model["brier"] < backtest.baseline_metrics["recency"]["brier"]
+    # Information only (not the bar): the realised-dropout-date 'oracle' ranks higher.
+    realised = realised_oracle(truth["customers"], backtest.predictions, backtest.cutoff, 90)
+    realised_auc = roc_auc_score(realised["churned"], realised["realised_oracle"])
+    assert realised_auc > oracle_metrics["auc"]

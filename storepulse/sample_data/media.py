@@ -33,6 +33,13 @@ CAMPAIGNS = {
     "pinterest": ["Shopping | Catalog", "Awareness | Pins"],
 }
 CPC_GROWTH_PER_YEAR = 0.20
+# The truth credits a channel with the revenue of the customers it caused on the day of
+# acquisition and the 7 days after (first order plus repeat orders in that week, cancelled
+# ones excluded; a 7-day click window, as the platforms use): what a daily-revenue response
+# model can see. Later repeat orders spread over months and look like baseline; the truth
+# reports them separately (`roas_with_30d_repeats`).
+ATTRIBUTION_WINDOW_DAYS = 7
+LONG_WINDOW_DAYS = 30
 
 
 @dataclass
@@ -49,6 +56,10 @@ class ChannelPlan:
     spend_usd: np.ndarray
     adstocked_usd: np.ndarray = field(repr=False)
     incremental_revenue_usd: np.ndarray = field(repr=False)
+    # ROAS counting only the caused customers' first orders (set by calibration).
+    first_order_roas: float = float("nan")
+    # ROAS counting their orders within LONG_WINDOW_DAYS of acquisition.
+    long_window_roas: float = float("nan")
 
     def params(self) -> dict:
         return {
@@ -58,6 +69,20 @@ class ChannelPlan:
             "hill_shape": self.hill_shape,
             "max_daily_revenue_usd": self.max_daily_revenue_usd,
         }
+
+    def calibrate(self, revenue_factor: float, spend_factor: float) -> None:
+        """Rescale the response once the caused customers' realised revenue is known.
+
+        Revenue (ceiling and daily series) is multiplied by revenue_factor. Spend, its
+        adstock and the half-saturation point are multiplied by spend_factor together,
+        so the saturation curve's shape over the days is unchanged (and so is the
+        number of customers it brought); only the price paid for them moves.
+        """
+        self.max_daily_revenue_usd *= revenue_factor
+        self.incremental_revenue_usd = self.incremental_revenue_usd * revenue_factor
+        self.spend_usd = self.spend_usd * spend_factor
+        self.adstocked_usd = self.adstocked_usd * spend_factor
+        self.half_saturation_usd *= spend_factor
 
 
 def black_fridays_in(start: date, n_days: int) -> list[int]:
@@ -71,27 +96,40 @@ def black_fridays_in(start: date, n_days: int) -> list[int]:
 
 
 def spend_pattern(rng: np.random.Generator, start: date, n_days: int) -> np.ndarray:
-    """Relative daily spend (mean 1): budget steps, bursts, pauses, a pre-Black-Friday ramp.
+    """Relative daily spend (mean 1) of one channel, planned the way DTC teams run accounts.
 
-    The variation is what makes each channel's effect identifiable from the data.
+    - Budget re-plans every 2-8 weeks: the new level moves from the old one (log-AR(1)),
+      so a channel drifts between clearly lower and higher budgets instead of hovering.
+    - Campaign bursts (launches, promotions, creator pushes): 4-14 days at 1.8-3.2x.
+    - Pauses (creative refresh, budget freeze, ad-account review, go-dark tests): 5-21 days
+      at zero, a few a year.
+    - The pre-Black-Friday ramp and the BF/CM push, with their own start and size per
+      channel (teams do not scale every channel in lockstep).
+    - Daily pacing noise.
+
+    Every channel of a store draws its own plan, so channels are not collinear, and the
+    swings are what make each channel's effect identifiable from daily revenue.
     """
     level = np.empty(n_days)
     day = 0
+    log_level = rng.normal(0.0, 0.5)
     while day < n_days:
-        length = int(rng.integers(21, 75))
-        level[day : day + length] = rng.lognormal(0.0, 0.4)
+        length = int(rng.integers(14, 57))
+        log_level = 0.4 * log_level + rng.normal(0.0, 0.55)
+        level[day : day + length] = np.exp(log_level)
         day += length
-    for _ in range(max(1, n_days // 75)):
+    for _ in range(max(1, round(n_days / 60 * rng.uniform(0.7, 1.3)))):
         first = int(rng.integers(0, n_days))
-        level[first : first + int(rng.integers(5, 15))] *= rng.uniform(1.6, 2.8)
-    for _ in range(max(1, n_days // 160)):
+        level[first : first + int(rng.integers(4, 15))] *= rng.uniform(1.8, 3.2)
+    for _ in range(max(1, round(n_days / 120 * rng.uniform(0.7, 1.3)))):
         first = int(rng.integers(0, n_days))
-        level[first : first + int(rng.integers(5, 18))] = 0.0
+        level[first : first + int(rng.integers(5, 22))] = 0.0
     for bf in black_fridays_in(start, n_days):
-        ramp_start = max(bf - 30, 0)
-        level[ramp_start:bf] *= np.linspace(1.0, 2.2, bf - ramp_start + 1)[:-1]
-        level[max(bf - 3, 0) : bf + 4] *= 2.6
-    level *= rng.lognormal(0.0, 0.12, n_days)
+        ramp_start = max(bf - int(rng.integers(20, 41)), 0)
+        peak = rng.uniform(1.4, 2.4)
+        level[ramp_start:bf] *= np.linspace(1.0, peak, bf - ramp_start + 1)[:-1]
+        level[max(bf - 3, 0) : bf + 4] *= rng.uniform(1.6, 2.8)
+    level *= rng.lognormal(0.0, 0.15, n_days)
     return level / level.mean()
 
 
@@ -109,7 +147,8 @@ def plan_channel(
     kind = str(rng.choice(["hill", "exponential"]))
     hill_shape = float(rng.uniform(0.8, 2.5)) if kind == "hill" else float("nan")
     adstocked = geometric_adstock(spend, decay)
-    half = float(rng.uniform(0.6, 2.0) * adstocked[adstocked > 0].mean())
+    # Typical spend sits around or below the half-saturation point: returns diminish, no wall.
+    half = float(rng.uniform(0.8, 2.4) * adstocked[adstocked > 0].mean())
     shape = saturation(adstocked, kind, half, 1.0 if kind == "exponential" else hill_shape)
     max_daily = total_revenue_usd / shape.sum()
     return ChannelPlan(

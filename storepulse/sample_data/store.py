@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 
 from .calendar import demand_multiplier
-from .customers import PurchaseBehaviour, simulate_customers
+from .churn_drivers import EMERGING_GROWTH, ChurnDrivers
+from .customers import PurchaseBehaviour, draw_arrivals, simulate_purchases
 from .markets import (
     CATEGORY_PRICE_FACTOR,
     CATEGORY_REFUND_RATE,
@@ -24,7 +25,14 @@ from .markets import (
     PAYMENT_MIX,
     PRODUCT_WORDS,
 )
-from .media import CAMPAIGNS, ChannelPlan, campaign_rows, plan_channel
+from .media import (
+    ATTRIBUTION_WINDOW_DAYS,
+    CAMPAIGNS,
+    LONG_WINDOW_DAYS,
+    ChannelPlan,
+    campaign_rows,
+    plan_channel,
+)
 from .people import draw_identities
 
 MEAN_EXTRA_LINES = 0.3
@@ -36,6 +44,7 @@ WELCOME_CODE_USE = 0.7
 PRE_HISTORY_DAYS = 365
 EXPECTED_DISCOUNT_SHARE = 0.12
 CANCEL_RATE = 0.025
+COD_EXTRA_CANCEL = 0.05
 SESSION_CHANNELS = [
     "meta",
     "google",
@@ -245,7 +254,9 @@ def simulate_store(
     )
     first_goods_usd *= 1 - WELCOME_DISCOUNT * WELCOME_CODE_USE
     first_order_value_guess = first_goods_usd * (1 + market.tax_rate) + 0.5 * market.shipping_fee
-    media_share = rng.uniform(0.35, 0.55)
+    # Paid media brings most new customers of a store that advertises (organic is 22-45 % of
+    # traffic; email, direct, affiliate and influencer share the rest of the unpaid part).
+    media_share = rng.uniform(0.55, 0.75)
     # The store existed before the export window: a year of earlier (unpaid) acquisitions gives
     # the window a base of returning customers instead of an empty shop on day one.
     full_calendar = demand_multiplier(
@@ -260,8 +271,8 @@ def simulate_store(
     channel_share = 0.5 / len(profile.paid_channels) + 0.5 * rng.dirichlet(
         np.full(len(profile.paid_channels), 2.0)
     )
-    # Kept inside 2-6.5 so that the later value calibration (+-20 %) stays within 1.5-8.5.
-    target_roas = np.exp(rng.uniform(np.log(2.0), np.log(6.5), len(profile.paid_channels)))
+    # The true ROAS exactly: spend is rescaled once the caused customers' revenue is known.
+    target_roas = np.exp(rng.uniform(np.log(1.8), np.log(7.5), len(profile.paid_channels)))
     plans: list[ChannelPlan] = []
     media_new: dict[str, np.ndarray] = {}
     for channel, share, roas in zip(profile.paid_channels, channel_share, target_roas, strict=True):
@@ -276,20 +287,14 @@ def simulate_store(
         / organic_curve[PRE_HISTORY_DAYS:].sum()
     )
     no_media_yet = np.zeros(PRE_HISTORY_DAYS, dtype=np.int64)
-    history = simulate_customers(
+    arrivals = draw_arrivals(
         rng,
-        full_calendar,
         organic_rate,
         {channel: np.concatenate([no_media_yet, counts]) for channel, counts in media_new.items()},
-        behaviour,
     )
-    n_customers = history.acquisition_day.size
-    acquisition_day = history.acquisition_day - PRE_HISTORY_DAYS  # negative: before the window
-    has_dropout = history.dropout_day >= 0
-    dropout_day = history.dropout_day - PRE_HISTORY_DAYS
-    in_window = history.order_day >= PRE_HISTORY_DAYS
+    n_customers = arrivals.acquisition_day.size
 
-    # --- Customer attributes.
+    # --- Customer attributes (drawn before purchasing: some of them drive churn).
     neighbours = [c for c in CROSS_BORDER[market.region] if c != profile.country]
     countries = np.full(n_customers, profile.country, dtype=object)
     if neighbours:
@@ -302,7 +307,8 @@ def simulate_store(
     sms_consent = rng.random(n_customers) < rng.uniform(0.12, 0.25)
     methods = [m for m, _ in PAYMENT_MIX[profile.country]]
     method_p = np.array([w for _, w in PAYMENT_MIX[profile.country]])
-    preferred_payment = rng.choice(len(methods), n_customers, p=method_p / method_p.sum())
+    method_p = method_p / method_p.sum()
+    preferred_payment = rng.choice(len(methods), n_customers, p=method_p)
     mobile_sessions = float(np.clip(market.mobile_share + rng.normal(0, 0.015), 0.775, 0.825))
     session_device_share = np.array(
         [mobile_sessions, 1 - mobile_sessions - TABLET_SESSION_SHARE, TABLET_SESSION_SHARE]
@@ -311,6 +317,43 @@ def simulate_store(
     order_device_p /= order_device_p.sum()
     devices = np.array(list(DEVICE_CONVERSION_FACTOR), dtype=object)
     preferred_device = rng.choice(3, n_customers, p=order_device_p)
+
+    # --- The first order of every customer (also of those acquired before the window),
+    # drawn up front because how it went drives how likely the customer is to stay.
+    is_cod_method = np.array([m == "cod" for m in methods])
+    first_payment = np.where(
+        rng.random(n_customers) < 0.8,
+        preferred_payment,
+        rng.choice(len(methods), n_customers, p=method_p),
+    )
+    first_cod = is_cod_method[first_payment]
+    first_cancelled = rng.random(n_customers) < CANCEL_RATE + COD_EXTRA_CANCEL * first_cod
+    refund_rate = float(
+        np.clip(CATEGORY_REFUND_RATE[profile.category] * rng.uniform(0.9, 1.15), 0.075, 0.105)
+    )
+    first_refunded = ~first_cancelled & (rng.random(n_customers) < refund_rate)
+    first_welcome = rng.random(n_customers) < WELCOME_CODE_USE
+    first_lines = 1 + rng.poisson(MEAN_EXTRA_LINES + MEMBER_EXTRA_LINES * is_member)
+    emerging = np.array([MARKETS[c].growth_per_year > EMERGING_GROWTH for c in countries])
+    drivers = ChurnDrivers.draw(rng)
+    dropout_shift, rate_shift = drivers.shifts(
+        channel=arrivals.acquisition_channel,
+        first_order_discount=first_welcome,
+        first_order_cod=first_cod,
+        first_order_refunded=first_refunded,
+        email_consent=email_consent,
+        first_order_items=first_lines,
+        emerging_market=emerging,
+    )
+    history = simulate_purchases(rng, full_calendar, arrivals, behaviour, dropout_shift, rate_shift)
+    acquisition_day = history.acquisition_day - PRE_HISTORY_DAYS  # negative: before the window
+    has_dropout = history.dropout_day >= 0
+    dropout_day = history.dropout_day - PRE_HISTORY_DAYS
+    in_window = history.order_day >= PRE_HISTORY_DAYS
+    # Per-order cancellation chance of a later order (80 % on the preferred method).
+    cod_share = float(method_p[is_cod_method].sum())
+    repeat_cod = 0.8 * is_cod_method[preferred_payment] + 0.2 * cod_share
+    cancel_probability = CANCEL_RATE + COD_EXTRA_CANCEL * repeat_cod
 
     # --- Orders: time of day, basket size.
     order_customer = history.order_customer[in_window]
@@ -328,6 +371,7 @@ def simulate_store(
     is_first = is_first[sort]
     member = is_member[order_customer]
     n_lines = 1 + rng.poisson(MEAN_EXTRA_LINES + MEMBER_EXTRA_LINES * member)
+    n_lines = np.where(is_first, first_lines[order_customer], n_lines)
     line_order = np.repeat(np.arange(n_orders), n_lines)
     line_no = np.arange(line_order.size) - np.repeat(np.cumsum(n_lines) - n_lines, n_lines) + 1
     quantity = 1 + rng.poisson(MEAN_EXTRA_QUANTITY, line_order.size)
@@ -450,7 +494,7 @@ def simulate_store(
     line_discount = np.round(np.where(on_promo, 0.2 * line_price * quantity, 0.0), 2)
     line_total = np.round(quantity * line_price - line_discount, 2)
     subtotal = np.round(np.bincount(line_order, weights=line_total, minlength=n_orders), 2)
-    welcome = is_first & (rng.random(n_orders) < WELCOME_CODE_USE)
+    welcome = is_first & first_welcome[order_customer]
     coupon = ~welcome & (rng.random(n_orders) < 0.12)
     coupon_rate = rng.choice([0.10, 0.15], n_orders)
     vip = ~welcome & ~coupon & member & (rng.random(n_orders) < 0.4)
@@ -479,15 +523,16 @@ def simulate_store(
     payment_index = np.where(
         rng.random(n_orders) < 0.8,
         preferred_payment[order_customer],
-        rng.choice(len(methods), n_orders, p=method_p / method_p.sum()),
+        rng.choice(len(methods), n_orders, p=method_p),
     )
+    payment_index = np.where(is_first, first_payment[order_customer], payment_index)
     payment_method = np.array(methods, dtype=object)[payment_index]
     is_cod = payment_method == "cod"
-    cancelled = rng.random(n_orders) < CANCEL_RATE + 0.05 * is_cod  # COD parcels get refused
-    refund_rate = float(
-        np.clip(CATEGORY_REFUND_RATE[profile.category] * rng.uniform(0.9, 1.15), 0.075, 0.105)
-    )
+    # COD parcels get refused.
+    cancelled = rng.random(n_orders) < CANCEL_RATE + COD_EXTRA_CANCEL * is_cod
+    cancelled = np.where(is_first, first_cancelled[order_customer], cancelled)
     refunded = ~cancelled & (rng.random(n_orders) < refund_rate)
+    refunded = np.where(is_first, first_refunded[order_customer], refunded)
     partial = refunded & (n_lines > 1) & (rng.random(n_orders) < 0.4)
     first_line = np.cumsum(n_lines) - n_lines
     refunded_amount = np.where(
@@ -528,12 +573,31 @@ def simulate_store(
         devices[rng.choice(3, n_orders, p=order_device_p)],
     )
 
-    # --- Calibrate the truth: the real mean first-order value replaces the planning guess.
+    # --- Calibrate the truth: what the customers a channel caused really spent in the
+    # attribution window (first order and repeat orders, cancelled ones excluded) replaces
+    # the planning guess; spend is rescaled with it so the true ROAS is the drawn target.
     realised_first_value = float(total_usd[is_first].mean())
-    value_factor = realised_first_value / first_order_value_guess
-    for plan in plans:
-        plan.max_daily_revenue_usd *= value_factor
-        plan.incremental_revenue_usd = plan.incremental_revenue_usd * value_factor
+    kept_usd = np.where(cancelled, 0.0, total_usd)
+    order_acquired = acquisition_day[order_customer]
+    attributed = order_day - order_acquired <= ATTRIBUTION_WINDOW_DAYS
+    long_window = order_day - order_acquired <= LONG_WINDOW_DAYS
+    # Customers whose whole window lies inside the export (the last month's is cut short).
+    complete = order_acquired < n_days - LONG_WINDOW_DAYS
+    order_channel = history.acquisition_channel[order_customer]
+    paid = np.isin(order_channel, [p.channel for p in plans]) & complete
+    for plan, roas in zip(plans, target_roas, strict=True):
+        mine = (order_channel == plan.channel) & complete
+        if not (mine & is_first).any():
+            mine = paid if (paid & is_first).any() else is_first
+        caused = float((mine & is_first).sum())
+        first_value = kept_usd[mine & is_first].sum() / caused
+        window_value = kept_usd[mine & attributed].sum() / caused
+        factor = window_value / first_order_value_guess
+        plan.calibrate(revenue_factor=factor, spend_factor=factor)
+        plan.first_order_roas = float(roas * first_value / window_value)
+        plan.long_window_roas = float(
+            roas * kept_usd[mine & long_window].sum() / caused / window_value
+        )
 
     # --- Frames.
     sid = profile.store_id
@@ -687,7 +751,10 @@ def simulate_store(
             "acquisition_date": np.datetime64(start, "D") + acquisition_day,
             "acquisition_channel": history.acquisition_channel,
             "purchase_rate_per_day": history.purchase_rate_per_day,
-            "dropout_probability": np.round(history.dropout_probability, 4),
+            "dropout_probability": history.dropout_probability,
+            "cancel_probability": np.round(cancel_probability, 6),
+            "purchase_rate_prior_mean": history.purchase_rate_prior_mean,
+            "dropout_prior_mean": history.dropout_prior_mean,
             "dropout_date": pl.Series(np.datetime64(start, "D") + dropout_day).set(
                 pl.Series(~has_dropout), None
             ),
@@ -713,6 +780,8 @@ def simulate_store(
             "true_roas": [
                 float(p.incremental_revenue_usd.sum() / p.spend_usd.sum()) for p in plans
             ],
+            "first_order_roas": [p.first_order_roas for p in plans],
+            "roas_with_30d_repeats": [p.long_window_roas for p in plans],
         },
         schema_overrides={"hill_shape": pl.Float64},
     )
@@ -755,6 +824,14 @@ def simulate_store(
             "channels": truth_channels,
             "channel_daily": truth_channel_daily,
             "sku_demand": truth_sku_demand,
+            "churn_drivers": pl.concat([drivers.frame(sid), behaviour.frame(sid)]),
+            "demand_calendar": pl.DataFrame(
+                {
+                    "store_id": sid,
+                    "date": np.datetime64(start, "D") + np.arange(-PRE_HISTORY_DAYS, n_days),
+                    "demand_multiplier": full_calendar,
+                }
+            ),
         },
     )
 
