@@ -58,7 +58,14 @@ def stage_duckdb_read_csv(workdir: Path, scale: str, seed: int) -> dict:
             if path.suffix == ".parquet"
             else f"read_csv('{path}', all_varchar=true, ignore_errors=true, null_padding=true)"
         )
-        con.execute(f"create table t{i} as select * from {reader}")
+        try:
+            con.execute(f"create table t{i} as select * from {reader}")
+        except duckdb.Error as exc:
+            # DuckDB's parallel scanner refuses null_padding with quoted newlines (the
+            # Shopify export's address and note fields): read that file single-threaded.
+            if "parallel=false" not in str(exc):
+                raise
+            con.execute(f"create table t{i} as select * from {reader[:-1]}, parallel=false)")
         rows += con.execute(f"select count(*) from t{i}").fetchall()[0][0]
     con.close()
     return {"rows": rows}
@@ -77,6 +84,16 @@ def stage_ingest(workdir: Path, scale: str, seed: int) -> dict:
     }
 
 
+def stage_ingest_rerun(workdir: Path, scale: str, seed: int) -> dict:
+    """A second ingest on the `ingest` stage's warehouse: nothing new (should be ~instant)."""
+    from storepulse.ingest import ingest_landing
+    from storepulse.warehouse import Warehouse
+
+    with Warehouse(staged_warehouse(workdir)).writer() as con:
+        report = ingest_landing(con, _landing(workdir))
+    return {"files": len(report.files), "new_files": len(report.new_files)}
+
+
 def _run_job(name: str, workdir: Path) -> dict:
     from storepulse.runner import run_job
 
@@ -93,7 +110,30 @@ def stage_weekly_training(workdir: Path, scale: str, seed: int) -> dict:
     shutil.rmtree(workdir / "home" / "model_store", ignore_errors=True)
     shutil.rmtree(workdir / "home" / "dagster", ignore_errors=True)
     _run_job("ingest", workdir)
-    return _run_job("weekly_training", workdir)
+    return _run_training(workdir)
+
+
+def _run_training(workdir: Path) -> dict:
+    """weekly_training, timed in full. A model that does not beat its baseline fails its
+    blocking check, and so the run: that is a quality verdict, not a crash, so it is
+    reported (with the approvals from ops.model_runs) instead of failing the stage."""
+    from storepulse.runner import run_job
+    from storepulse.settings import Paths
+    from storepulse.warehouse import Warehouse, query
+
+    result = run_job("weekly_training")
+    crashes = [f for f in result.failures if "blocking asset check failed" not in f]
+    if crashes:
+        raise SystemExit("\n".join(crashes))
+    with Warehouse(Paths.from_env().warehouse).reader() as con:
+        runs = query(con, "select model, approved, reason from ops.model_runs order by model")
+    return {
+        "run_success": result.success,
+        "approved": {r["model"]: r["approved"] for r in runs.iter_rows(named=True)},
+        "rejected_reasons": {
+            r["model"]: r["reason"] for r in runs.iter_rows(named=True) if not r["approved"]
+        },
+    }
 
 
 def stage_nightly(workdir: Path, scale: str, seed: int) -> dict:
@@ -106,10 +146,69 @@ def stage_nightly(workdir: Path, scale: str, seed: int) -> dict:
     return {"published_stores": len(result.published_stores)}
 
 
+# Ours and the peers time their work this many times and keep the fastest (the machine
+# is shared: the minimum is the run least disturbed by other processes).
+PEER_REPEATS = 2
+
+
+def staged_warehouse(workdir: Path) -> Path:
+    """The `ingest` stage's warehouse (read-only for the peer stages); rebuilt if missing."""
+    path = workdir / "ingest.duckdb"
+    if not path.exists():
+        stage_ingest(workdir, "", 0)
+    return path
+
+
+def stage_demand_ours(workdir: Path, scale: str, seed: int) -> dict:
+    """models.demand backtest (features, fit, predict the last 28 days, metrics)."""
+    from benchmarks import demand_peer
+
+    history = demand_peer.load_history(staged_warehouse(workdir))
+    return demand_peer.run_ours(history, seed=seed, repeats=PEER_REPEATS).summary()
+
+
+def stage_demand_mlforecast(workdir: Path, scale: str, seed: int) -> dict:
+    """Nixtla mlforecast, same LightGBM settings, same window and evaluation rows."""
+    from benchmarks import demand_peer
+
+    history = demand_peer.load_history(staged_warehouse(workdir))
+    return demand_peer.run_mlforecast(history, seed=seed, repeats=PEER_REPEATS).summary()
+
+
+def _features_stage(workdir: Path, flavour: str) -> dict:
+    from benchmarks import features_peer
+
+    warehouse = staged_warehouse(workdir)
+    as_of = features_peer.default_as_of(warehouse)
+    cutoffs = features_peer.feature_cutoffs(as_of)
+    inputs = features_peer.load_inputs(warehouse, as_of, flavour)
+    run = features_peer.run_ours if flavour == "polars" else features_peer.run_pandas
+    (scores, _features, clock), walls = features_peer.best_of(
+        run, inputs, as_of, cutoffs, PEER_REPEATS
+    )
+    return features_peer.summary(clock, cutoffs, len(scores), walls)
+
+
+def stage_features_ours(workdir: Path, scale: str, seed: int) -> dict:
+    """models.rfm + models.churn features at the cutoffs of one training + scoring."""
+    return _features_stage(workdir, "polars")
+
+
+def stage_features_pandas(workdir: Path, scale: str, seed: int) -> dict:
+    """The same RFM + churn features in plain pandas (tests check they are equal)."""
+    return _features_stage(workdir, "pandas")
+
+
 STAGES = {
     "sample_data": stage_sample_data,
     "duckdb_read_csv": stage_duckdb_read_csv,
     "ingest": stage_ingest,
+    "ingest_rerun": stage_ingest_rerun,
+    # Peers run back to back with ours (same data, same machine load as far as possible).
+    "demand_ours": stage_demand_ours,
+    "demand_mlforecast": stage_demand_mlforecast,
+    "features_ours": stage_features_ours,
+    "features_pandas": stage_features_pandas,
     "weekly_training": stage_weekly_training,
     "nightly": stage_nightly,
 }
