@@ -16,6 +16,7 @@ from functools import lru_cache
 import duckdb
 import polars as pl
 
+from storepulse.ingest.channels import CHANNELS as CHANNEL_VOCABULARY
 from storepulse.warehouse import query, table_exists
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -30,18 +31,8 @@ FINANCIAL_STATUSES = [
     "partially_paid",
     "unpaid",
 ]
-CHANNELS = [
-    "meta",
-    "google",
-    "tiktok",
-    "pinterest",
-    "email",
-    "organic",
-    "affiliate",
-    "influencer",
-    "direct",
-    "other",
-]
+# One channel vocabulary for the whole pipeline (docs/architecture.md).
+CHANNELS = list(CHANNEL_VOCABULARY)
 CURRENCY_REGEX = r"^[A-Z]{3}$"
 
 # (expectation class name, kwargs, blocking): blocking expectations guard keys

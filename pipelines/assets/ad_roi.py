@@ -7,7 +7,6 @@ marts/channel_roi + marts/budget_plan: scored from the latest approved version
 (trained first when none exists, as DESIGN §7 asks of nightly_scoring).
 """
 
-import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -18,6 +17,7 @@ from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource, set_as_of
 from storepulse.model_store import (
+    fingerprint,
     latest_approved,
     load_model,
     make_version,
@@ -107,15 +107,6 @@ def _event_days(daily_revenue: pl.DataFrame, stores: pl.DataFrame, as_of: date):
 # --------------------------------------------------------------------------- training
 
 
-def data_fingerprint(frame: pl.DataFrame) -> str:
-    """A stable hash of the training data (row order and content).
-
-    (storepulse.model_store.fingerprint passes seed_1..3 to hash_rows, which polars
-    2.1 no longer accepts; same idea with one seed.)
-    """
-    return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
-
-
 def train_ad_roi(storepulse: StorepulseResource, as_of: date, config: ad_roi_model.AdRoiConfig):
     """Fit + backtest + save + record. Returns (version, model, inputs, card)."""
     with storepulse.writer() as con:
@@ -128,7 +119,7 @@ def train_ad_roi(storepulse: StorepulseResource, as_of: date, config: ad_roi_mod
         events=inputs["events"],
         end=as_of,
     )
-    data_print = data_fingerprint(
+    data_print = fingerprint(
         inputs["daily_revenue"].vstack(
             inputs["daily_spend"].select(
                 "store_id", "date", pl.col("spend_usd").alias("revenue_usd")

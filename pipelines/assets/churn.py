@@ -18,6 +18,7 @@ from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.model_store import (
+    fingerprint,
     latest_approved,
     load_model,
     make_version,
@@ -69,16 +70,6 @@ class ChurnConfig(dg.Config):
         )
 
 
-def data_fingerprint(frame: pl.DataFrame) -> str:
-    """A stable hash of the training labels (row order and content).
-
-    (storepulse.model_store.fingerprint passes seed_1..3 to hash_rows, which
-    polars 2.1 no longer accepts; this is the same idea with one seed.)
-    """
-    hashes = frame.hash_rows(seed=0)
-    return hashlib.sha256(hashes.to_numpy().tobytes()).hexdigest()[:16]
-
-
 def load_inputs(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, pl.DataFrame]:
     """staging.orders / customers / sessions strictly before as_of (empty frames allowed)."""
     orders = query(
@@ -126,7 +117,7 @@ def train_and_record(
     except ValueError as exc:
         raise dg.Failure(f"churn training as of {as_of}: {exc}") from exc
     # The version changes with the data and with the recipe (settings, seed).
-    data_print = data_fingerprint(result.data_fingerprint_frame)
+    data_print = fingerprint(result.data_fingerprint_frame)
     recipe = hashlib.sha256(f"{settings}|{config.model_dump_json()}".encode()).hexdigest()[:8]
     version = make_version(churn.MODEL_NAME, as_of, data_print[:4] + recipe[:4])
     model = result.model

@@ -18,7 +18,14 @@ from models import demand, reorder
 from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
-from storepulse.model_store import latest_approved, load_model, make_version, record_run, save_model
+from storepulse.model_store import (
+    fingerprint,
+    latest_approved,
+    load_model,
+    make_version,
+    record_run,
+    save_model,
+)
 from storepulse.warehouse import query, replace_table, table_exists
 
 DEMAND_MODEL = dg.AssetKey(["models", "demand"])
@@ -116,12 +123,6 @@ def load_inventory(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     )
 
 
-def data_fingerprint(frame: pl.DataFrame) -> str:
-    """A stable hash of the training data (row order and content)."""
-    hashes = frame.hash_rows(seed=0)
-    return hashlib.sha256(hashes.to_numpy().tobytes()).hexdigest()[:16]
-
-
 class NoDemandData(Exception):
     """Nothing to train on (no order lines, or less history than one horizon)."""
 
@@ -158,7 +159,7 @@ def train_and_record(
         ) from exc
     seconds = time.perf_counter() - started
     bt = training.backtest
-    data_print = data_fingerprint(history.daily.select("store_id", "sku", "date", "units"))
+    data_print = fingerprint(history.daily.select("store_id", "sku", "date", "units"))
     recipe = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:8]
     version = make_version(demand.MODEL_NAME, as_of, data_print[:4] + recipe[:4])
     best = bt.best_baseline
