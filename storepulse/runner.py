@@ -29,7 +29,7 @@ class RunResult:
             f"storepulse nightly run {status} in {self.seconds:.1f}s (as_of {self.as_of})",
             f"  warehouse: {self.paths.warehouse}",
             f"  exports:   {self.paths.exports}",
-            f"  reports:   {self.paths.exports}/<store_id>/latest/report.html",
+            f"  reports:   {self.paths.reports}/<store_id>.html (also in each store's export set)",
             f"  dagster:   {self.paths.dagster_home} (open with `make ui`)",
         ]
         if self.tables:

@@ -81,6 +81,8 @@ def test_store_exports_partition_publishes_one_store_and_passes_its_checks(home)
     manifest = json.loads((latest / "manifest.json").read_text())
     assert manifest["as_of"] == AS_OF.isoformat()
     assert not (home.exports / STORE_B).exists()  # one partition, one store
+    # The report is also copied to STOREPULSE_REPORT_DIR, identical to the set's.
+    assert (home.reports / f"{STORE_A}.html").read_bytes() == (latest / "report.html").read_bytes()
     # Freshness: store-a is fresh, store-b has never been published.
     fresh = dg.materialize(
         [publish_assets.store_exports, publish_assets.store_exports_fresh],

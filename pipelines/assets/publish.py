@@ -9,7 +9,9 @@
 """
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -129,6 +131,7 @@ def store_exports(
         as_of = run_settings.as_of_date(con)
         result = publish_store(con, store_id, as_of, paths.exports)
     problems = verify_set(result.path)
+    report_copy = _copy_report(result.path / "report.html", paths.reports, store_id)
     import polars as pl
 
     files = pl.DataFrame(result.files).select("path", "rows", "bytes")
@@ -138,6 +141,7 @@ def store_exports(
             "as_of": as_of.isoformat(),
             "path": dg.MetadataValue.path(str(result.path)),
             "report": dg.MetadataValue.path(str(result.path / "report.html")),
+            "report_copy": dg.MetadataValue.path(str(report_copy)),
             "latest_pointer": result.latest_pointer,
             "files": preview(files, rows=60),
             "list_sizes": metrics(result.lists),
@@ -188,6 +192,19 @@ def export_history(
             "dagster/row_count": sum(counts.values()),
         }
     )
+
+
+def _copy_report(report: Path, reports_dir: Path, store_id: str) -> Path:
+    """The newest report also lands in STOREPULSE_REPORT_DIR/<store_id>.html, for whoever
+    serves reports from one folder; written beside and renamed, so never half a file."""
+    from storepulse.ingest import safe_store_id
+
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    target = reports_dir / f"{safe_store_id(store_id)}.html"
+    partial = target.with_suffix(".html.tmp")
+    shutil.copyfile(report, partial)
+    partial.replace(target)
+    return target
 
 
 def _age(generated_at: str, now: datetime) -> timedelta:
