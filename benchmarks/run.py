@@ -82,6 +82,12 @@ def time_ratios(stages: dict[str, dict]) -> dict[str, float]:
                 ratios[f"{ratio}_process"] = round(process, 3)
         elif process is not None:
             ratios[ratio] = round(process, 3)
+    scaling = stages.get("publish_scaling", {})
+    if scaling.get("one_process_seconds"):
+        # Per-store publishing: time with 2 processes / time with 1 (0.5 = perfect scaling).
+        ratios["publish_2_vs_1_processes"] = round(
+            scaling["two_processes_seconds"] / scaling["one_process_seconds"], 3
+        )
     for ratio, ours, peer, key in VALUE_RATIOS:
         if ours in stages and peer in stages:
             mine, theirs = stages[ours].get(key), stages[peer].get(key)

@@ -199,6 +199,59 @@ def stage_features_pandas(workdir: Path, scale: str, seed: int) -> dict:
     return _features_stage(workdir, "pandas")
 
 
+def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
+    """Per-store publishing of the nightly home's stores, 1 process vs 2 processes,
+    each with a read-only warehouse connection (evidence for docs/scaling.md)."""
+    import subprocess
+    import time
+    from datetime import timedelta
+
+    from storepulse.warehouse import Warehouse, query
+
+    warehouse = workdir / "home" / "warehouse.duckdb"
+    with Warehouse(warehouse).reader() as con:
+        as_of = query(con, "select max(order_date) as d from staging.orders")["d"][0] + timedelta(
+            days=1
+        )
+        stores = query(con, "select count(distinct store_id) as n from staging.orders")["n"][0]
+
+    def publish(processes: int) -> float:
+        out = workdir / f"publish-{processes}p"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.monotonic()
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.publish_worker",
+                    "--warehouse",
+                    str(warehouse),
+                    "--out",
+                    str(out),
+                    "--as-of",
+                    as_of.isoformat(),
+                    "--part",
+                    str(part),
+                    "--parts",
+                    str(processes),
+                ]
+            )
+            for part in range(processes)
+        ]
+        if any(w.wait() != 0 for w in workers):
+            raise SystemExit(f"publish worker failed ({processes} processes)")
+        return time.monotonic() - started
+
+    one, two = publish(1), publish(2)
+    return {
+        "stores": int(stores),
+        "one_process_seconds": round(one, 2),
+        "two_processes_seconds": round(two, 2),
+        "speedup": round(one / two, 2),
+    }
+
+
 STAGES = {
     "sample_data": stage_sample_data,
     "duckdb_read_csv": stage_duckdb_read_csv,
@@ -211,6 +264,7 @@ STAGES = {
     "features_pandas": stage_features_pandas,
     "weekly_training": stage_weekly_training,
     "nightly": stage_nightly,
+    "publish_scaling": stage_publish_scaling,
 }
 
 
