@@ -74,46 +74,20 @@ MLF_STATIC = ["country", "category", "list_price_usd"]
 
 
 def load_history(warehouse: Path, as_of: date | None = None) -> demand.DemandHistory:
-    """Staging tables (read-only) -> DemandHistory; as_of defaults to latest order + 1 day.
-
-    Same queries as `pipelines.assets.demand.load_history` (not imported: that
-    module pulls in Dagster)."""
+    """Staging tables (read-only) -> DemandHistory, read exactly as the demand asset
+    reads them; as_of defaults to latest order + 1 day."""
     import duckdb
 
-    from storepulse.warehouse import query, scalar
+    from storepulse import demand_inputs
+    from storepulse.warehouse import scalar
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         if as_of is None:
             as_of = scalar(con, "select max(order_date) from staging.orders") + timedelta(days=1)
-        orders = query(
-            con,
-            "select store_id, order_id, order_date, is_cancelled, financial_status, subtotal, "
-            "refunded_amount from staging.orders where order_date < ?",
-            [as_of],
-        )
-        lines = query(
-            con,
-            "select l.store_id, l.order_id, l.sku, l.quantity, l.unit_price_usd, "
-            "l.line_discount_usd from staging.order_lines l "
-            "join staging.orders o using (store_id, order_id) where o.order_date < ?",
-            [as_of],
-        )
-        inventory = query(
-            con,
-            "select snapshot_date, store_id, sku, warehouse, on_hand, lead_time_days "
-            "from staging.inventory where snapshot_date < ?",
-            [as_of],
-        )
-        products = query(
-            con,
-            "select store_id, sku, category, price_usd, unit_cost_usd, launched_at "
-            "from staging.products",
-        )
-        stores = query(con, "select store_id, country from staging.stores")
+        return demand_inputs.load_history(con, as_of)
     finally:
         con.close()
-    return demand.prepare_history(orders, lines, inventory, products, stores, as_of)
 
 
 def backtest_cutoff(history: demand.DemandHistory, horizon: int = HORIZON) -> date:
