@@ -371,7 +371,6 @@ def ad_roi_marts(
             "No approved ad_roi model (the latest did not beat its no-media baseline): "
             "channel_roi carries platform and last-click ROAS only; budget_plan is empty."
         )
-    if model is None:
         model = ad_roi_model.AdRoiModel({}, {}, ad_roi_model.AdRoiConfig(), {}, {})
     roi = ad_roi_model.channel_roi(
         model,
