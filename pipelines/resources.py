@@ -16,6 +16,39 @@ import duckdb
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, scalar, table_exists
 
+# Concurrency pools (dagster.yaml): every step that opens the warehouse read-write
+# is in WRITE_POOL (limit 1: DuckDB has one writer process); read-only steps are in
+# READ_POOL, whose limit `storepulse init-home` sets (STOREPULSE_PUBLISH_PARALLELISM).
+WRITE_POOL = "duckdb"
+READ_POOL = "duckdb_read"
+
+
+def publish_parallelism(env: dict[str, str] | None = None) -> int:
+    """READ_POOL's limit: STOREPULSE_PUBLISH_PARALLELISM, default the number of cores."""
+    import os
+
+    value = (os.environ if env is None else env).get("STOREPULSE_PUBLISH_PARALLELISM", "")
+    if not value:
+        return max(1, os.cpu_count() or 1)
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(
+            f"STOREPULSE_PUBLISH_PARALLELISM={value!r} must be a whole number >= 1, e.g. 2"
+        )
+    return limit
+
+
+def set_pool_limits(instance: dg.DagsterInstance) -> dict[str, int]:
+    """Give READ_POOL its limit in the instance (dagster.yaml only has a default
+    for all pools, which keeps WRITE_POOL at 1)."""
+    limits = {READ_POOL: publish_parallelism()}
+    for pool, limit in limits.items():
+        instance.event_log_storage.set_concurrency_slots(pool, limit)
+    return limits
+
 
 class StorepulseResource(dg.ConfigurableResource):
     """Paths under STOREPULSE_HOME and the DuckDB warehouse (the one writer).
@@ -49,6 +82,12 @@ class StorepulseResource(dg.ConfigurableResource):
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self.warehouse().writer() as con:
+            yield con
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (pool `duckdb_read`): many processes may hold one."""
+        with self.warehouse().reader() as con:
             yield con
 
 

@@ -80,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_forget(args)
     if args.command == "init-home":
         paths = init_home()
+        import dagster as dg
+
+        from pipelines.resources import set_pool_limits
+
+        with dg.DagsterInstance.get() as instance:
+            limits = set_pool_limits(instance)
         print(f"STOREPULSE_HOME={paths.home}\nDAGSTER_HOME={paths.dagster_home}")
+        print("pool limits: " + ", ".join(f"{k}={v}" for k, v in limits.items()))
         return 0
     raise AssertionError(args.command)  # argparse enforces the choices
 

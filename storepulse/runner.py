@@ -59,10 +59,12 @@ def run_job(
     import dagster as dg
 
     from pipelines.definitions import defs
+    from pipelines.resources import set_pool_limits
 
     paths = Paths.from_env().ensure()
     started = time.monotonic()
     instance = dg.DagsterInstance.get()
+    set_pool_limits(instance)
     result = RunResult(success=True, as_of=as_of, paths=paths)
 
     job = defs.resolve_job_def(name)

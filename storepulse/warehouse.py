@@ -3,12 +3,17 @@
 Everything that writes goes through `Warehouse.writer()`; every table is replaced
 or merged inside one transaction, so a killed run leaves the previous complete
 version (DuckDB rolls back an uncommitted transaction on the next open).
-Readers outside a run use `Warehouse.reader()` (read-only).
+Read-only steps (per-store publishing) and readers outside a run use
+`Warehouse.reader()`. DuckDB lets one process open the file read-write or many
+open it read-only, never both: either side waits for the other's lock
+(STOREPULSE_LOCK_WAIT_SECONDS, default 900) instead of failing at once.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +50,49 @@ create table if not exists ops.alerts (
 );
 """
 
+DEFAULT_LOCK_WAIT_SECONDS = 900.0
+
+
+def lock_wait_seconds() -> float:
+    value = os.environ.get("STOREPULSE_LOCK_WAIT_SECONDS", "")
+    try:
+        return float(value) if value else DEFAULT_LOCK_WAIT_SECONDS
+    except ValueError as exc:
+        raise ValueError(
+            f"STOREPULSE_LOCK_WAIT_SECONDS={value!r} is not a number of seconds, e.g. 900"
+        ) from exc
+
+
+def _is_lock_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set lock" in text)
+
+
+def connect(
+    path: str | Path, *, read_only: bool = False, wait_seconds: float | None = None
+) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting (with back-off) while another process holds a
+    conflicting lock on the file; after `wait_seconds` the error says who to wait for."""
+    wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
+                if _is_lock_conflict(exc):
+                    raise duckdb.IOException(
+                        f"{path}: still locked by another process after {wait:.0f} s "
+                        f"({'read-only' if read_only else 'read-write'} open). Another "
+                        "storepulse run or a tool holds the warehouse; wait for it, or raise "
+                        f"STOREPULSE_LOCK_WAIT_SECONDS. DuckDB said: {exc}"
+                    ) from exc
+                raise
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 2.0)
+
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -78,7 +126,7 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The one read-write connection (callers hold it only for a run step)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        con = connect(self.path)
         try:
             ensure_schemas(con)
             yield con
@@ -87,8 +135,8 @@ class Warehouse:
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection, for readers outside a run (reports, tests)."""
-        con = duckdb.connect(str(self.path), read_only=True)
+        """A read-only connection: per-store publishing, reports, tests."""
+        con = connect(self.path, read_only=True)
         try:
             yield con
         finally:

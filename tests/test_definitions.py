@@ -1,8 +1,13 @@
 """The code location loads and exposes the system DESIGN §7 describes."""
 
-import dagster as dg
+import inspect
 
+import dagster as dg
+import pytest
+
+from pipelines.assets import publish as publish_assets
 from pipelines.definitions import defs
+from pipelines.resources import READ_POOL, WRITE_POOL, publish_parallelism, set_pool_limits
 
 EXPECTED_JOBS = {"ingest", "nightly_scoring", "publish_store", "weekly_training"}
 
@@ -60,14 +65,29 @@ def test_every_asset_is_defined_here():
     assert not external, f"assets referenced but not defined: {external}"
 
 
-def test_writers_share_the_duckdb_pool():
+def test_writers_share_the_duckdb_pool_and_only_publishing_reads_beside_them():
     graph = defs.resolve_asset_graph()
+    read_only = {"store_exports"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.is_materializable:
-            assert node.pools == {"duckdb"}, (
-                f"{key.to_user_string()} writes outside the duckdb pool"
-            )
+        if not node.is_materializable:
+            continue
+        expected = {READ_POOL} if key.to_user_string() in read_only else {WRITE_POOL}
+        assert node.pools == expected, f"{key.to_user_string()}: pools {node.pools}"
+    # The read-only asset really opens no writer (a writer there would deadlock
+    # nothing, but would serialise the per-store runs again).
+    source = inspect.getsource(publish_assets.store_exports.op.compute_fn.decorated_fn)
+    assert "storepulse.reader()" in source and "writer()" not in source
+
+
+def test_read_pool_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STOREPULSE_PUBLISH_PARALLELISM", "3")
+    with dg.instance_for_test() as instance:
+        assert set_pool_limits(instance) == {READ_POOL: 3}
+        assert instance.event_log_storage.get_concurrency_info(READ_POOL).slot_count == 3
+    monkeypatch.setenv("STOREPULSE_PUBLISH_PARALLELISM", "zero")
+    with pytest.raises(ValueError, match="STOREPULSE_PUBLISH_PARALLELISM"):
+        publish_parallelism()
 
 
 def test_nightly_job_leaves_training_to_the_weekly_job():

@@ -17,7 +17,7 @@ import dagster as dg
 
 from pipelines.assets.ingest import PRIVACY_APPLIED, STAGING_KINDS, staging_key
 from pipelines.metadata import OWNER, metrics, preview
-from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.resources import READ_POOL, RunSettings, StorepulseResource
 from storepulse.ingest.normalise import safe_store_id
 
 STORES = dg.DynamicPartitionsDefinition(name="stores")
@@ -108,7 +108,9 @@ def privacy_requests_applied(
     deps=PUBLISH_INPUTS,
     kinds={"duckdb", "polars", "csv", "parquet", "html"},
     owners=[OWNER],
-    pool="duckdb",
+    # Read-only: per-store publish runs proceed side by side (pool limit
+    # STOREPULSE_PUBLISH_PARALLELISM, set by `storepulse init-home`).
+    pool=READ_POOL,
     check_specs=[dg.AssetCheckSpec("export_set_complete", asset=STORE_EXPORTS, blocking=True)],
     description=(
         "One merchant's export set, exports/<store_id>/<as_of>/: segments/<segment>.klaviyo.csv, "
@@ -123,13 +125,16 @@ def privacy_requests_applied(
 def store_exports(
     context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    from storepulse.publish import publish_store, verify_set
+    from storepulse.publish import load_store_data, publish_store, verify_set
 
     store_id = context.partition_key
     paths = storepulse.paths()
-    with storepulse.writer() as con:
+    # Hold the read-only connection only while reading: files, plots and the report
+    # are written after it is closed, so writers are never kept waiting for them.
+    with storepulse.reader() as con:
         as_of = run_settings.as_of_date(con)
-        result = publish_store(con, store_id, as_of, paths.exports)
+        data = load_store_data(con, safe_store_id(store_id), as_of)
+    result = publish_store(data, store_id, as_of, paths.exports)
     problems = verify_set(result.path)
     report_copy = _copy_report(result.path / "report.html", paths.reports, store_id)
     import polars as pl

@@ -85,20 +85,32 @@ def store_dir(export_root: str | Path, store_id: str) -> Path:
 
 
 def publish_store(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | StoreData,
     store_id: str,
     as_of: date,
     export_root: str | Path,
     generated_at: datetime | None = None,
 ) -> PublishResult:
-    """Write one store's complete export set for `as_of` and move `latest` to it."""
+    """Write one store's complete export set for `as_of` and move `latest` to it.
+
+    `con` is a warehouse connection, or the store's data already read with
+    load_store_data (so the caller can close a read-only connection before the
+    slow part: files, plots and the report need no warehouse).
+    """
     from storepulse.publish.report import render_report
 
     sid = safe_store_id(store_id)
     folder = store_dir(export_root, sid)
     folder.mkdir(parents=True, exist_ok=True)
     generated_at = generated_at or datetime.now(UTC)
-    data = load_store_data(con, sid, as_of)
+    if isinstance(con, StoreData):
+        if (con.store_id, con.as_of) != (sid, as_of):
+            raise ValueError(
+                f"data loaded for {con.store_id} as of {con.as_of}, not {sid} as of {as_of}"
+            )
+        data = con
+    else:
+        data = load_store_data(con, sid, as_of)
     final = folder / as_of.isoformat()
     staging_dir = folder / f".tmp-{as_of.isoformat()}-{uuid.uuid4().hex[:8]}"
     staging_dir.mkdir()

@@ -1,0 +1,65 @@
+"""One DuckDB file, several processes: writers and read-only steps wait for each
+other's lock instead of failing, and give up with a message that says why."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import pytest
+
+from storepulse.warehouse import Warehouse, connect, scalar
+
+
+def _hold_writer(path, seconds: float) -> subprocess.Popen:
+    """Another process holding the file read-write for `seconds`; returns once it holds it."""
+    code = textwrap.dedent(
+        f"""
+        import sys, time, duckdb
+        con = duckdb.connect({str(path)!r})
+        con.execute("create table if not exists t as select 42 as x")
+        con.execute("checkpoint")
+        print("holding", flush=True)
+        time.sleep({seconds})
+        con.close()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_reader_waits_for_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "w.duckdb"
+    writer = _hold_writer(path, 1.5)
+    started = time.monotonic()
+    try:
+        with Warehouse(path).reader() as con:
+            waited = time.monotonic() - started
+            assert scalar(con, "select x from t") == 42
+    finally:
+        writer.wait(timeout=30)
+    assert waited > 0.3, "the reader should have had to wait for the writer's lock"
+
+
+def test_gives_up_after_the_wait_with_a_message_that_names_the_file(tmp_path):
+    path = tmp_path / "w.duckdb"
+    writer = _hold_writer(path, 5)
+    try:
+        with pytest.raises(duckdb.IOException, match="STOREPULSE_LOCK_WAIT_SECONDS") as info:
+            connect(path, read_only=True, wait_seconds=0.3)
+        assert str(path) in str(info.value)
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+
+
+def test_other_errors_are_not_retried(tmp_path):
+    missing = tmp_path / "nope" / "w.duckdb"
+    started = time.monotonic()
+    with pytest.raises(duckdb.Error):
+        connect(missing, read_only=True, wait_seconds=30)
+    assert time.monotonic() - started < 5
