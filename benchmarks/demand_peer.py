@@ -13,7 +13,9 @@ repeated `repeats` times, the fastest kept (the machine is shared).
 
 Ours: `models.demand.backtest` (features, fit before the cutoff, predict the
 28 days, interval calibration, metrics; the public API, so the time is a
-slight over-count of fit + predict). `wape` is the backtest's own WAPE of the
+slight over-count of fit + predict). Its training rows are the target days of
+the same window, the rows of slow series importance-sampled (`train_rows` of
+`target_days`; `DemandConfig.sample_level`). `wape` is the backtest's own WAPE of the
 published point forecast (p50, the median of the negative binomial, its
 interval calibrated on the other half of the series), `wape_mean` that of the
 mean (`expected_units`).
@@ -189,6 +191,7 @@ def run_ours(
         "backtest_days_scored": result.metrics["days"],
         "censored_days_excluded": result.metrics["censored_days_excluded"],
         "train_rows": model.train_rows,
+        "target_days": model.target_days,
         "num_threads": config.lgbm_params.get("num_threads"),
         "num_boost_round": config.num_boost_round,
     }

@@ -366,3 +366,91 @@ def test_on_the_generator_sample_the_model_tracks_its_true_demand(tiny_sample, t
     # One year of 40 slow SKUs: the model cannot do much better than a 28-day average
     # here (on the small sample it is ~18 % closer to the truth); it must not do worse.
     assert model_error <= 1.15 * average_error
+
+
+def test_slow_series_rows_are_importance_sampled_without_bias():
+    rng = np.random.default_rng(7)
+    level = rng.lognormal(-1.5, 1.5, 40_000)  # a skewed catalogue: most series sell little
+    rows = pl.DataFrame({"i": np.arange(level.size)})
+    kept, weight = demand._sample_rows(rows, level, 1.5, seed=3)
+    threshold = 1.5 * level.mean()
+    index = kept["i"].to_numpy()
+    assert 0.2 * level.size < kept.height < 0.6 * level.size
+    # Rows at or above the threshold are all kept, unweighted; the others at rate level/threshold.
+    assert np.isin(np.flatnonzero(level >= threshold), index).all()
+    assert np.allclose(weight, np.maximum(1.0, threshold / level[index]))
+    # Unbiased: the reweighted total weight (level) and row count match the full data.
+    assert (level[index] * weight).sum() == pytest.approx(level.sum(), rel=0.02)
+    assert weight.sum() == pytest.approx(level.size, rel=0.03)
+    # Seeded, and sample_level=0 keeps everything.
+    again, _ = demand._sample_rows(rows, level, 1.5, seed=3)
+    other, _ = demand._sample_rows(rows, level, 1.5, seed=4)
+    assert again.equals(kept) and not other.equals(kept)
+    everything, ones = demand._sample_rows(rows, level, 0.0, seed=3)
+    assert everything.height == rows.height and (ones == 1).all()
+
+
+def test_row_sampling_trains_on_fewer_rows_at_about_the_same_accuracy():
+    frames, _, as_of = planted_store_data(n_skus=16, seed=5)
+    history = history_of(frames, as_of)
+    full, full_model = demand.backtest(history, replace(FAST, sample_level=0.0), seed=1)
+    sampled, sampled_model = demand.backtest(history, FAST, seed=1)
+    assert full_model.train_rows == full_model.target_days == sampled_model.target_days
+    assert sampled_model.train_rows < 0.9 * full_model.train_rows
+    assert sampled.metrics["wape"] <= 1.05 * full.metrics["wape"]
+    assert sampled.metrics["wape_expected_units"] <= 1.05 * full.metrics["wape_expected_units"]
+    assert abs(sampled.metrics["bias_expected_units"]) < 0.1
+
+
+def test_design_lookups_read_the_right_day_of_the_right_series(planted):
+    _, _, history, training = planted
+    features = demand._build_features(history, FAST.horizon_days)
+    daily = history.daily.select("store_id", "sku", "date", "demand")
+    targets = (
+        daily.filter(pl.col("date") >= history.as_of - timedelta(days=60))
+        .select("store_id", "sku", "date")
+        .with_columns(pl.lit(9, pl.Int32).alias("horizon"))
+    )
+    design = demand._design(features, targets)
+    assert design.height == targets.height
+
+    def value_on(days_back: int) -> pl.Series:
+        shifted = daily.select(
+            "store_id", "sku", pl.col("date") + pl.duration(days=days_back), "demand"
+        )
+        return design.join(shifted, on=["store_id", "sku", "date"], how="left")["demand"]
+
+    # Horizon 9: the last fully observed same weekday is 14 days back, then 21; a year is 364.
+    assert design["same_weekday_last_week"].equals(value_on(14), check_names=False)
+    assert design["same_weekday_two_weeks"].equals(value_on(21), check_names=False)
+    assert design["same_day_last_year"].equals(value_on(364), check_names=False)
+    # The planted data spans 420 days: 364 days back exists only for the last ~56 days.
+    assert 0 < design["same_day_last_year"].null_count() < design.height
+    # Origin features are those of date - horizon.
+    origin = features.history.select("store_id", "sku", "date", pl.col("ma_28").alias("o"))
+    joined = design.join(
+        origin, left_on=["store_id", "sku", "origin"], right_on=["store_id", "sku", "date"]
+    )
+    assert joined.height == design.height and joined["ma_28"].equals(joined["o"], check_names=False)
+
+
+def test_event_features_are_signed_distances_to_the_nearest_occurrence(planted):
+    _, _, history, _ = planted
+    events = demand._build_features(history, FAST.horizon_days).events
+    us = dict(
+        events.filter(pl.col("country") == "US")
+        .select("date", "event_black_friday_cyber_monday")
+        .iter_rows()
+    )
+    # Black Friday 2024 is 29 Nov, Cyber Monday 2 Dec.
+    assert us[date(2024, 11, 26)] == 3  # run-up
+    assert us[date(2024, 11, 30)] == 0  # during the event
+    assert us[date(2024, 12, 5)] == -3  # hangover
+    assert {f"event_{e}" for e in demand.EVENTS} <= set(demand.FEATURES)
+
+
+def test_a_model_from_an_older_feature_set_fails_with_a_clear_message(planted):
+    _, _, history, training = planted
+    stale = replace(training.model, features=[*training.model.features[:-1], "days_to_gone"])
+    with pytest.raises(ValueError, match="retrain"):
+        demand.predict(stale, history)

@@ -59,8 +59,12 @@ def test_weekly_training_then_nightly_forecast_and_reorder_plan(tiny_sample, sp_
         baselines = json.loads(runs["baseline_metrics"][0])
         assert run_metrics["wape"] < min(b["wape"] for b in baselines.values())
         assert 0.7 <= run_metrics["coverage_p10_p90"] <= 0.95
+        # Slow series' rows are importance-sampled: fewer rows than target days.
+        assert 0 < run_metrics["train_rows"] < run_metrics["target_days"]
         version = latest_approved(con, "demand")
-        assert (paths.model_store / "demand" / version / "card.json").exists()
+        card = json.loads((paths.model_store / "demand" / version / "card.json").read_text())
+        assert card["settings"]["sample_level"] == demand_assets.DemandConfig().sample_level > 0
+        assert model_md["target_days"].value == run_metrics["target_days"]
 
         forecast = query(con, "select * from scores.demand_forecast")
         series = query(
@@ -156,3 +160,42 @@ def test_a_home_without_any_order_lines_skips_demand_without_failing(tiny_sample
         assert query(con, "select count(*) as n from scores.demand_forecast")["n"][0] == 0
         assert query(con, "select count(*) as n from marts.reorder_plan")["n"][0] == 0
         assert query(con, "select count(*) as n from ops.model_runs")["n"][0] == 0
+
+
+def test_an_approved_model_from_older_code_is_retrained_not_left_failing(
+    tiny_sample, sp_home, monkeypatch
+):
+    paths = ingest_sample(tiny_sample, sp_home)
+    assert dg.materialize([demand_assets.demand_model], resources=resources()).success
+    with Warehouse(paths.warehouse).reader() as con:
+        old_version = latest_approved(con, "demand")
+    saved = paths.model_store / "demand" / old_version / "model.pkl"
+    saved_before = saved.stat().st_mtime_ns
+
+    real_predict = demand_assets.demand.predict
+    calls = []
+
+    def predict_once_stale(model, history, *args, **kwargs):
+        calls.append(model)
+        if len(calls) == 1:  # the saved model: as if built by an older feature set
+            raise demand_assets.demand.StaleModelError("trained on features ... retrain it")
+        return real_predict(model, history, *args, **kwargs)
+
+    monkeypatch.setattr(demand_assets.demand, "predict", predict_once_stale)
+    result = dg.materialize(
+        [demand_assets.demand_forecast],
+        resources=resources(),
+        selection=[demand_assets.DEMAND_FORECAST],
+    )
+    assert result.success
+    assert len(calls) >= 2 and calls[-1] is not calls[0]  # retrained, then forecast
+    metadata = materialized_metadata(result, demand_assets.DEMAND_FORECAST)
+    with Warehouse(paths.warehouse).reader() as con:
+        # Retrained: same data and cutoff give the same version id, so the saved
+        # model is replaced in place (and its ops.model_runs row kept once).
+        assert metadata["model_version"].value == old_version
+        assert saved.stat().st_mtime_ns > saved_before
+        runs = query(con, "select version from ops.model_runs where model = 'demand'")
+        assert runs["version"].to_list() == [old_version]
+        forecast = query(con, "select distinct model_version from scores.demand_forecast")
+        assert forecast["model_version"].to_list() == [metadata["model_version"].value]

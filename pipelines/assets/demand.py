@@ -48,7 +48,14 @@ class DemandConfig(dg.Config):
     interval_coverage: float = Field(
         default=0.8, description="Share of actual days [p10, p90] is calibrated to hold."
     )
-    seed: int = Field(default=0, description="Seed for LightGBM and horizon sampling.")
+    sample_level: float = Field(
+        default=demand.DemandConfig.sample_level,
+        description="Training rows of series below this multiple of the mean level are "
+        "importance-sampled (faster training, same expected loss); 0 keeps every row.",
+    )
+    seed: int = Field(
+        default=0, description="Seed for LightGBM, horizon and training-row sampling."
+    )
 
     def settings(self) -> demand.DemandConfig:
         return demand.DemandConfig(
@@ -56,6 +63,7 @@ class DemandConfig(dg.Config):
             train_days=self.train_days,
             num_boost_round=self.num_boost_round,
             interval_coverage=self.interval_coverage,
+            sample_level=self.sample_level,
         )
 
 
@@ -141,6 +149,7 @@ def train_and_record(
         "backtest_cutoff": bt.cutoff,
         "horizon_days": settings.horizon_days,
         "train_rows": training.model.train_rows,
+        "target_days": training.model.target_days,
         "train_seconds": round(seconds, 2),
         "series": history.daily.select("store_id", "sku").n_unique(),
         "by_store": bt.by_store.to_dicts(),
@@ -255,6 +264,7 @@ def demand_model(
             "interval_calibration": metrics(training.model.interval.__dict__),
             "train_seconds": round(seconds, 2),
             "train_rows": training.model.train_rows,
+            "target_days": training.model.target_days,
             "skipped_stores": metrics(history.skipped_stores),
             "feature_importance": preview(_rounded(training.model.feature_importance()), rows=15),
         },
@@ -336,7 +346,19 @@ def demand_forecast(
                 )
         model, _card = load_model(model_store, demand.MODEL_NAME, version)
         started = time.perf_counter()
-        forecast = demand.predict(model, history)
+        try:
+            forecast = demand.predict(model, history)
+        except demand.StaleModelError as stale:
+            # An approved model saved by an older version of this code: retrain
+            # rather than leave the night without a forecast.
+            context.log.warning(f"{version}: {stale}. Training a new model first.")
+            version, training, history, _ = train_and_record(
+                con, storepulse, as_of, config, context.log
+            )
+            approved = training.approved
+            model, _card = load_model(model_store, demand.MODEL_NAME, version)
+            started = time.perf_counter()
+            forecast = demand.predict(model, history)
         seconds = time.perf_counter() - started
         table = forecast.select(
             "store_id",
