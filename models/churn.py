@@ -249,63 +249,268 @@ def build_features(
     helper columns (last_order_date, spend_value_window_usd).
 
     `orders` must come from prepare_orders (already filtered to before as_of);
-    rows on or after `cutoff` are ignored here.
+    rows on or after `cutoff` are ignored here. Many cutoffs at once:
+    build_feature_sets (the same numbers, one pass).
     """
-    past = orders.filter(pl.col("order_date") < cutoff)
-    if past.is_empty():
-        return pl.DataFrame()
-    c = pl.lit(cutoff)
-    days_before = (c - pl.col("order_date")).dt.total_days()
-    in_last_90 = days_before <= 90
-    in_prior_90 = (days_before > 90) & (days_before <= 180)
-    base = (
-        past.sort("store_id", "customer_id", "created_at", "order_id")
-        .group_by("store_id", "customer_id", maintain_order=True)
-        .agg(
-            first_order_date=pl.col("order_date").first(),
-            last_order_date=pl.col("order_date").max(),
-            frequency=pl.len().cast(pl.Float64),
-            order_days=pl.col("order_date").n_unique(),
-            monetary_usd=pl.col("net_usd").sum(),
-            last_order_usd=pl.col("net_usd").last(),
-            total_usd=pl.col("total_usd").sum(),
-            refunded_usd=pl.col("refunded_usd").sum(),
-            discount_usd=pl.col("discount_usd").sum(),
-            subtotal_usd=pl.col("subtotal_usd").sum(),
-            discount_known=pl.col("discount_usd").is_not_null().any(),
-            cod_share=pl.col("is_cod").mean(),
-            # How the first (valid) order went: discount, value, refund, cash on delivery.
-            first_order_usd=pl.col("total_usd").first(),
-            first_refunded_usd=pl.col("refunded_usd").first(),
-            first_discount_usd=pl.col("discount_usd").first(),
-            first_subtotal_usd=pl.col("subtotal_usd").first(),
-            first_order_cod=pl.col("is_cod").first().cast(pl.Float64),
-            first_channel=pl.col("channel").first(),
-            market=pl.col("ship_country").drop_nulls().first(),
-            orders_last_90_days=in_last_90.sum().cast(pl.Float64),
-            orders_prior_90_days=in_prior_90.sum().cast(pl.Float64),
-            spend_last_90=pl.col("net_usd").filter(in_last_90).sum(),
-            spend_prior_90=pl.col("net_usd").filter(in_prior_90).sum(),
-            orders_last_365_days=(days_before <= 365).sum().cast(pl.Float64),
-            spend_last_365_days=pl.col("net_usd").filter(days_before <= 365).sum(),
-            spend_value_window_usd=pl.col("net_usd").filter(days_before <= value_window_days).sum(),
-        )
+    return build_feature_sets(
+        orders,
+        [cutoff],
+        customers=customers,
+        sessions=sessions,
+        horizon_days=horizon_days,
+        value_window_days=value_window_days,
+    )[cutoff]
+
+
+CONSENT_COLUMNS = (
+    "accepts_email_marketing",
+    "accepts_sms_marketing",
+    "ad_personalization_consent",
+)
+
+
+class OrderHistory:
+    """prepare_orders output indexed once, for features at any number of cutoffs.
+
+    Orders are sorted by customer and day and carry per-customer running sums, so a
+    customer's orders before a cutoff are a prefix of their rows: every feature at
+    every cutoff is read off the prefix ends (found by binary search), in one
+    vectorised pass instead of a group-by per cutoff. First / last order (by
+    created_at, order_id) come from running minima / maxima of the creation rank,
+    so they stay exact even where created_at and order_date disagree.
+    """
+
+    # Running sums (per customer, in day order); the first is the money the windows use.
+    _SUMS = (
+        "net_usd",
+        "total_usd",
+        "refunded_usd",
+        "discount_usd",
+        "subtotal_usd",
+        "discount_known",
+        "is_cod",
+        "new_day",
+        "gap",
+        "gap_squared",
     )
-    # Inter-order gaps on distinct order days (two parcels on one day are one visit).
-    gaps = (
-        past.select("store_id", "customer_id", "order_date")
-        .unique()
-        .sort("store_id", "customer_id", "order_date")
-        .with_columns(
-            gap=pl.col("order_date").diff().over("store_id", "customer_id").dt.total_days()
+
+    def __init__(self, orders: pl.DataFrame):
+        self.orders = orders
+        # Creation order first: its position is the creation rank of each order.
+        by_creation = orders.sort(
+            "store_id", "customer_id", "created_at", "order_id", maintain_order=True
         )
-        .group_by("store_id", "customer_id")
-        .agg(
-            mean_gap_days=pl.col("gap").mean().cast(pl.Float64),
-            gap_spread_days=pl.col("gap").std().cast(pl.Float64),
+        self.n = n = by_creation.height
+        first_row = pl.int_range(pl.len()) == 0
+        cid = (
+            by_creation.select(
+                (
+                    first_row
+                    | pl.col("store_id").ne_missing(pl.col("store_id").shift())
+                    | pl.col("customer_id").ne_missing(pl.col("customer_id").shift())
+                )
+                .cast(pl.Int64)
+                .cum_sum()
+                - 1
+            )
+            .to_series()
+            .to_numpy()
         )
-    )
-    features = base.join(gaps, on=["store_id", "customer_id"], how="left").with_columns(
+        day = by_creation["order_date"].cast(pl.Int32).to_numpy().astype(np.int64)
+        self.first_day = int(day.min()) if n else 0
+        self.width = int(day.max()) - self.first_day + 2 if n else 1
+        keys = cid * self.width + (day - self.first_day)
+        # Day order within a customer (ties keep the creation order): rank -> position.
+        rank = np.argsort(keys, kind="stable")
+        self.position_of_rank = np.empty(n, dtype=np.int64)
+        self.position_of_rank[rank] = np.arange(n)
+        frame = by_creation[rank]
+        self._keys, cid, day = keys[rank], cid[rank], day[rank]
+        self.starts = np.flatnonzero(np.diff(cid, prepend=-1))
+        self.customers = frame.select("store_id", "customer_id")[self.starts]
+        store_change = self.customers.select(
+            pl.col("store_id").ne_missing(pl.col("store_id").shift()).fill_null(True)
+        ).to_series()
+        self.store_code = store_change.cast(pl.Int64).cum_sum().to_numpy() - 1
+        self.cid = cid
+        self.day = day
+        starts_mask = np.zeros(n, dtype=bool)
+        starts_mask[self.starts] = True
+        new_day = starts_mask.copy()
+        new_day[1:] |= day[1:] != day[:-1]
+        gap = np.where(new_day & ~starts_mask, day - np.roll(day, 1), 0).astype(np.float64)
+        columns = frame.select(
+            "net_usd",
+            "total_usd",
+            "refunded_usd",
+            pl.col("discount_usd").fill_null(0.0),
+            pl.col("subtotal_usd").fill_null(0.0),
+            pl.col("discount_usd").is_not_null().alias("discount_known"),
+            "is_cod",
+        ).cast(pl.Float64)
+        values = np.column_stack(
+            [*(columns[name].to_numpy() for name in columns.columns), new_day, gap, gap * gap]
+        ).astype(np.float64)
+        self.values = {name: values[:, j].copy() for j, name in enumerate(self._SUMS[:7])}
+        market_rank = np.where(
+            frame["ship_country"].is_not_null().to_numpy(), rank.astype(np.float64), np.inf
+        )
+        minima = np.column_stack([rank.astype(np.float64), market_rank])
+        # Running sums / minima restart at each customer: walk the rows level by level
+        # (the k-th order of every customer at once), so each sum adds in row order.
+        within = np.arange(n) - np.repeat(self.starts, np.diff([*self.starts, n]))
+        by_level = np.argsort(within, kind="stable")
+        level_ends = np.cumsum(np.bincount(within)) if n else np.array([], dtype=np.int64)
+        for begin, end in zip(level_ends[:-1], level_ends[1:], strict=False):
+            rows = by_level[begin:end]
+            values[rows] += values[rows - 1]
+            minima[rows] = np.minimum(minima[rows], minima[rows - 1])
+        self.sums = values
+        self.first_rank = minima[:, 0].astype(np.int64)
+        self.last_rank = np.maximum.accumulate(rank) if n else rank  # segments ascend
+        self.market_rank = minima[:, 1]
+        self.nullable = frame.select("discount_usd", "subtotal_usd", "channel", "ship_country")
+        self._ends: dict[int, np.ndarray] = {}
+
+    def prefix_ends(self, days: list[int], block: int = 1 << 16) -> dict[int, np.ndarray]:
+        """Per day: per customer, the end (exclusive) of their rows with order_date < day.
+
+        Counted, not searched: each order falls between two of the sorted days, and a
+        running count over those slots gives every customer's prefix end at every day
+        (customers in blocks, so memory stays small)."""
+        wanted = np.array(sorted(set(days)), dtype=np.int64)
+        n_customers = self.starts.size
+        ends = np.empty((wanted.size, n_customers), dtype=np.int64)
+        slot = np.searchsorted(wanted, self.day, side="right")
+        bounds = [*self.starts[::block], self.n]
+        for i, (row_begin, row_end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            first = i * block
+            width = min(block, n_customers - first)
+            local = self.cid[row_begin:row_end] - first
+            counts = np.bincount(
+                slot[row_begin:row_end] * width + local, minlength=(wanted.size + 1) * width
+            ).reshape(wanted.size + 1, width)
+            ends[:, first : first + width] = (
+                np.cumsum(counts[:-1], axis=0) + self.starts[first : first + width]
+            )
+        return {int(day): ends[j] for j, day in enumerate(wanted)}
+
+    def _net(self, end: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Net spend over a customer's rows [start_of_customer, end)."""
+        return np.where(end > start, self.sums[np.maximum(end - 1, 0), 0], 0.0)
+
+    def base_features(
+        self, cutoffs: list[date], value_window_days: int
+    ) -> tuple[pl.DataFrame, np.ndarray, list[int], np.ndarray]:
+        """The per-customer aggregates of every cutoff, stacked (cutoff-major, then
+        store_id, customer_id), the customer index of each row, the rows per cutoff
+        and the first row of each (cutoff, store) segment."""
+        backs = (0, 90, 180, 365, value_window_days)
+        days = [(cutoff - _EPOCH).days for cutoff in cutoffs]
+        ends = self.prefix_ends([day - back for day in days for back in backs])
+        parts = []
+        for k, day in enumerate(days):
+            ids = np.flatnonzero(ends[day] > self.starts)
+            parts.append((np.full(ids.size, k), ids, *(ends[day - back][ids] for back in backs)))
+        position, ids, end, end90, end180, end365, end_value = (
+            np.concatenate([p[i] for p in parts]) for i in range(7)
+        )
+        cut = np.array(days, dtype=np.int64)[position]
+        start = self.starts[ids]
+        last = end - 1
+        sums = dict(zip(self._SUMS, self.sums[last].T, strict=True))  # every end > start
+        first_pos = self.position_of_rank[self.first_rank[last]]
+        last_pos = self.position_of_rank[self.last_rank[last]]
+        market_rank = self.market_rank[last]
+        has_market = np.isfinite(market_rank)
+        market_pos = self.position_of_rank[np.where(has_market, market_rank, 0).astype(np.int64)]
+        frequency = (end - start).astype(np.float64)
+        order_days = sums["new_day"]
+        gaps = order_days - 1
+        gap_sum, gap_squares = sums["gap"], sums["gap_squared"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_gap = np.where(gaps >= 1, gap_sum / gaps, np.nan)
+            variance = (gap_squares - gap_sum * gap_sum / gaps) / (gaps - 1)
+            spread = np.where(gaps >= 2, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+        net, net90 = sums["net_usd"], self._net(end90, start)
+        net180, net365 = self._net(end180, start), self._net(end365, start)
+        first = self.nullable.select(
+            first_discount_usd=pl.col("discount_usd").gather(first_pos),
+            first_subtotal_usd=pl.col("subtotal_usd").gather(first_pos),
+            first_channel=pl.col("channel").gather(first_pos),
+            market=pl.col("ship_country").gather(market_pos),
+        )
+        values = self.values
+        frame = pl.DataFrame(
+            {
+                "cutoff": pl.Series(cut, dtype=pl.Int32).cast(pl.Date),
+                "first_order_date": pl.Series(self.day[first_pos], dtype=pl.Int32).cast(pl.Date),
+                "last_order_date": pl.Series(self.day[last], dtype=pl.Int32).cast(pl.Date),
+                "frequency": frequency,
+                "order_days": order_days,
+                "monetary_usd": net,
+                "last_order_usd": values["net_usd"][last_pos],
+                "total_usd": sums["total_usd"],
+                "refunded_usd": sums["refunded_usd"],
+                "discount_usd": sums["discount_usd"],
+                "subtotal_usd": sums["subtotal_usd"],
+                "discount_known": sums["discount_known"] > 0,
+                "cod_share": sums["is_cod"] / frequency,
+                "first_order_usd": values["total_usd"][first_pos],
+                "first_refunded_usd": values["refunded_usd"][first_pos],
+                "first_order_cod": values["is_cod"][first_pos],
+                "orders_last_90_days": (end - end90).astype(np.float64),
+                "orders_prior_90_days": (end90 - end180).astype(np.float64),
+                "spend_last_90": net - net90,
+                "spend_prior_90": net90 - net180,
+                "orders_last_365_days": (end - end365).astype(np.float64),
+                "spend_last_365_days": net - net365,
+                "spend_value_window_usd": net - self._net(end_value, start),
+                "mean_gap_days": mean_gap,
+                "gap_spread_days": spread,
+            },
+        ).with_columns(
+            first.get_column("first_discount_usd"),
+            first.get_column("first_subtotal_usd"),
+            first.get_column("first_channel"),
+            pl.when(pl.Series(has_market)).then(first.get_column("market")).alias("market"),
+            pl.col("mean_gap_days", "gap_spread_days").fill_nan(None),
+        )
+        # (cutoff, store) segments: contiguous, as rows are cutoff-major, then by store.
+        segment_key = position * (int(self.store_code.max()) + 1) + self.store_code[ids]
+        segments = np.flatnonzero(np.diff(segment_key, prepend=-1))
+        return frame, ids, [p[1].size for p in parts], segments
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def build_feature_sets(
+    orders: pl.DataFrame | OrderHistory,
+    cutoffs: list[date],
+    *,
+    customers: pl.DataFrame | None = None,
+    sessions: pl.DataFrame | None = None,
+    horizon_days: int = 90,
+    value_window_days: int = 365,
+) -> dict[date, pl.DataFrame]:
+    """build_features at every cutoff in one vectorised pass: {cutoff: features}.
+
+    Each frame equals build_features(orders, cutoff, ...) (one row per customer with
+    a valid order before the cutoff, sorted by store_id, customer_id; an empty frame
+    when there is none). `orders` from prepare_orders, or an OrderHistory of it.
+    """
+    history = orders if isinstance(orders, OrderHistory) else OrderHistory(orders)
+    cutoffs = list(dict.fromkeys(cutoffs))
+    if history.n == 0 or not cutoffs:
+        return {cutoff: pl.DataFrame() for cutoff in cutoffs}
+    base, ids, sizes, segments = history.base_features(cutoffs, value_window_days)
+    c = pl.col("cutoff")
+    features = base.with_columns(
+        history.customers.select(
+            pl.col("store_id").gather(ids), pl.col("customer_id").gather(ids)
+        ).get_columns()
+    ).with_columns(
         recency_days=(c - pl.col("last_order_date")).dt.total_days().cast(pl.Float64),
         tenure_days=(c - pl.col("first_order_date")).dt.total_days().cast(pl.Float64),
         aov_usd=pl.col("total_usd") / pl.col("frequency"),
@@ -331,40 +536,60 @@ def build_features(
         days_past_usual_cycle=pl.col("recency_days") - pl.col("mean_gap_days"),
         recency_over_usual_cycle=pl.col("recency_days") / pl.col("mean_gap_days").clip(1.0),
     )
-
     # Store context: how often this store's customers come back at all, and the
     # store's typical gap, so recency means the same thing in fast and slow stores.
-    store = features.group_by("store_id").agg(
-        store_repeat_rate=(pl.col("order_days") > 1).mean().cast(pl.Float64),
-        store_median_gap=pl.col("mean_gap_days").median(),
+    lengths = np.diff([*segments, base.height])
+    order_days = base["order_days"].to_numpy()
+    mean_gap = base["mean_gap_days"].to_numpy(allow_copy=True).astype(np.float64)
+    repeat_rate = np.add.reduceat((order_days > 1).astype(np.float64), segments) / lengths
+    median_gap = np.array(
+        [
+            np.median(gap[~np.isnan(gap)]) if not np.isnan(gap).all() else float(horizon_days)
+            for gap in np.split(mean_gap, segments[1:])
+        ]
     )
-    features = features.join(store, on="store_id", how="left").with_columns(
-        recency_over_store_gap=pl.col("recency_days")
-        / pl.col("store_median_gap").fill_null(float(horizon_days)).clip(1.0)
+    stores = (
+        features.select("cutoff", "store_id")[segments]
+        .join(
+            _session_trends(sessions, cutoffs),
+            on=["cutoff", "store_id"],
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            _season_indexes(history.orders, cutoffs, horizon_days),
+            on=["cutoff", "store_id"],
+            how="left",
+            maintain_order="left",
+        )
     )
-    features = features.join(_session_trend(sessions, cutoff), on="store_id", how="left")
-    features = features.join(_season_index(orders, cutoff, horizon_days), on="store_id", how="left")
+    features = features.with_columns(
+        store_repeat_rate=pl.Series(np.repeat(repeat_rate, lengths)),
+        store_median_gap=pl.Series(np.repeat(np.maximum(median_gap, 1.0), lengths)),
+        store_sessions_trend=pl.Series(
+            np.repeat(stores["store_sessions_trend"].to_numpy(), lengths)
+        ).fill_nan(None),
+        store_season_index=pl.Series(
+            np.repeat(stores["store_season_index"].to_numpy(), lengths)
+        ).fill_nan(None),
+    ).with_columns(recency_over_store_gap=pl.col("recency_days") / pl.col("store_median_gap"))
     extras = _customer_extras(customers)
-    consent_cols = (
-        "accepts_email_marketing",
-        "accepts_sms_marketing",
-        "ad_personalization_consent",
-    )
     if extras is not None:
-        features = features.join(extras, on=["store_id", "customer_id"], how="left")
+        per_customer = history.customers.join(
+            extras, on=["store_id", "customer_id"], how="left", maintain_order="left"
+        ).drop("store_id", "customer_id")
+        features = features.with_columns(per_customer.select(pl.all().gather(ids)).get_columns())
         if "customer_country" in features.columns:
-            features = features.with_columns(market=pl.coalesce("market", "customer_country")).drop(
-                "customer_country"
-            )
+            features = features.with_columns(market=pl.coalesce("market", "customer_country"))
     features = features.with_columns(
         [
             pl.lit(None, dtype=pl.Float64).alias(col)
-            for col in consent_cols
+            for col in CONSENT_COLUMNS
             if col not in features.columns
         ]
     )
-    features = _with_bgnbd(features, horizon_days)
-    return features.select(
+    features = _with_bgnbd(features, horizon_days, segments)
+    selected = features.select(
         "store_id",
         "customer_id",
         *[pl.col(name).cast(pl.Float64) for name in NUMERIC_FEATURES],
@@ -372,53 +597,75 @@ def build_features(
         "last_order_date",
         "spend_value_window_usd",
     )
+    out, offset = {}, 0
+    for cutoff, n_rows in zip(cutoffs, sizes, strict=True):
+        out[cutoff] = selected.slice(offset, n_rows) if n_rows else pl.DataFrame()
+        offset += n_rows
+    return out
 
 
-def _season_index(orders: pl.DataFrame, cutoff: date, horizon_days: int) -> pl.DataFrame:
-    """Per store: orders in the horizon-long window one year before the coming
-    horizon, over orders in the horizon before that (null without a year of history).
-    A seasonal store heading into its peak gets > 1."""
-    year_ago = cutoff - timedelta(days=365)
-    ahead_start, ahead_end = year_ago, year_ago + timedelta(days=horizon_days)
-    behind_start = year_ago - timedelta(days=horizon_days)
+def _season_indexes(orders: pl.DataFrame, cutoffs: list[date], horizon_days: int) -> pl.DataFrame:
+    """Per cutoff and store: orders in the horizon-long window one year before the
+    coming horizon, over orders in the horizon before that (null without a year of
+    history). A seasonal store heading into its peak gets > 1."""
+    cuts = pl.DataFrame({"cutoff": cutoffs}, schema={"cutoff": pl.Date})
+    year_ago = pl.col("cutoff") - pl.duration(days=365)
+    behind_start = year_ago - pl.duration(days=horizon_days)
+    ahead_end = year_ago + pl.duration(days=horizon_days)
+    daily = orders.group_by("store_id", "order_date").agg(n=pl.len())
     stores = orders.group_by("store_id").agg(first=pl.col("order_date").min())
     counts = (
-        orders.filter((pl.col("order_date") >= behind_start) & (pl.col("order_date") < ahead_end))
-        .group_by("store_id")
+        daily.join(cuts, how="cross")
+        .filter((pl.col("order_date") >= behind_start) & (pl.col("order_date") < ahead_end))
+        .group_by("cutoff", "store_id")
         .agg(
-            ahead=(pl.col("order_date") >= ahead_start).sum().cast(pl.Float64),
-            behind=(pl.col("order_date") < ahead_start).sum().cast(pl.Float64),
+            ahead=pl.col("n").filter(pl.col("order_date") >= year_ago).sum().cast(pl.Float64),
+            behind=pl.col("n").filter(pl.col("order_date") < year_ago).sum().cast(pl.Float64),
         )
     )
-    return stores.join(counts, on="store_id", how="left").select(
-        "store_id",
-        store_season_index=pl.when((pl.col("first") <= behind_start) & (pl.col("behind") > 0))
-        .then(pl.col("ahead") / pl.col("behind"))
-        .otherwise(None),
+    return (
+        stores.join(cuts, how="cross")
+        .join(counts, on=["cutoff", "store_id"], how="left")
+        .select(
+            "cutoff",
+            "store_id",
+            store_season_index=pl.when((pl.col("first") <= behind_start) & (pl.col("behind") > 0))
+            .then(pl.col("ahead") / pl.col("behind"))
+            .otherwise(None),
+        )
     )
 
 
-def _session_trend(sessions: pl.DataFrame | None, cutoff: date) -> pl.DataFrame:
-    schema = {"store_id": pl.String, "store_sessions_trend": pl.Float64}
+def _session_trends(sessions: pl.DataFrame | None, cutoffs: list[date]) -> pl.DataFrame:
+    """Per cutoff and store: sessions in the 30 days before the cutoff over the 30 before."""
+    schema = {"cutoff": pl.Date, "store_id": pl.String, "store_sessions_trend": pl.Float64}
     if sessions is None or sessions.is_empty():
         return pl.DataFrame(schema=schema)
-    days_before = (pl.lit(cutoff) - pl.col("date")).dt.total_days()
+    cuts = pl.DataFrame({"cutoff": cutoffs}, schema={"cutoff": pl.Date})
+    days_before = (pl.col("cutoff") - pl.col("date")).dt.total_days()
+    # Days older than 60 before every cutoff count for nothing (a store seen only
+    # then gets a null trend either way).
+    daily = (
+        sessions.filter(pl.col("date") >= min(cutoffs) - timedelta(days=60))
+        .group_by("store_id", "date")
+        .agg(pl.col("sessions").sum())
+    )
     return (
-        sessions.filter(pl.col("date") < cutoff)
-        .group_by("store_id")
+        daily.join(cuts, how="cross")
+        .filter((pl.col("date") < pl.col("cutoff")) & (days_before <= 60))
+        .group_by("cutoff", "store_id")
         .agg(
             last_30=pl.col("sessions").filter(days_before <= 30).sum().cast(pl.Float64),
-            prior_30=pl.col("sessions")
-            .filter((days_before > 30) & (days_before <= 60))
-            .sum()
-            .cast(pl.Float64),
+            prior_30=pl.col("sessions").filter(days_before > 30).sum().cast(pl.Float64),
         )
         .select(
+            "cutoff",
             "store_id",
             store_sessions_trend=pl.when(pl.col("prior_30") > 0)
             .then(pl.col("last_30") / pl.col("prior_30"))
             .otherwise(None),
         )
+        .cast({"store_id": pl.String})
     )
 
 
@@ -430,30 +677,45 @@ def bgnbd_summary(features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     return x, t_x, T
 
 
-def _with_bgnbd(features: pl.DataFrame, horizon_days: int) -> pl.DataFrame:
-    """BG/NBD fitted per store on the same history: P(alive), P(no order), E[orders]."""
+BGNBD_COLUMNS = (
+    "mbgnbd_p_alive",
+    "mbgnbd_p_no_order",
+    "bgnbd_p_alive",
+    "bgnbd_p_no_order",
+    "bgnbd_expected_orders",
+)
+
+
+def _bgnbd_columns(x, t_x, T, horizon_weeks: float) -> dict[str, np.ndarray]:
+    """BG/NBD and MBG/NBD fitted on one store's customers at one cutoff, and their
+    P(alive), P(no order in the horizon) and expected orders per customer."""
+    params = bgnbd.fit(x, t_x, T)
+    mbg = bgnbd.fit(x, t_x, T, variant="mbg")
+    return {
+        "mbgnbd_p_alive": bgnbd.p_alive(mbg, x, t_x, T, "mbg"),
+        "mbgnbd_p_no_order": bgnbd.p_no_purchase(mbg, x, t_x, T, horizon_weeks, "mbg"),
+        "bgnbd_p_alive": bgnbd.p_alive(params, x, t_x, T),
+        "bgnbd_p_no_order": bgnbd.p_no_purchase(params, x, t_x, T, horizon_weeks),
+        "bgnbd_expected_orders": bgnbd.expected_purchases(params, x, t_x, T, horizon_weeks),
+    }
+
+
+def _with_bgnbd(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
+    """BG/NBD fitted per cutoff and store on the same history (`segments`: the first
+    row of each cutoff x store, rows contiguous): P(alive), P(no order), E[orders]."""
     horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
-    parts = []
-    for (_store,), part in features.with_columns(
-        frequency_days=pl.col("order_days").cast(pl.Float64)
-    ).group_by("store_id", maintain_order=True):
-        x, t_x, T = bgnbd_summary(part)
-        params = bgnbd.fit(x, t_x, T)
-        mbg = bgnbd.fit(x, t_x, T, variant="mbg")
-        parts.append(
-            part.with_columns(
-                mbgnbd_p_alive=pl.Series(bgnbd.p_alive(mbg, x, t_x, T, "mbg")),
-                mbgnbd_p_no_order=pl.Series(
-                    bgnbd.p_no_purchase(mbg, x, t_x, T, horizon_weeks, "mbg")
-                ),
-                bgnbd_p_alive=pl.Series(bgnbd.p_alive(params, x, t_x, T)),
-                bgnbd_p_no_order=pl.Series(bgnbd.p_no_purchase(params, x, t_x, T, horizon_weeks)),
-                bgnbd_expected_orders=pl.Series(
-                    bgnbd.expected_purchases(params, x, t_x, T, horizon_weeks)
-                ),
-            )
+    x, t_x, T = bgnbd_summary(
+        features.select(
+            "recency_days", "tenure_days", frequency_days=pl.col("order_days").cast(pl.Float64)
         )
-    return pl.concat(parts, how="vertical").drop("frequency_days")
+    )
+    bounds = [*segments.tolist(), features.height]
+    out = {name: np.empty(features.height) for name in BGNBD_COLUMNS}
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        part = _bgnbd_columns(x[start:end], t_x[start:end], T[start:end], horizon_weeks)
+        for name in BGNBD_COLUMNS:
+            out[name][start:end] = part[name]
+    return features.with_columns(**{name: pl.Series(name, out[name]) for name in BGNBD_COLUMNS})
 
 
 def churn_labels(orders: pl.DataFrame, cutoff: date, horizon_days: int) -> pl.DataFrame:
@@ -488,18 +750,26 @@ class FeatureCache:
             else None
         )
         self.settings = settings
+        self.history = OrderHistory(self.orders)
         self._features: dict[date, pl.DataFrame] = {}
 
-    def features(self, cutoff: date) -> pl.DataFrame:
-        if cutoff not in self._features:
-            self._features[cutoff] = build_features(
-                self.orders,
-                cutoff,
-                customers=self.customers,
-                sessions=self.sessions,
-                horizon_days=self.settings.horizon_days,
-                value_window_days=self.settings.value_window_days,
+    def prefetch(self, cutoffs: list[date]) -> None:
+        """Build the features of every cutoff not cached yet, in one vectorised pass."""
+        missing = [c for c in dict.fromkeys(cutoffs) if c not in self._features]
+        if missing:
+            self._features.update(
+                build_feature_sets(
+                    self.history,
+                    missing,
+                    customers=self.customers,
+                    sessions=self.sessions,
+                    horizon_days=self.settings.horizon_days,
+                    value_window_days=self.settings.value_window_days,
+                )
             )
+
+    def features(self, cutoff: date) -> pl.DataFrame:
+        self.prefetch([cutoff])
         return self._features[cutoff]
 
     def labelled(self, cutoff: date) -> pl.DataFrame:
@@ -806,16 +1076,59 @@ def empty_scores() -> pl.DataFrame:
     )
 
 
-def _tree_split_values(node: dict, found: dict[int, set]) -> None:
+def _tree_nodes(node: dict, found: list[dict]) -> None:
     if "split_feature" not in node:
         return
-    feature = node["split_feature"]
-    if node["decision_type"] == "<=":
-        found.setdefault(feature, set()).add(float(node["threshold"]))
+    found.append(node)
+    _tree_nodes(node["left_child"], found)
+    _tree_nodes(node["right_child"], found)
+
+
+# LightGBM treats |x| <= kZeroThreshold as zero in a split with missing_type 'Zero'.
+_LGBM_ZERO = 1e-35
+
+
+def _goes_left(column: np.ndarray, node: dict) -> np.ndarray:
+    """LightGBM's NumericalDecision for every row: True where the row goes left."""
+    missing = node["missing_type"]
+    nan = np.isnan(column)
+    value = np.where(nan, 0.0, column) if missing != "NaN" else column
+    left = value <= float(node["threshold"])
+    if missing == "Zero":
+        default = (value >= -_LGBM_ZERO) & (value <= _LGBM_ZERO)
+    elif missing == "NaN":
+        default = nan
     else:
-        found.setdefault(feature, set()).add(None)  # categorical: bin on the code itself
-    _tree_split_values(node["left_child"], found)
-    _tree_split_values(node["right_child"], found)
+        return left
+    return np.where(default, bool(node["default_left"]), left)
+
+
+def _category_digits(column: np.ndarray) -> tuple[np.ndarray, int]:
+    """A small non-negative integer per distinct category code (NaN its own)."""
+    nan = np.isnan(column)
+    finite = column[~nan]
+    if finite.size and (
+        finite.min() < 0 or np.any(finite != np.floor(finite)) or finite.max() > 1e6
+    ):
+        _, digits = np.unique(np.where(nan, -1.0, column), return_inverse=True)
+        return digits.astype(np.int64), int(digits.max()) + 1
+    top = int(finite.max()) + 1 if finite.size else 0
+    return np.where(nan, top, column).astype(np.int64), top + 1
+
+
+def _group_rows(key: np.ndarray, radix: int) -> tuple[np.ndarray, np.ndarray]:
+    """(one row of each distinct key, the group of every row)."""
+    n_rows = key.size
+    if radix <= max(4 * n_rows, 1 << 16):
+        present = np.zeros(radix, dtype=bool)
+        present[key] = True
+        labels = np.cumsum(present) - 1
+        inverse = labels[key]
+        first_row = np.empty(int(labels[-1]) + 1, dtype=np.int64)
+        first_row[inverse] = np.arange(n_rows)  # any row of a group stands for it
+        return first_row, inverse
+    _, first_row, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first_row, inverse.reshape(-1)
 
 
 def tree_contributions(
@@ -824,66 +1137,44 @@ def tree_contributions(
     """Exactly LightGBM's `pred_contrib=True` output, computed many times faster.
 
     TreeSHAP values of one tree depend on a row only through the side it takes at
-    each of that tree's splits. Rows are therefore grouped per tree by the interval
-    their values fall in between that tree's thresholds (NaN, exact zero and each
-    category code get their own group, so every split decision is the same inside
-    a group); LightGBM computes the contributions once per group and tree, and the
-    per-tree results are added up (SHAP values are additive over trees).
+    each of that tree's splits. Rows are therefore grouped per tree by their
+    decisions at every split (LightGBM's own rule: threshold, missing type and
+    default direction; categorical splits group by the category code itself);
+    LightGBM computes the contributions once per group and tree, and the per-tree
+    results are added up (SHAP values are additive over trees).
     """
     n_rows, n_features = matrix.shape
     trees = booster.dump_model(num_iteration=num_iteration)["tree_info"]
-    tree_splits = []
-    for tree in trees:
-        splits: dict[int, set] = {}
-        _tree_split_values(tree["tree_structure"], splits)
-        tree_splits.append(splits)
-    # Bin every feature once against the union of its thresholds over all trees;
-    # each tree then maps those bins onto its own (coarser) intervals.
-    global_bins: dict[int, np.ndarray] = {}
-    global_thresholds: dict[int, np.ndarray] = {}
-    for feature in sorted({f for splits in tree_splits for f in splits}):
-        column = np.ascontiguousarray(matrix[:, feature])
-        nan = np.isnan(column)
-        if any(None in splits.get(feature, ()) for splits in tree_splits):
-            _, bins = np.unique(np.where(nan, -1.0, column), return_inverse=True)
-            global_bins[feature] = bins.astype(np.int64)
-            continue
-        thresholds = np.array(
-            sorted({v for splits in tree_splits for v in splits.get(feature, ())})
-        )
-        bins = np.searchsorted(thresholds, column, side="left")  # x <= t goes left
-        # NaN and exact zero may follow a split's default direction: own bins.
-        bins[column == 0.0] = thresholds.size + 1
-        bins[nan] = thresholds.size + 2
-        global_bins[feature] = bins.astype(np.int64)
-        global_thresholds[feature] = thresholds
+    columns: dict[int, np.ndarray] = {}
+    digits: dict[int, tuple[np.ndarray, int]] = {}
+
+    def column(feature: int) -> np.ndarray:
+        if feature not in columns:
+            columns[feature] = np.ascontiguousarray(matrix[:, feature], dtype=np.float64)
+        return columns[feature]
 
     total = np.zeros((n_features + 1, n_rows))  # transposed: contiguous row adds
-    for tree_index, splits in enumerate(tree_splits):
+    for tree_index, tree in enumerate(trees):
+        nodes: list[dict] = []
+        _tree_nodes(tree["tree_structure"], nodes)
         key = np.zeros(n_rows, dtype=np.int64)
         radix = 1
-        for feature in sorted(splits):
-            bins = global_bins[feature]
-            if feature in global_thresholds:
-                union = global_thresholds[feature]
-                own = np.array(sorted(splits[feature]))
-                # global bin b holds values in (union[b-1], union[b]]
-                lookup = np.concatenate(
-                    [
-                        [0],
-                        np.searchsorted(own, union, side="right"),
-                        [own.size + 1, own.size + 2],
-                    ]
-                )
-                bins = lookup[bins]
-                n_bins = own.size + 3
-            else:
-                n_bins = int(bins.max()) + 1 if bins.size else 1
-            if radix > np.iinfo(np.int64).max // max(n_bins, 1):
+        categorical = sorted({n["split_feature"] for n in nodes if n["decision_type"] != "<="})
+        parts = [
+            (_goes_left(column(n["split_feature"]), n), 2)
+            for n in nodes
+            if n["decision_type"] == "<="
+        ]
+        for feature in categorical:
+            if feature not in digits:
+                digits[feature] = _category_digits(column(feature))
+            parts.append(digits[feature])
+        for values, n_values in parts:
+            if radix > np.iinfo(np.int64).max // max(n_values, 1):
                 raise OverflowError("too many split groups to key in int64")
-            key += bins * radix
-            radix *= n_bins
-        _, first_row, inverse = np.unique(key, return_index=True, return_inverse=True)
+            key += values.astype(np.int64) * radix
+            radix *= n_values
+        first_row, inverse = _group_rows(key, radix)
         per_group = booster.predict(
             matrix[first_row],
             start_iteration=tree_index,
@@ -892,8 +1183,8 @@ def tree_contributions(
             num_threads=num_threads,
         )
         # Only the tree's own split features (and the expected value) are non-zero.
-        for column in [*splits, n_features]:
-            total[column] += per_group[:, column][inverse]
+        for feature in [*sorted({n["split_feature"] for n in nodes}), n_features]:
+            total[feature] += per_group[:, feature][inverse]
     return total.T
 
 
@@ -979,27 +1270,40 @@ def top_reasons(
     Contributions (LightGBM pred_contrib, log-odds) are summed per reason first;
     only reasons that raise the risk are listed.
     """
+    n_rows = features.height
     reason_index = {reason: i for i, reason in enumerate(REASONS)}
-    by_reason = np.zeros((contributions.shape[0], len(REASONS)))
+    by_reason = np.zeros((len(REASONS), n_rows))  # one contiguous row per reason
     for j, name in enumerate(FEATURES):
-        by_reason[:, reason_index[REASON_OF_FEATURE[name]]] += contributions[:, j]
-    order = np.argsort(-by_reason, axis=1, kind="stable")[:, :k]
-    positive = np.take_along_axis(by_reason, order, axis=1) > 0
+        by_reason[reason_index[REASON_OF_FEATURE[name]]] += contributions[:, j]
+    # The k largest per row, largest first, ties to the earlier reason (as a stable
+    # descending sort); -1 = no reason that raises the risk at this rank.
+    ranks = np.full((k, n_rows), -1, dtype=np.int64)
+    remaining = by_reason.copy()
+    rows = np.arange(n_rows)
+    for i in range(min(k, len(REASONS))):
+        best = np.argmax(remaining, axis=0)
+        value = remaining[best, rows]
+        ranks[i] = np.where(value > 0, best, -1)
+        remaining[best, rows] = -np.inf
     texts = reason_texts(horizon_days)
-    # Every reason's sentence once per row, then pick by rank (null = no reason).
-    frame = features.with_columns(
-        [pl.Series(f"_rank{i}", np.where(positive[:, i], order[:, i], -1)) for i in range(k)]
-    ).with_columns(
-        pl.when(pl.col(f"_rank{i}") >= 0).then(pl.col(f"_rank{i}")).alias(f"_rank{i}")
-        for i in range(k)
-    )
-    frame = frame.with_columns(_texts=pl.concat_list([texts[reason] for reason in reason_index]))
-    joined = frame.select(
-        pl.concat_str(
-            [pl.col("_texts").list.get(pl.col(f"_rank{i}"), null_on_oob=True) for i in range(k)],
-            separator="; ",
-            ignore_nulls=True,
-        ).alias("top_reasons")
+    # Each reason's sentence only for the rows that show it, placed at its rank.
+    ranked = [pl.Series(f"_rank{i}", [None] * n_rows, dtype=pl.String) for i in range(k)]
+    for reason, r in reason_index.items():
+        slots, hits = np.nonzero(ranks == r)
+        if hits.size == 0:
+            continue
+        expr = texts[reason]
+        sentences = (
+            features.select(list(dict.fromkeys(expr.meta.root_names())))[hits]
+            .select(expr.alias("_text"))
+            .to_series()
+        )
+        for i in range(k):
+            at = slots == i
+            if at.any():
+                ranked[i] = ranked[i].scatter(hits[at], sentences.filter(pl.Series(at)))
+    joined = pl.select(
+        pl.concat_str(ranked, separator="; ", ignore_nulls=True).alias("top_reasons")
     ).with_columns(
         top_reasons=pl.when(pl.col("top_reasons") == "")
         .then(pl.lit("No strong churn signal"))
@@ -1132,6 +1436,11 @@ def train(
     started = time.perf_counter()
     cache = FeatureCache(orders, as_of, customers=customers, sessions=sessions, settings=settings)
     test_cutoff = backtest_cutoff(as_of, settings)
+    needed = [test_cutoff]
+    for last_labelled in (test_cutoff - timedelta(days=settings.horizon_days), test_cutoff):
+        train_cutoffs, validation_cutoff = plan_cutoffs(last_labelled, settings)
+        needed += [*train_cutoffs, validation_cutoff]
+    cache.prefetch(needed)
     backtest_model = fit_at(
         cache, test_cutoff - timedelta(days=settings.horizon_days), seed=seed, settings=settings
     )

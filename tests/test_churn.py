@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
@@ -464,3 +465,120 @@ def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_
     realised = realised_oracle(truth["customers"], backtest.predictions, backtest.cutoff, 90)
     realised_auc = roc_auc_score(realised["churned"], realised["realised_oracle"])
     assert realised_auc > oracle_metrics["auc"]
+
+
+# ------------------------------------------------------------------ speed paths stay exact
+
+
+def test_feature_sets_of_many_cutoffs_equal_one_cutoff_at_a_time():
+    orders, _ = simulate_orders(n_customers=400, days=500, seed=7, stores=("s1", "s2"))
+    # created_at disagrees with order_date for some orders: first/last order follow
+    # created_at (then order_id), exactly as a per-cutoff group-by in that order does.
+    rng = np.random.default_rng(7)
+    shift = pl.Series(rng.integers(-3, 4, orders.height) * 3600 * 1_000_000)
+    orders = orders.with_columns(
+        created_at=pl.col("created_at") + pl.duration(microseconds=shift),
+        ship_country=pl.when(pl.Series(rng.random(orders.height) < 0.3))
+        .then(None)
+        .otherwise(pl.Series(rng.choice(["US", "DE", "BR"], orders.height))),
+    )
+    as_of = START + timedelta(days=500)
+    prepared = churn.prepare_orders(orders, as_of)
+    cutoffs = [as_of, as_of - timedelta(days=90), as_of - timedelta(days=200), START]
+    together = churn.build_feature_sets(prepared, cutoffs, horizon_days=90)
+    assert together[START].is_empty()  # nobody ordered before the first day
+    for cutoff in cutoffs[:3]:
+        alone = churn.build_features(prepared, cutoff, horizon_days=90)
+        assert together[cutoff].equals(alone), cutoff
+        past = prepared.filter(pl.col("order_date") < cutoff)
+        ordered = past.sort("store_id", "customer_id", "created_at", "order_id")
+        expected = ordered.group_by("store_id", "customer_id", maintain_order=True).agg(
+            first_channel=pl.col("channel").first(),
+            first_order_usd=pl.col("total_usd").first(),
+            last_order_usd=pl.col("net_usd").last(),
+            market=pl.col("ship_country").drop_nulls().first(),
+            monetary_usd=pl.col("net_usd").sum(),
+            orders_last_90_days=(pl.col("order_date") >= cutoff - timedelta(days=90))
+            .sum()
+            .cast(pl.Float64),
+        )
+        got = alone.select(expected.columns)
+        assert got.height == expected.height > 100
+        for name in ("first_channel", "market", "orders_last_90_days"):
+            assert got[name].equals(expected[name]), (cutoff, name)
+        for name in ("first_order_usd", "last_order_usd", "monetary_usd"):
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-9)
+
+
+def _straightforward_top_reasons(features, contributions, horizon_days, k=3):
+    """The reference: every reason's sentence for every row, stable descending sort."""
+    by_reason = np.zeros((contributions.shape[0], len(churn.REASONS)))
+    for j, name in enumerate(churn.FEATURES):
+        by_reason[:, churn.REASONS.index(churn.REASON_OF_FEATURE[name])] += contributions[:, j]
+    order = np.argsort(-by_reason, axis=1, kind="stable")[:, :k]
+    positive = np.take_along_axis(by_reason, order, axis=1) > 0
+    sentences = features.select(
+        [expr.alias(reason) for reason, expr in churn.reason_texts(horizon_days).items()]
+    )
+    out = []
+    for row in range(features.height):
+        chosen = [
+            sentences[churn.REASONS[order[row, i]]][row] for i in range(k) if positive[row, i]
+        ]
+        text = "; ".join(s for s in chosen if s is not None)
+        out.append(text or "No strong churn signal")
+    return out
+
+
+def test_top_reasons_equal_the_straightforward_ranking_with_ties(planted):
+    orders, _, as_of, result = planted
+    features = churn.build_features(churn.prepare_orders(orders, as_of), as_of).head(400)
+    rng = np.random.default_rng(11)
+    # Rounded to one decimal: many exact ties, zeros and negatives.
+    contributions = np.round(rng.normal(0.0, 1.0, (features.height, len(churn.FEATURES))), 1)
+    contributions[:40] = -np.abs(contributions[:40])  # nothing raises the risk
+    fast = churn.top_reasons(features, contributions, 90).to_list()
+    assert fast == _straightforward_top_reasons(features, contributions, 90)
+    assert fast[:40] == ["No strong churn signal"] * 40
+    assert len({t.count(";") for t in fast[40:]}) > 1  # one to three reasons
+
+
+def test_fast_contributions_follow_lightgbm_missing_value_rules():
+    rng = np.random.default_rng(5)
+    n = 3000
+    x = rng.normal(size=(n, 4))
+    x[rng.random(n) < 0.2, 0] = np.nan  # NaN -> default direction
+    x[rng.random(n) < 0.3, 1] = 0.0  # exact zeros (missing type 'Zero' below)
+    x[:, 2] = rng.integers(0, 6, n).astype(float)  # a category code
+    x[rng.random(n) < 0.1, 2] = np.nan
+    y = np.nan_to_num(x[:, 0]) + (x[:, 1] == 0) + (x[:, 2] % 2) + rng.normal(size=n) > 0.8
+    for zero_as_missing in (False, True):
+        booster = lgb.train(
+            {
+                "objective": "binary",
+                "num_leaves": 15,
+                "min_data_in_leaf": 20,
+                "zero_as_missing": zero_as_missing,
+                "verbosity": -1,
+                "seed": 1,
+                "deterministic": True,
+                "num_threads": 1,
+            },
+            lgb.Dataset(x, y.astype(float), categorical_feature=[2]),
+            num_boost_round=25,
+        )
+        missing = {
+            node["missing_type"]
+            for tree in booster.dump_model()["tree_info"]
+            for node in _internal_nodes(tree["tree_structure"])
+        }
+        assert ("Zero" if zero_as_missing else "NaN") in missing
+        fast = churn.tree_contributions(booster, x, booster.num_trees())
+        reference = booster.predict(x, pred_contrib=True)
+        np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-9)
+
+
+def _internal_nodes(node):
+    if "split_feature" not in node:
+        return []
+    return [node, *_internal_nodes(node["left_child"]), *_internal_nodes(node["right_child"])]
