@@ -1192,6 +1192,13 @@ def _int(name: str) -> pl.Expr:
     return pl.col(name).round(0).cast(pl.Int64).cast(pl.String)
 
 
+def _orders(name: str) -> pl.Expr:
+    """'1 order', '3 orders'."""
+    return _int(name) + pl.when(pl.col(name).round(0) == 1).then(pl.lit(" order")).otherwise(
+        pl.lit(" orders")
+    )
+
+
 def _pct(name: str) -> pl.Expr:
     return (pl.col(name) * 100).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("%")
 
@@ -1228,13 +1235,16 @@ def reason_texts(horizon_days: int) -> dict[str, pl.Expr]:
             (pl.col("orders_last_90_days") == 0) & (pl.col("orders_prior_90_days") == 0)
         )
         .then(pl.lit("No orders in the last 6 months"))
-        .otherwise(
+        .when(pl.col("orders_last_90_days") < pl.col("orders_prior_90_days"))
+        .then(
             pl.format(
-                "Buying less: {} orders in the last 90 days vs {} in the 90 days before",
-                _int("orders_last_90_days"),
+                "Buying less: {} in the last 90 days vs {} in the 90 days before",
+                _orders("orders_last_90_days"),
                 _int("orders_prior_90_days"),
             )
-        ),
+        )
+        # Not fewer than before, yet the trend still raised the risk: say what it is.
+        .otherwise(pl.format("Only {} in the last 90 days", _orders("orders_last_90_days"))),
         "value": pl.format("Has spent {} USD in total", _int("monetary_usd")),
         "tenure": pl.when(pl.col("tenure_days") <= 90)
         .then(pl.format("New customer: first order {} days ago", _int("tenure_days")))

@@ -582,3 +582,23 @@ def _internal_nodes(node):
     if "split_feature" not in node:
         return []
     return [node, *_internal_nodes(node["left_child"]), *_internal_nodes(node["right_child"])]
+
+
+def test_trend_reason_never_says_buying_less_when_they_are_not(planted):
+    orders, _, as_of, _ = planted
+    features = churn.build_features(churn.prepare_orders(orders, as_of), as_of)
+    texts = features.select(
+        "orders_last_90_days",
+        "orders_prior_90_days",
+        trend=churn.reason_texts(90)["trend"],
+    )
+    less = texts.filter(pl.col("trend").str.starts_with("Buying less"))
+    assert less.height > 0
+    assert (less["orders_last_90_days"] < less["orders_prior_90_days"]).all()
+    steady = texts.filter(
+        (pl.col("orders_last_90_days") >= pl.col("orders_prior_90_days"))
+        & (pl.col("orders_last_90_days") > 0)
+    )
+    assert steady.height > 0
+    assert steady["trend"].str.starts_with("Only ").all()
+    assert not texts["trend"].str.contains(r"\b1 orders\b").any()
