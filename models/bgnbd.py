@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 from threadpoolctl import threadpool_limits
 
 DAYS_PER_WEEK = 7.0
@@ -78,6 +78,64 @@ def _log_likelihood(log_params: np.ndarray, x, t_x, T, variant: str = "bg", weig
     return float(np.sum(weights * (a1 + a2 + np.logaddexp(a3, a4))))
 
 
+def _neg_log_likelihood_and_gradient(
+    log_params: np.ndarray, x, t_x, T, variant: str, weights: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """-(total log-likelihood) and its gradient in (log r, log alpha, log a, log b).
+
+    The same likelihood as _log_likelihood, differentiated by hand (digamma terms),
+    so the optimiser needs one evaluation per step instead of five.
+    """
+    r, alpha, a, b = np.exp(log_params)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha)
+    d_alpha = np.full_like(x, r / alpha)
+    log_alpha_T = np.log(alpha + T)
+    log_alpha_tx = np.log(alpha + t_x)
+    if variant == "mbg":
+        log_beta_ab = gammaln(a) + gammaln(b) - gammaln(a + b)
+        tail = gammaln(a + b + x + 1)
+        alive = gammaln(a) + gammaln(b + x + 1) - tail - log_beta_ab - (r + x) * log_alpha_T
+        dead = gammaln(a + 1) + gammaln(b + x) - tail - log_beta_ab - (r + x) * log_alpha_tx
+        mix = np.logaddexp(alive, dead)
+        s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
+        psi_ab, psi_tail = digamma(a + b), digamma(a + b + x + 1)
+        d_r = d_r - s_alive * log_alpha_T - s_dead * log_alpha_tx
+        d_alpha = d_alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
+        d_a = s_alive * (psi_ab - psi_tail) + s_dead * (
+            digamma(a + 1) - digamma(a) + psi_ab - psi_tail
+        )
+        d_b = (
+            s_alive * digamma(b + x + 1) + s_dead * digamma(b + x) - psi_tail - digamma(b) + psi_ab
+        )
+        total = a1 + mix
+    else:
+        a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+        a3 = -(r + x) * log_alpha_T
+        repeat = x > 0
+        b_x = np.maximum(b + x - 1, 1e-12)
+        a4 = np.where(repeat, np.log(a) - np.log(b_x) - (r + x) * log_alpha_tx, -np.inf)
+        mix = np.logaddexp(a3, a4)
+        s3 = np.exp(a3 - mix)
+        s4 = np.where(repeat, np.exp(a4 - mix), 0.0)
+        psi_ab, psi_abx = digamma(a + b), digamma(a + b + x)
+        d_r = d_r - s3 * log_alpha_T - s4 * log_alpha_tx
+        d_alpha = d_alpha - (r + x) * (s3 / (alpha + T) + s4 / (alpha + t_x))
+        d_a = psi_ab - psi_abx + s4 / a
+        d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - s4 / b_x
+        total = a1 + a2 + mix
+    value = float(np.sum(weights * total))
+    gradient = np.array(
+        [
+            r * np.sum(weights * d_r),
+            alpha * np.sum(weights * d_alpha),
+            a * np.sum(weights * d_a),
+            b * np.sum(weights * d_b),
+        ]
+    )
+    return -value, -gradient
+
+
 def fit(
     x: np.ndarray,
     t_x: np.ndarray,
@@ -104,10 +162,20 @@ def fit(
     # Summaries rounded to `resolution_weeks` are evaluated once per distinct row and
     # weighted by their count: the population parameters barely move (the
     # per-customer probabilities later use the exact values) and the fit is ~10x faster.
-    summary = np.column_stack([x, np.round(t_x / resolution_weeks), np.round(T / resolution_weeks)])
-    rows, counts = np.unique(summary, axis=0, return_counts=True)
-    rows[:, 1:] *= resolution_weeks
-    x, t_x, T = rows[:, 0], rows[:, 1], rows[:, 2]
+    # One int64 key per customer (a 1-D unique is far faster than unique rows).
+    x_int = np.rint(x).astype(np.int64)
+    tx_bin = np.rint(t_x / resolution_weeks).astype(np.int64)
+    T_bin = np.rint(T / resolution_weeks).astype(np.int64)
+    if not np.array_equal(x_int, x) or min(tx_bin.min(), T_bin.min(), x_int.min()) < 0:
+        raise ValueError("x must be whole repeat counts and t_x, T non-negative weeks")
+    span_tx, span_T = int(tx_bin.max()) + 1, int(T_bin.max()) + 1
+    keys, first, counts = np.unique(
+        (x_int * span_tx + tx_bin) * span_T + T_bin, return_index=True, return_counts=True
+    )
+    del keys
+    x = x_int[first].astype(float)
+    t_x = tx_bin[first] * resolution_weeks
+    T = T_bin[first] * resolution_weeks
     weights = counts.astype(float)
 
     def objective(log_params):
@@ -116,15 +184,23 @@ def fit(
         # separate "never drops out" from "drops out very rarely".
         return value + 1e-4 * float(np.sum(log_params**2))
 
+    def objective_and_gradient(log_params):
+        value, gradient = _neg_log_likelihood_and_gradient(log_params, x, t_x, T, variant, weights)
+        if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
+            return np.inf, np.zeros(4)
+        return value / n + 1e-4 * float(np.sum(log_params**2)), gradient / n + 2e-4 * log_params
+
     start = np.log([1.0, 1.0 / mean_rate, 1.0, 3.0])
     best = None
     # One BLAS thread: the optimiser's tiny vector work only slows down when BLAS
     # threads spin against other processes on a shared machine.
     with threadpool_limits(limits=1):
         for method in ("L-BFGS-B", "Nelder-Mead"):
+            analytic = method == "L-BFGS-B"
             result = minimize(
-                objective,
+                objective_and_gradient if analytic else objective,
                 start,
+                jac=analytic,
                 method=method,
                 bounds=[(-8.0, 8.0)] * 4 if method == "L-BFGS-B" else None,
                 options={"maxiter": 2000},

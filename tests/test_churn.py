@@ -18,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
+from scipy.optimize import approx_fprime
 from sklearn.metrics import roc_auc_score
 
 from models import bgnbd, churn
@@ -189,6 +190,35 @@ def test_bgnbd_mle_recovers_planted_parameters():
     assert params.alpha == pytest.approx(6.0, rel=0.3)
     # a and b are only identified together: their mean dropout chance a/(a+b).
     assert params.a / (params.a + params.b) == pytest.approx(0.9 / 3.9, rel=0.3)
+
+
+@pytest.mark.parametrize("variant", ["bg", "mbg"])
+def test_bgnbd_analytic_gradient_matches_finite_differences(variant):
+    x, t_x, T = simulate_bgnbd(1500, r=0.8, alpha=6.0, a=0.9, b=3.0, weeks=52.0, seed=4)
+    weights = np.random.default_rng(0).integers(1, 4, x.size).astype(float)
+    for point in (np.log([0.5, 10.0, 1.0, 3.0]), np.log([2.0, 3.0, 0.3, 0.7])):
+        value, gradient = bgnbd._neg_log_likelihood_and_gradient(point, x, t_x, T, variant, weights)
+
+        def negative(p):
+            return -bgnbd._log_likelihood(p, x, t_x, T, variant, weights)
+
+        assert value == pytest.approx(negative(point), rel=1e-12)
+        numeric = approx_fprime(point, negative, 1e-6)
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-3)
+
+
+def test_bgnbd_fit_is_the_maximum_of_its_likelihood():
+    x, t_x, T = simulate_bgnbd(3000, r=0.8, alpha=6.0, a=0.9, b=3.0, weeks=52.0, seed=6)
+    for variant in ("bg", "mbg"):
+        params = bgnbd.fit(x, t_x, T, variant=variant)
+        best = np.log(list(params.as_dict().values()))
+        at_best = bgnbd._log_likelihood(best, x, t_x, T, variant)
+        # No small step in any direction does better (up to the tiny ridge).
+        for i in range(4):
+            for step in (-0.05, 0.05):
+                moved = best.copy()
+                moved[i] += step
+                assert bgnbd._log_likelihood(moved, x, t_x, T, variant) <= at_best + 0.05
 
 
 def test_bgnbd_probabilities_behave():
