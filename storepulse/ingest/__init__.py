@@ -14,6 +14,9 @@ How it works (one transaction per call):
    it are skipped); `layouts.detect_layout` recognises the header as a Shopify,
    Meta, Google Ads or TikTok export or one of the ten canonical kinds (with
    header aliases). Unusable files are recorded as `failed` with the reason.
+   Plain canonical CSV (UTF-8, no quotes, nothing to repair: `direct.direct_plan`)
+   is read by DuckDB straight into raw instead, with the same rows and row numbers;
+   a file whose result cannot be vouched for goes through the general reader.
 4. Rows go to `raw.<kind>` as strings, with source_file, file_sha256, file_seq
    (ingestion order), row_number (1 = first data row under the header, as a
    spreadsheet user counts records) and ingested_at. Raw is append-only.

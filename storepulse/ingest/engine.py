@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from storepulse.ingest.direct import DirectBatch, DirectFile, direct_plan
 from storepulse.ingest.kinds import KIND_SPECS, KINDS
 from storepulse.ingest.layouts import ROW, LayoutError, article
 from storepulse.ingest.normalise import create_sql_macros
@@ -42,6 +44,8 @@ from storepulse.warehouse import (
 PAUSE_ENV = "STOREPULSE_INGEST_PAUSE_FILE"
 # Rows of one kind collected from landed files before they are appended to raw.
 RAW_BATCH_ROWS = 1_000_000
+# Bytes of files awaiting the general reader kept in memory (beyond that: read again).
+DEFERRED_BYTES = 256 * 2**20
 
 STATUS_INGESTED = "ingested"
 STATUS_DUPLICATE_FILE = "duplicate_file"
@@ -126,14 +130,6 @@ def discover(landing_dir: Path) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda item: (item[0].stat().st_mtime_ns, item[1]))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_schemas(con)  # callers may hand over a bare connection
     present: dict[str, set[str]] = {}
@@ -188,14 +184,67 @@ class RawWriter:
     large batches: one INSERT per kind (not per file) lets DuckDB write whole row
     groups as it goes, which is markedly cheaper than many small appends that are
     all compressed at commit. A kind is flushed early once it holds `limit` rows, so
-    memory stays bounded on large landings."""
+    memory stays bounded on large landings.
+
+    Plain canonical CSV files (direct.py) are not parsed here: DuckDB reads them into
+    raw itself, a batch of queued files at a time in a worker thread, started whenever
+    this thread turns to a file that needs the general reader."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, limit: int = RAW_BATCH_ROWS):
         self.con = con
         self.limit = limit
         self.pending: dict[str, list[pl.DataFrame]] = {}
         self.rows: dict[str, int] = {}
-        self.files: list[tuple] = []  # rows of ops.ingested_files
+        # Rows of ops.ingested_files, as (result, file_seq, ingested_at): written at flush,
+        # when the counts of directly read files are known.
+        self.files: list[tuple[FileResult, int | None, datetime]] = []
+        self.direct: dict[str, DirectBatch] = {}
+        self.direct_results: dict[int, FileResult] = {}
+        # Plain files are read by DuckDB in a worker thread while this thread parses the
+        # other files with polars (both release the GIL); the connection is only ever
+        # used by one thread at a time: every other use waits for the round (`wait`).
+        self._pool: ThreadPoolExecutor | None = None
+        self._round: Future | None = None
+
+    def add_direct(self, file: DirectFile, result: FileResult) -> None:
+        """Queue a plain canonical file for DuckDB's own reader (see direct.py)."""
+        kind = file.plan.kind
+        batch = self.direct.setdefault(kind, DirectBatch(kind))
+        batch.files.append(file)
+        self.direct_results[file.file_seq] = result
+        result.kind, result.layout = kind, kind
+        if sum(f.plan.lines for f in batch.files) >= self.limit:
+            self.wait()
+            self.start_direct_round()
+
+    def start_direct_round(self) -> None:
+        """Start reading the queued plain files into raw in the background (no-op while
+        a round runs: the files wait for the next one)."""
+        if self._round is not None or not self.direct:
+            return
+        batches, self.direct = list(self.direct.values()), {}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="storepulse-raw")
+        con = self.con
+        self._round = self._pool.submit(lambda: [(b, *b.insert(con)) for b in batches])
+
+    def wait(self) -> None:
+        """Finish the running round (files it could not vouch for go the general way)."""
+        if self._round is None:
+            return
+        running, self._round = self._round, None
+        for batch, kept, back in running.result():
+            self._settle(batch, kept, back)
+
+    def close(self) -> None:
+        """Wait for the worker (also when the ingest failed: the transaction is rolled
+        back on this connection next, which must not race a running INSERT)."""
+        if self._round is not None:
+            running, self._round = self._round, None
+            running.exception()  # waits; the ingest's own error is the one to report
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def add(self, kind: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
@@ -203,19 +252,42 @@ class RawWriter:
         self.pending.setdefault(kind, []).append(frame)
         self.rows[kind] = self.rows.get(kind, 0) + frame.height
         if self.rows[kind] >= self.limit:
+            self.wait()
             self._flush_kind(kind)
 
     def flush(self) -> None:
+        self.wait()
+        self.start_direct_round()
+        self.wait()
         for kind in list(self.pending):
             self._flush_kind(kind)
-        for start in range(0, len(self.files), 200):
-            rows = self.files[start : start + 200]
+        rows_all = [
+            (
+                r.path, r.sha256, r.kind, r.store_id, r.rows_read, r.rows_staged,
+                r.rows_duplicate, r.rows_quarantined, r.status, r.message, now,
+                None if r.status == STATUS_FAILED else seq, r.layout,
+            )
+            for r, seq, now in self.files
+        ]  # fmt: skip
+        for start in range(0, len(rows_all), 200):
+            rows = rows_all[start : start + 200]
             marks = ", ".join(["(" + ", ".join("?" * len(FILE_COLUMNS)) + ")"] * len(rows))
             self.con.execute(
                 f"insert into ops.ingested_files ({', '.join(FILE_COLUMNS)}) values {marks}",
                 [value for row in rows for value in row],
             )
         self.files = []
+
+    def _settle(self, batch: DirectBatch, kept: dict[int, int], back: list[DirectFile]) -> None:
+        for seq, rows in kept.items():
+            self.direct_results.pop(seq).rows_read = rows
+        for file in back:
+            result = self.direct_results.pop(file.file_seq)
+            try:
+                data = _read_again(file.plan.path, result.sha256)
+                _land_file(self, file.plan.path, result, file.file_seq, file.ingested_at, data)
+            except FileProblem as exc:
+                _fail(self, result, str(exc), file.ingested_at, record=False)
 
     def _flush_kind(self, kind: str) -> None:
         frames = self.pending.pop(kind, [])
@@ -235,7 +307,7 @@ class RawWriter:
 
 
 def _land_file(
-    raw: RawWriter, path: Path, result: FileResult, file_seq: int, now: datetime
+    raw: RawWriter, path: Path, result: FileResult, file_seq: int, now: datetime, data: bytes
 ) -> None:
     """Parse one file and queue its rows for raw; fills `result` (raises FileProblem).
 
@@ -243,7 +315,7 @@ def _land_file(
     file either lands completely or not at all (DuckDB has no savepoints).
     """
     try:
-        landed = read_landed_file(path)
+        landed = read_landed_file(path, data)
         layout = landed.layout
         result.kind, result.layout = layout.kind, layout.name
         result.rows_read = landed.frame.height
@@ -282,20 +354,36 @@ FILE_COLUMNS = (
 
 
 def _record_file(raw: RawWriter, result: FileResult, file_seq: int | None, now: datetime) -> None:
-    """Queue the file's row of ops.ingested_files (written with the raw rows, one INSERT)."""
-    raw.files.append(
-        (
-            result.path, result.sha256, result.kind, result.store_id, result.rows_read,
-            result.rows_staged, result.rows_duplicate, result.rows_quarantined, result.status,
-            result.message, now, file_seq, result.layout,
-        )
-    )  # fmt: skip
+    """Queue the file's row of ops.ingested_files (written with the raw rows, one INSERT;
+    its values are taken from `result` then)."""
+    raw.files.append((result, file_seq, now))
 
 
-def _fail(raw: RawWriter, result: FileResult, message: str, now: datetime) -> None:
+def _duplicate(raw: RawWriter, result: FileResult, original: str, now: datetime) -> None:
+    result.status = STATUS_DUPLICATE_FILE
+    result.message = f"same content as {original}, already ingested; not read again"
+    _record_file(raw, result, None, now)
+
+
+def _read_again(path: Path, sha256: str) -> bytes:
+    """The file's bytes once more (not kept in memory meanwhile), checked against its hash."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FileProblem(f"cannot be read ({exc.strerror or exc})") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise FileProblem("changed while it was being ingested; it is read next time")
+    return data
+
+
+def _fail(
+    raw: RawWriter, result: FileResult, message: str, now: datetime, *, record: bool = True
+) -> None:
     result.status, result.message = STATUS_FAILED, message
     result.rows_quarantined = result.rows_read
-    _record_file(raw, result, None, now)
+    if record:
+        _record_file(raw, result, None, now)
+    raw.wait()
     raw.con.execute(
         "insert into quarantine.rows (source_file, row_number, kind, store_id, reason, record,"
         " quarantined_at, level) values (?, null, ?, ?, ?, null, ?, 'file')",
@@ -353,31 +441,59 @@ def _ingest(
     ingested_by_sha = {sha: path for path, sha, status, _ in seen if status == STATUS_INGESTED}
     next_seq = max((seq for *_, seq in seen if seq is not None), default=0) + 1
     raw = RawWriter(con)
-    for path, relative in candidates:
-        sha = file_sha256(path)
-        result = FileResult(relative, None, _folder_store(relative), sha)
-        report.files.append(result)
-        if (relative, sha) in seen_pairs:
-            result.status = STATUS_SKIPPED
-            continue
-        seen_pairs.add((relative, sha))
-        if sha in ingested_by_sha:
-            result.status = STATUS_DUPLICATE_FILE
-            result.message = (
-                f"same content as {ingested_by_sha[sha]}, already ingested; not read again"
-            )
-            _record_file(raw, result, None, now)
-            continue
-        try:
-            _land_file(raw, path, result, next_seq, now)
-        except FileProblem as exc:
-            _fail(raw, result, str(exc), now)
-            continue
-        _record_file(raw, result, next_seq, now)
-        ingested_by_sha[sha] = relative
-        next_seq += 1
-        landed_rows = True
-    raw.flush()
+    # Files that need the general reader are parsed once every plain file is queued, so
+    # that DuckDB reads the plain ones (in a worker thread) while polars parses these.
+    # Each keeps the file_seq of its place in the landing order (a failed file leaves a
+    # gap); a later file with the same content waits for its outcome.
+    deferred: list[tuple[Path, FileResult, int, bytes | None]] = []
+    waiting: set[str] = set()
+    kept_bytes = 0
+    try:
+        for path, relative in candidates:
+            # Read once: the bytes that are hashed are the bytes that are parsed.
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            result = FileResult(relative, None, _folder_store(relative), sha)
+            report.files.append(result)
+            if (relative, sha) in seen_pairs:
+                result.status = STATUS_SKIPPED
+                continue
+            seen_pairs.add((relative, sha))
+            if sha in ingested_by_sha:
+                _duplicate(raw, result, ingested_by_sha[sha], now)
+                continue
+            plan = None if sha in waiting else direct_plan(path, data)
+            if plan is not None:
+                direct = DirectFile(plan, result.store_id, relative, sha, next_seq, now)
+                raw.add_direct(direct, result)
+                _record_file(raw, result, next_seq, now)
+                ingested_by_sha[sha] = relative
+                next_seq += 1
+                landed_rows = True
+                continue
+            keep = kept_bytes + len(data) <= DEFERRED_BYTES
+            kept_bytes += len(data) if keep else 0
+            deferred.append((path, result, next_seq, data if keep else None))
+            waiting.add(sha)
+            next_seq += 1
+        raw.start_direct_round()  # DuckDB reads the plain files meanwhile
+        for path, result, file_seq, data in deferred:
+            if result.sha256 in ingested_by_sha:
+                _duplicate(raw, result, ingested_by_sha[result.sha256], now)
+                continue
+            try:
+                if data is None:
+                    data = _read_again(path, result.sha256)
+                _land_file(raw, path, result, file_seq, now, data)
+            except FileProblem as exc:
+                _fail(raw, result, str(exc), now)
+                continue
+            _record_file(raw, result, file_seq, now)
+            ingested_by_sha[result.sha256] = result.path
+            landed_rows = True
+        raw.flush()
+    finally:
+        raw.close()
     if landed_rows or rebuild or not _staging_complete(con):
         create_sql_macros(con)
         report.staged_rows = rebuild_staging(con, now)

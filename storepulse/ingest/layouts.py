@@ -453,11 +453,13 @@ def _map_shopify(frame: pl.DataFrame, layout: Layout, source_name: str):
     fields = [_find(cols, c) for c in ("total", "financial_status", "created_at")]
     filled = [_blank_to_null(pl.col(c)).is_not_null() for c in fields if c]
     has_fields = pl.any_horizontal(filled) if filled else pl.lit(True)
-    with_fields = frame.filter(has_fields).unique(subset=[name], keep="first", maintain_order=True)
+    # (First rows by a mask, not `unique` on the whole frame: that regroups every column.)
+    with_fields = frame.filter(has_fields).filter(pl.col(name).is_first_distinct())
     # An order none of whose rows has them was cut off from its first row (a file split
     # by hand): staging it would replace the order's other lines, so it is refused.
     fragments = (
-        frame.unique(subset=[name], keep="first", maintain_order=True)
+        frame.select(name)
+        .unique(subset=[name], keep="first", maintain_order=True)
         .join(with_fields.select(name), on=name, how="anti", nulls_equal=True)
         .get_column(name)
     )

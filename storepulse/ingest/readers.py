@@ -166,12 +166,14 @@ def _find_header(lines: list[str]) -> tuple[int, str, Layout]:
     )
 
 
-def read_landed_file(path: Path) -> LandedFile:
-    """Parse `path` into strings. Raises FileProblem for anything that is not usable."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FileProblem(f"cannot be read ({exc.strerror or exc})") from exc
+def read_landed_file(path: Path, data: bytes | None = None) -> LandedFile:
+    """Parse `path` into strings (`data`: its bytes when the caller has read them
+    already). Raises FileProblem for anything that is not usable."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FileProblem(f"cannot be read ({exc.strerror or exc})") from exc
     data = _decompress(data, path)
     notes: list[str] = []
     if data[:4] != b"PAR1" and not _bomless_utf16(data):

@@ -660,7 +660,8 @@ def _case(checks: list[tuple[str, str]]) -> str:
 
 
 def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
-    """Replace staging.<kind>; leaves temp tables typed_<kind> and careful_<kind> for reporting."""
+    """Replace staging.<kind> (with working columns until `finish_kind`); leaves temp
+    tables typed_<kind> and careful_<kind> for reporting."""
     raw = qualified(f"raw.{kind}")
     gaps = kind != "order_lines" or bool(
         scalar(con, f"select exists (select 1 from {raw} where sp_text(line_no) is null)")
@@ -691,9 +692,23 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
     )
     group_cols = _key_sql(spec.group_key)
     row_cols = _key_sql(spec.row_key)
+    # Only what every row needs is kept per row: the content hash (`typed_hash`) is
+    # computed for the few careful rows only, the group hash only when the group is not
+    # the row key, and the file's name and time are looked up in raw when quarantined.
+    separate_groups = spec.group_key != spec.row_key
+    group_hash = f", hash({group_cols}) as _group_hash" if separate_groups else ""
+    # The typed rows are written once, into staging.<kind> itself with a few working
+    # columns at the end (the typed-only outputs and the row's file, number, reason and
+    # key hashes); `finish_kind` later deletes the rows that are not staged and drops
+    # those columns. typed_<kind> keeps only what reporting needs of every row.
+    contract = STAGING_SCHEMAS[kind]
+    columns = ", ".join(
+        f"cast({quote_ident(c)} as {t}) as {quote_ident(c)}" for c, t in contract.items()
+    )
+    extras = "".join(f", {quote_ident(c)}" for c in spec.output if c not in contract)
     con.execute(
         f"""
-        create or replace temp table typed_{kind} as
+        create or replace table {qualified("staging." + kind)} as
         with p as (
             select {", ".join(spec.parsed)}, {", ".join(_raw_cols(kind))},
                 r.source_file, r.row_number, r.file_seq, r.ingested_at
@@ -701,19 +716,26 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
         ), checked as (
             select p.*{fx_select} from p {fx_join}
         ), typed as (
-            select {outputs}, source_file as _source_file, row_number as _row_number,
-                file_seq as _file_seq, ingested_at as _ingested_at, {_case([("sp_text(r_row_problem) is not null", "r_row_problem"), *spec.checks])} as _reason
+            select {outputs}, row_number as _row_number, file_seq as _file_seq,
+                {_case([("sp_text(r_row_problem) is not null", "r_row_problem"), *spec.checks])} as _reason
             from checked
         )
-        select *, {typed_hash} as _hash, hash({row_cols}) as _key_hash, hash({group_cols}) as _group_hash
+        select {columns}{extras}, _row_number, _file_seq, _reason,
+            hash({row_cols}) as _key_hash{group_hash}
         from typed
         """
+    )
+    store = ", store_id" if "store_id" in contract else ""
+    order_id = ", order_id" if kind == "orders" else ""
+    con.execute(
+        f"create or replace temp table typed_{kind} as select _file_seq, _row_number, _reason"
+        f"{store}{order_id} from {qualified('staging.' + kind)}"
     )
     # Fast path: a valid row whose key occurs once, in a group (an order) that only one
     # file has, is simply staged. The rest (usually few rows) is ranked on the real key
     # columns in `careful_<kind>`; a hash collision only sends rows down that path.
     careful = "_key_hash in (select _key_hash from valid group by _key_hash having count(*) > 1)"
-    if spec.group_key != spec.row_key:
+    if separate_groups:
         careful += (
             " or _group_hash in (select _group_hash from valid group by _group_hash"
             " having count(distinct _file_seq) > 1)"
@@ -722,9 +744,10 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
     con.execute(
         f"""
         create or replace temp table careful_{kind} as
-        with valid as (select * from typed_{kind} where _reason is null),
+        with valid as (select * from {qualified("staging." + kind)} where _reason is null),
         versioned as (
-            select *, max(_file_seq) over (partition by {group_cols}) as _version_seq
+            select *, max(_file_seq) over (partition by {group_cols}) as _version_seq,
+                {typed_hash} as _hash
             from valid where {careful}
         ),
         judged as (
@@ -745,15 +768,27 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
         from judged
         """
     )
-    columns = ", ".join(
-        f"cast(t.{quote_ident(c)} as {t}) as {quote_ident(c)}"
-        for c, t in STAGING_SCHEMAS[kind].items()
-    )
     con.execute(
-        f"create or replace table {qualified('staging.' + kind)} as select {columns} "
-        f"from typed_{kind} t left join careful_{kind} c using (_file_seq, _row_number) "
-        "where t._reason is null and coalesce(c._outcome, 'staged') = 'staged'"
+        f"delete from {qualified('staging.' + kind)} where _reason is not null"
+        " or (_file_seq, _row_number) in"
+        f" (select _file_seq, _row_number from careful_{kind} where _outcome <> 'staged')"
     )
+
+
+def finish_kind(con: duckdb.DuckDBPyConnection, kind: str) -> None:
+    """Drop the working columns `build_kind` left at the end of staging.<kind>."""
+    table = qualified("staging." + kind)
+    present = [
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'staging'"
+            " and table_name = ? order by ordinal_position",
+            [kind],
+        ).fetchall()
+    ]
+    for column in present:
+        if column not in STAGING_SCHEMAS[kind]:
+            con.execute(f"alter table {table} drop column {quote_ident(column)}")
 
 
 def outcome_select(kind: str) -> str:
@@ -817,7 +852,8 @@ def rebuild_staging(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, 
     for kind in BUILD_ORDER:
         if kind == "orders":
             prepare_customer_lookup(con)
-        if scalar(con, f"select count(*) > 0 from {qualified('raw.' + kind)}"):
+        built = bool(scalar(con, f"select count(*) > 0 from {qualified('raw.' + kind)}"))
+        if built:
             build_kind(con, kind, now_text)
         else:
             _empty_staging(con, kind)
@@ -825,8 +861,10 @@ def rebuild_staging(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, 
             prepare_lookups(con, now_text)
         if kind == "orders":
             prepare_quarantined_orders(con)
-            if kind in built_kinds(con):
+            if built:
                 add_customers_from_orders(con)
+        if built:
+            finish_kind(con, kind)
     for kind in BUILD_ORDER:
         counts[kind] = scalar(con, f"select count(*) from {qualified('staging.' + kind)}")
     return counts
@@ -870,11 +908,9 @@ def add_customers_from_orders(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def staged_select(kind: str) -> str:
-    """The typed rows of `kind` that were staged (with the typed-only extra columns)."""
-    return (
-        f"select t.* from typed_{kind} t left join careful_{kind} c using (_file_seq, _row_number)"
-        " where t._reason is null and coalesce(c._outcome, 'staged') = 'staged'"
-    )
+    """The typed rows of `kind` that were staged, with the typed-only extra columns
+    (between `build_kind` and `finish_kind`, staging.<kind> holds exactly those)."""
+    return f"select * from {qualified('staging.' + kind)}"
 
 
 def built_kinds(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -915,12 +951,12 @@ def _empty_staging(con: duckdb.DuckDBPyConnection, kind: str) -> None:
 
 
 QUARANTINE_SQL = """
-select _source_file as source_file, _row_number as row_number, '{kind}' as kind, store_id,
-    _source_file || ' row ' || _row_number || ': ' || case _outcome
+select r.source_file, _row_number as row_number, '{kind}' as kind, store_id,
+    r.source_file || ' row ' || _row_number || ': ' || case _outcome
         when 'conflict' then format('{what} appears again in this file with different values; '
             'row {{}} (the last one) was kept, fix or remove the other', _winner_row)
         else _reason end as reason,
-    to_json({record}) as record, _ingested_at as quarantined_at
+    to_json({record}) as record, r.ingested_at as quarantined_at
 from ({outcomes}) o join {raw} r on r.file_seq = o._file_seq and r.row_number = o._row_number
 where _outcome in ('quarantined', 'conflict')
 """
