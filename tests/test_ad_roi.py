@@ -321,3 +321,149 @@ def test_total_media_effect_recovered_on_generated_tiny_data(tiny_fit):
         # credit for more than the store's revenue
         assert (mine["incremental_roas"] >= 0).all()
         assert estimated < revenue.filter(pl.col("store_id") == store)["revenue_usd"].sum()
+
+
+# --- refits, pooled carryover and the budget guard ------------------------------------------
+
+
+def test_bootstrap_weights_reweight_whole_blocks_without_duplicating_days():
+    rng = np.random.default_rng(4)
+    weights = ad_roi._bootstrap_weights(100, 21, rng)
+    assert weights.shape == (100,)
+    assert (weights > 0).all()
+    # constant inside each block of 21 days (up to the random phase): at most 6 levels,
+    # and consecutive days change weight only at block edges
+    changes = np.flatnonzero(np.diff(weights) != 0)
+    assert 3 <= changes.size <= 5
+    assert np.all(np.diff(changes) == 21)
+    # reproducible for a seed, different for another
+    again = ad_roi._bootstrap_weights(100, 21, np.random.default_rng(4))
+    assert np.array_equal(weights, again)
+    assert not np.array_equal(weights, ad_roi._bootstrap_weights(100, 21, np.random.default_rng(5)))
+
+
+def test_resampled_refits_draw_blocks_of_consecutive_days(world):
+    rng = np.random.default_rng(4)
+    idx = ad_roi._bootstrap_indices(100, 21, rng)
+    assert idx.shape == (100,) and idx.min() >= 0 and idx.max() < 100
+    # runs of consecutive days, restarting at most once per block
+    assert (np.diff(idx) != 1).sum() <= 4
+    with pytest.raises(ValueError, match="bootstrap"):
+        ad_roi.fit(
+            world.daily_revenue,
+            world.daily_spend,
+            ad_roi.AdRoiConfig(bootstrap="jackknife"),
+        )
+
+
+def test_plan_is_chosen_and_judged_on_different_refits():
+    choose, judge = ad_roi._split_members(13)
+    assert set(choose).isdisjoint(judge)
+    assert sorted([*choose, *judge]) == list(range(13))
+    assert judge.size >= 6
+    # too few refits to split: every refit does both
+    choose, judge = ad_roi._split_members(3)
+    assert list(choose) == list(judge) == [0, 1, 2]
+
+
+POOL_GRID = (
+    Carryover("geometric", 0.0),
+    Carryover("geometric", 0.6),
+    Carryover("delayed", 0.85, 6),
+)
+
+
+@pytest.fixture(scope="module")
+def two_store_fit():
+    """Two stores of the Weibull world (their own spend, noise and baseline), sharing
+    each channel's true carryover: pooled and per-store selection side by side."""
+    worlds = [make_world(seed=seed, store=store) for seed, store in ((21, "a"), (22, "b"))]
+    revenue = pl.concat([w.daily_revenue for w in worlds])
+    spend = pl.concat([w.daily_spend for w in worlds])
+    config = ad_roi.AdRoiConfig(
+        n_bootstrap=2, carryover_grid=POOL_GRID, seed=2, pool_carryover=True
+    )
+    pooled = ad_roi.fit(revenue, spend, config)
+    return worlds, pooled
+
+
+def test_pooled_carryover_is_shared_per_channel_but_answers_stay_per_store(two_store_fit):
+    worlds, pooled = two_store_fit
+    a, b = pooled.stores["a"], pooled.stores["b"]
+    assert a.carryover == b.carryover
+    # tiktok's true effect peaks after ~3.5 days (Weibull shape 2, scale 5): the pooled
+    # choice is not the same-day kernel
+    assert a.carryover["tiktok"] != Carryover("geometric", 0.0)
+    # each store keeps its own curves: the same channel gets different answers
+    roi = ad_roi.channel_roi(
+        pooled,
+        pl.concat([w.daily_revenue for w in worlds]),
+        pl.concat([w.daily_spend for w in worlds]),
+    ).filter(pl.col("period") == "all")
+    meta = dict(
+        roi.filter(pl.col("channel") == "meta").select("store_id", "incremental_roas").iter_rows()
+    )
+    assert meta["a"] != pytest.approx(meta["b"], rel=1e-6)
+    for world, store in zip(worlds, ("a", "b"), strict=True):
+        truth = world.true_roas()
+        mine = roi.filter(pl.col("store_id") == store)
+        estimate = dict(zip(mine["channel"], mine["incremental_roas"], strict=True))
+        paying = [c for c in truth if truth[c] > 0]
+        assert np.mean([abs(estimate[c] / truth[c] - 1) for c in paying]) < 0.3, estimate
+
+
+class _LinearScorer:
+    """Stand-in for ad_roi._Scorer: revenue = sum of return x spend, one LightGBM and
+    one ridge member with their own returns per channel."""
+
+    def __init__(self, spend: dict[str, np.ndarray], lgb_return: dict, ridge_return: dict):
+        self.spend, self.lgb_return, self.ridge_return = spend, lgb_return, ridge_return
+
+    def revenue(self, spend, rows):
+        lgb_rev = sum(self.lgb_return[c] * spend[c][rows].sum() for c in spend)
+        ridge_rev = sum(self.ridge_return[c] * spend[c][rows].sum() for c in spend)
+        return np.array([lgb_rev]), np.array([ridge_rev])
+
+    def scaled(self, factors, period):
+        out = {}
+        for c, s in self.spend.items():
+            s = s.copy()
+            s[period] *= factors.get(c, 1.0)
+            out[c] = s
+        return out
+
+
+def test_budget_guard_needs_both_models_to_rank_marginal_returns_alike():
+    spend = {"a": np.full(30, 100.0), "b": np.full(30, 100.0), "c": np.full(30, 100.0)}
+    window = np.zeros(30, dtype=bool)
+    window[-10:] = True
+    rows = slice(20, 30)
+    agree = _LinearScorer(spend, {"a": 3.0, "b": 1.0, "c": 2.0}, {"a": 2.5, "b": 1.5, "c": 2.0})
+    marginal = ad_roi._marginal_returns(agree, list(spend), window, rows, 0.1)
+    assert marginal["a"] == pytest.approx((3.0, 2.5))
+    plan = {"a": 1.3, "b": 0.7, "c": 1.0}
+    assert ad_roi._contested_up_channels(plan, marginal) == set()
+    # the ridge expects b's next dollar to return more than a's: a may not go up at b's cost
+    reversed_ = _LinearScorer(spend, {"a": 3.0, "b": 1.0, "c": 2.0}, {"a": 1.0, "b": 2.0, "c": 0.5})
+    marginal = ad_roi._marginal_returns(reversed_, list(spend), window, rows, 0.1)
+    assert ad_roi._contested_up_channels(plan, marginal) == {"a"}
+    # but it may go up at c's cost, where both models agree
+    assert ad_roi._contested_up_channels({"a": 1.3, "b": 1.0, "c": 0.7}, marginal) == set()
+
+
+def test_a_channel_is_scaled_up_only_within_the_spend_range_it_has_seen():
+    from types import SimpleNamespace
+
+    config = ad_roi.AdRoiConfig()
+    history = np.concatenate([np.full(250, 100.0), np.full(110, 200.0)])
+    window = np.zeros(history.size, dtype=bool)
+    window[-30:] = True
+    model = SimpleNamespace(carryover={"c": Carryover("geometric", 0.0)})
+    # the plan window runs at the top of the history: no room to scale up
+    at_top = SimpleNamespace(spend={"c": history})
+    assert ad_roi._support_cap(model, at_top, "c", window, config) == pytest.approx(1.0)
+    # a window at the usual level may go up to the full bound (p90 is 2x that level)
+    usual = history.copy()
+    usual[-30:] = 100.0
+    cap = ad_roi._support_cap(model, SimpleNamespace(spend={"c": usual}), "c", window, config)
+    assert cap == pytest.approx(1.0 + config.budget_bound)

@@ -331,7 +331,10 @@ _ROI_PREVIEW = [
                 "Per store x channel: the last plan_days' spend moved across channels (same "
                 "total, each within ±30 %) to maximise modelled revenue, with the expected "
                 "revenue change and its p10/p90. Channels whose effect cannot be told apart "
-                "from zero are flagged and never scaled up."
+                "from zero are flagged and never scaled up. Money moves only when the gain is "
+                "clear on refits the plan was not chosen on, the ridge agrees on which "
+                "channels earn more at the margin, and scaled-up spend stays within the range "
+                "the history covers; otherwise spend is kept as is, with the reason."
             ),
         ),
     ],
