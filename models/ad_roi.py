@@ -49,6 +49,8 @@ class AdRoiConfig:
 
     seed: int = 0
     num_threads: int = 1
+    # Stores fitted side by side in this many processes (0 = one per core).
+    n_jobs: int = 0
     # LightGBM response model: stumps (num_leaves=2) make it an additive model, one
     # monotone curve per channel plus calendar effects. A fixed, generous number of
     # rounds: stopping where the forecast error is lowest shrinks weak media effects
@@ -643,6 +645,25 @@ def select_carryover(fits: dict[str, _StoreFit], config: AdRoiConfig) -> dict[st
     return carry
 
 
+def _n_jobs(config: AdRoiConfig) -> int:
+    """n_jobs: 0 = one process per core (STOREPULSE_AD_ROI_JOBS overrides)."""
+    import os
+
+    value = os.environ.get("STOREPULSE_AD_ROI_JOBS", "")
+    jobs = int(value) if value.strip().isdigit() else config.n_jobs
+    return jobs if jobs > 0 else max(1, os.cpu_count() or 1)
+
+
+def _fit_one_store(panel: StorePanel, config: AdRoiConfig) -> StoreAdRoiModel | str:
+    """fit_store for a worker process: a store that cannot be modelled returns why."""
+    try:
+        store_fit = _StoreFit(panel, config)
+    except ValueError as exc:  # the same cases the serial path skips
+        return str(exc)
+    carry = select_carryover({panel.store_id: store_fit}, config)
+    return store_fit.finish(carry[panel.store_id])
+
+
 def fit_store(
     panel: StorePanel, config: AdRoiConfig, carryover: dict[str, Carryover] | None = None
 ) -> StoreAdRoiModel:
@@ -741,6 +762,7 @@ def fit(
     panels = build_panels(daily_revenue, daily_spend, None, events, end)
     stores, skipped, prepared = {}, {}, {}
     revenue_stores = set(daily_revenue["store_id"].unique().to_list())
+    candidates = {}
     for store in sorted(revenue_stores | set(panels)):
         panel = panels.get(store)
         if panel is None or not panel.spend or all(v.sum() <= 0 for v in panel.spend.values()):
@@ -749,13 +771,31 @@ def fit(
         if len(panel.dates) < 120:
             skipped[store] = f"only {len(panel.dates)} days of history; ad ROI needs at least 120"
             continue
-        try:
-            prepared[store] = _StoreFit(panel, config)
-        except ValueError as exc:
-            skipped[store] = str(exc)
-    carry = select_carryover(prepared, config)
-    for store, store_fit in prepared.items():
-        stores[store] = store_fit.finish(carry[store])
+        candidates[store] = panel
+    jobs = min(_n_jobs(config), len(candidates))
+    if config.pool_carryover or jobs <= 1:
+        for store, panel in candidates.items():
+            try:
+                prepared[store] = _StoreFit(panel, config)
+            except ValueError as exc:
+                skipped[store] = str(exc)
+        carry = select_carryover(prepared, config)
+        for store, store_fit in prepared.items():
+            stores[store] = store_fit.finish(carry[store])
+    else:
+        # Without pooling the stores are independent: fit them in parallel processes.
+        # Every random draw takes the config's seed, so the result does not depend on
+        # the number of processes (tested).
+        from joblib import Parallel, delayed
+
+        outcomes = Parallel(n_jobs=jobs, backend="loky")(
+            delayed(_fit_one_store)(panel, config) for panel in candidates.values()
+        )
+        for store, outcome in zip(candidates, outcomes, strict=True):
+            if isinstance(outcome, str):
+                skipped[store] = outcome
+            else:
+                stores[store] = outcome
     metrics, baseline = {}, {}
     if stores:
         for key in ("mape", "wape", "r2", "weekly_mape", "ridge_mape"):

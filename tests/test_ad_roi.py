@@ -257,6 +257,21 @@ def test_training_is_deterministic_for_a_seed(world):
     assert first["incremental_roas"].to_list() == second["incremental_roas"].to_list()
 
 
+def test_stores_fitted_in_parallel_processes_give_the_serial_answer(monkeypatch):
+    monkeypatch.delenv("STOREPULSE_AD_ROI_JOBS", raising=False)
+    worlds = [make_world(seed=seed, n_days=240, store=f"s{seed}") for seed in (3, 4, 5)]
+    revenue = pl.concat([w.daily_revenue for w in worlds])
+    spend = pl.concat([w.daily_spend for w in worlds])
+    base = dict(n_bootstrap=2, carryover_grid=(Carryover("geometric", 0.5),))
+    serial = ad_roi.fit(revenue, spend, ad_roi.AdRoiConfig(n_jobs=1, **base))
+    parallel = ad_roi.fit(revenue, spend, ad_roi.AdRoiConfig(n_jobs=2, **base))
+    assert list(parallel.stores) == list(serial.stores) == ["s3", "s4", "s5"]
+    one = ad_roi.channel_roi(serial, revenue, spend).sort("store_id", "channel")
+    two = ad_roi.channel_roi(parallel, revenue, spend).sort("store_id", "channel")
+    assert one["incremental_roas"].to_list() == two["incremental_roas"].to_list()
+    assert serial.metrics == parallel.metrics
+
+
 # --- the generator's ground truth -----------------------------------------------------------
 
 # Generated data is scored against `_truth/`: true_incremental_revenue is the revenue of the
