@@ -136,3 +136,19 @@ def test_store_without_ad_spend_gets_no_model_and_no_error(ingested_home):
     assert len(skipped) == 1
     assert "no ad spend" in next(iter(skipped.values()))
     assert kept not in skipped
+
+
+def test_marts_say_why_there_is_no_model_when_no_store_has_ad_spend(ingested_home):
+    with Warehouse(ingested_home / "warehouse.duckdb").writer() as con:
+        con.execute("delete from staging.ad_spend")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [ad_roi_assets.ad_roi_marts],
+            resources=_resources(),
+            selection=[ad_roi_assets.ad_roi_marts],
+            instance=instance,
+        )
+        assert result.success
+        text = " ".join(record.user_message for record in instance.all_logs(result.run_id))
+    assert "no store could be modelled" in text and "no ad spend" in text
+    assert "did not beat" not in text

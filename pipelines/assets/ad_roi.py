@@ -351,14 +351,14 @@ def ad_roi_marts(
         version = latest_approved(con, MODEL_NAME, as_of)
         inputs = load_inputs(con, as_of)
         # A model trained on exactly this data and rejected is not retrained here.
-        already_rejected = bool(
-            query(
-                con,
-                "select count(*) as n from ops.model_runs where model = ? and not approved "
-                "and train_window like ?",
-                [MODEL_NAME, f"%..{as_of - timedelta(days=1)}"],
-            )["n"][0]
+        rejected = query(
+            con,
+            "select reason from ops.model_runs where model = ? and not approved "
+            "and train_window like ? order by trained_at desc limit 1",
+            [MODEL_NAME, f"%..{as_of - timedelta(days=1)}"],
         )
+    already_rejected = rejected.height > 0
+    why_not = rejected["reason"][0] if already_rejected else None
     model = None
     if version is None and not already_rejected:
         context.log.info("No approved ad_roi model for %s: training one first.", as_of)
@@ -366,12 +366,18 @@ def ad_roi_marts(
             storepulse, as_of, AdRoiSettings().as_ad_roi_config()
         )
         if not model.approved:
+            why_not = (
+                "no store could be modelled: "
+                + "; ".join(f"{s}: {r}" for s, r in model.skipped.items())
+                if not model.stores
+                else "no store's model beat its no-media baseline out of time"
+            )
             model, version = None, None
     elif version is not None:
         model, _card = load_model(storepulse.paths().model_store, MODEL_NAME, version)
     if model is None:
         context.log.warning(
-            "No approved ad_roi model (the latest did not beat its no-media baseline): "
+            f"No approved ad_roi model ({why_not or 'none trained yet'}): "
             "channel_roi carries platform and last-click ROAS only; budget_plan is empty."
         )
         model = ad_roi_model.AdRoiModel({}, {}, ad_roi_model.AdRoiConfig(), {}, {})
