@@ -63,3 +63,17 @@ def test_other_errors_are_not_retried(tmp_path):
     with pytest.raises(duckdb.Error):
         connect(missing, read_only=True, wait_seconds=30)
     assert time.monotonic() - started < 5
+
+
+def test_writer_writes_row_groups_small_enough_to_stage_on_every_core(tmp_path):
+    # DuckDB scans one row group per thread: a 100k-row table (a small store's orders)
+    # must not be a single row group, or staging it uses one core.
+    path = tmp_path / "w.duckdb"
+    with Warehouse(path).writer() as con:
+        con.execute("create table staging.t as select range as x from range(100000)")
+    with Warehouse(path).reader() as con:
+        groups = scalar(
+            con, "select count(distinct row_group_id) from pragma_storage_info('staging.t')"
+        )
+        assert scalar(con, "select count(*) from staging.t") == 100_000
+    assert groups >= 3
