@@ -245,21 +245,20 @@ def _print(report: dict, out: Path) -> None:
         table.add_row(name, f"{stage['seconds']:.2f}", f"{stage['peak_rss_mb']:.0f}", notes[:90])
     console.print(table)
     descriptions = ratio_descriptions()
-    ratios = Table(title="ratios (ours / peer, same run, same data)")
-    ratios.add_column("ratio")
-    ratios.add_column("value", justify="right")
-    ratios.add_column("what it compares")
-    for name, value in report["ratios"].items():
-        ratios.add_row(name, f"{value:.3f}", descriptions.get(name, ""))
-    console.print(ratios)
-    if report.get("summary"):
-        summary = Table(title="summary")
-        summary.add_column("value")
-        summary.add_column("number", justify="right")
-        summary.add_column("what it is")
-        for name, value in report["summary"].items():
-            summary.add_row(name, f"{value:,}", descriptions.get(name, ""))
-        console.print(summary)
+    for title, first, second, values, fmt in (
+        ("ratios (ours / peer, same run, same data)", "ratio", "what it compares",
+         report["ratios"], "{:.3f}"),
+        ("summary", "value", "what it is", report.get("summary") or {}, "{:,}"),
+    ):  # fmt: skip
+        if not values:
+            continue
+        table = Table(title=title)
+        table.add_column(first)
+        table.add_column("value" if first == "ratio" else "number", justify="right")
+        table.add_column(second)
+        for name, value in values.items():
+            table.add_row(name, fmt.format(value), descriptions.get(name, ""))
+        console.print(table)
     console.print(f"written to {out}")
 
 
