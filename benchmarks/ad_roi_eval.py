@@ -140,12 +140,14 @@ def ranking_matches(estimate: dict[str, float], truth: dict[str, float]) -> bool
     return sorted(channels, key=estimate.get) == sorted(channels, key=truth.get)
 
 
-def evaluate_small(seed: int, cache: Path, n_bootstrap: int | None, overrides: dict) -> dict:
+def evaluate_small(
+    seed: int, cache: Path, n_bootstrap: int | None, overrides: dict, scale: str = "small"
+) -> dict:
     from models import ad_roi
     from pipelines.assets.ad_roi import AdRoiSettings
     from storepulse.sample_data import load_truth
 
-    landing, warehouse = prepare(seed, cache)
+    landing, warehouse = prepare(seed, cache, scale)
     truth = load_truth(landing)
     inputs, as_of = load(warehouse)
     settings = AdRoiSettings() if n_bootstrap is None else AdRoiSettings(n_bootstrap=n_bootstrap)
@@ -233,6 +235,7 @@ def evaluate_small(seed: int, cache: Path, n_bootstrap: int | None, overrides: d
     frame = pl.DataFrame(rows)
     return {
         "seed": seed,
+        "scale": scale,
         "fit_seconds": fit_seconds,
         "marts_seconds": marts_seconds,
         "mape": float(frame["ape"].mean()),
@@ -294,7 +297,7 @@ def evaluate_synthetic(seeds=(3, 5, 8)) -> list[dict]:
 
 
 def _print_small(result: dict) -> None:
-    print(f"\n=== small seed {result['seed']} ===")
+    print(f"\n=== {result.get('scale', 'small')} seed {result['seed']} ===")
     print(
         f"fit {result['fit_seconds']:.1f} s, marts {result['marts_seconds']:.1f} s; "
         f"skipped: {result['skipped'] or 'none'}"
@@ -344,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-small", action="store_true", help="only the synthetic worlds")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
+        "--scale", default="small", help="sample scale (the issue's bar is on small)"
+    )
+    parser.add_argument(
         "--set", action="append", default=[], help="AdRoiConfig override, e.g. learning_rate=0.1"
     )
     args = parser.parse_args(argv)
@@ -354,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"small": [], "synthetic": []}
     if not args.no_small:
         for seed in args.seed or [0]:
-            result = evaluate_small(seed, args.cache, args.n_bootstrap, overrides)
+            result = evaluate_small(seed, args.cache, args.n_bootstrap, overrides, args.scale)
             _print_small(result)
             results["small"].append(result)
     if args.synthetic or args.no_small:
