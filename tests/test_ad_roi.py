@@ -272,6 +272,35 @@ def test_stores_fitted_in_parallel_processes_give_the_serial_answer(monkeypatch)
     assert serial.metrics == parallel.metrics
 
 
+def test_stump_boosters_are_scored_exactly_like_lightgbm():
+    """The fast additive scorer equals booster.predict, NaN rules included."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    X = rng.normal(size=(n, 5))
+    X[:, 1] = np.round(X[:, 1], 1)  # ties on thresholds
+    X[rng.random(n) < 0.1, 2] = np.nan  # trained with NaN: missing type NaN
+    y = np.nan_to_num(X[:, 0]) * 2 + (X[:, 1] > 0.3) + np.nan_to_num(X[:, 2]) + rng.normal(size=n)
+    booster = lgb.train(
+        {"objective": "regression", "num_leaves": 2, "learning_rate": 0.1, "verbosity": -1},
+        lgb.Dataset(X, y),
+        num_boost_round=300,
+    )
+    fast = ad_roi._fast_predictor(booster)
+    probe = rng.normal(size=(500, 5))
+    probe[:50, 0] = np.nan  # NaN where training had none: read as 0
+    probe[50:100, 2] = np.nan  # NaN where training had NaN: default direction
+    probe[100:150, 1] = np.round(probe[100:150, 1], 1)
+    np.testing.assert_allclose(fast(probe), booster.predict(probe), rtol=1e-12, atol=1e-12)
+    deeper = lgb.train(
+        {"objective": "regression", "num_leaves": 4, "verbosity": -1}, lgb.Dataset(X, y), 20
+    )
+    with pytest.raises(ValueError):
+        ad_roi._AdditiveStumps(deeper)  # not stumps: the scorer falls back to LightGBM
+    np.testing.assert_allclose(ad_roi._fast_predictor(deeper)(probe), deeper.predict(probe))
+
+
 # --- the generator's ground truth -----------------------------------------------------------
 
 # Generated data is scored against `_truth/`: true_incremental_revenue is the revenue of the
