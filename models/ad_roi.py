@@ -655,10 +655,10 @@ def _n_jobs(config: AdRoiConfig) -> int:
 
 
 def _fit_one_store(panel: StorePanel, config: AdRoiConfig) -> StoreAdRoiModel | str:
-    """fit_store for a worker process: a store that cannot be modelled returns why."""
+    """fit_store, except that a store that cannot be modelled returns why (a string)."""
     try:
         store_fit = _StoreFit(panel, config)
-    except ValueError as exc:  # the same cases the serial path skips
+    except ValueError as exc:
         return str(exc)
     carry = select_carryover({panel.store_id: store_fit}, config)
     return store_fit.finish(carry[panel.store_id])
@@ -760,7 +760,7 @@ def fit(
     if config.bootstrap not in ("resample", "reweight"):
         raise ValueError(f"bootstrap {config.bootstrap!r}: use 'resample' or 'reweight'")
     panels = build_panels(daily_revenue, daily_spend, None, events, end)
-    stores, skipped, prepared = {}, {}, {}
+    stores, skipped = {}, {}
     revenue_stores = set(daily_revenue["store_id"].unique().to_list())
     candidates = {}
     for store in sorted(revenue_stores | set(panels)):
@@ -772,30 +772,34 @@ def fit(
             skipped[store] = f"only {len(panel.dates)} days of history; ad ROI needs at least 120"
             continue
         candidates[store] = panel
-    jobs = min(_n_jobs(config), len(candidates))
-    if config.pool_carryover or jobs <= 1:
+    if config.pool_carryover:
+        # Pooled carryover couples the stores: prepare all, choose kernels together.
+        prepared = {}
         for store, panel in candidates.items():
             try:
                 prepared[store] = _StoreFit(panel, config)
             except ValueError as exc:
                 skipped[store] = str(exc)
         carry = select_carryover(prepared, config)
-        for store, store_fit in prepared.items():
-            stores[store] = store_fit.finish(carry[store])
+        outcomes = [prepared[s].finish(carry[s]) if s in prepared else None for s in candidates]
     else:
         # Without pooling the stores are independent: fit them in parallel processes.
         # Every random draw takes the config's seed, so the result does not depend on
         # the number of processes (tested).
-        from joblib import Parallel, delayed
+        jobs = min(_n_jobs(config), len(candidates))
+        if jobs <= 1:
+            outcomes = [_fit_one_store(panel, config) for panel in candidates.values()]
+        else:
+            from joblib import Parallel, delayed
 
-        outcomes = Parallel(n_jobs=jobs, backend="loky")(
-            delayed(_fit_one_store)(panel, config) for panel in candidates.values()
-        )
-        for store, outcome in zip(candidates, outcomes, strict=True):
-            if isinstance(outcome, str):
-                skipped[store] = outcome
-            else:
-                stores[store] = outcome
+            outcomes = Parallel(n_jobs=jobs, backend="loky")(
+                delayed(_fit_one_store)(panel, config) for panel in candidates.values()
+            )
+    for store, outcome in zip(candidates, outcomes, strict=True):
+        if isinstance(outcome, str):
+            skipped[store] = outcome
+        elif outcome is not None:
+            stores[store] = outcome
     metrics, baseline = {}, {}
     if stores:
         for key in ("mape", "wape", "r2", "weekly_mape", "ridge_mape"):

@@ -70,12 +70,18 @@ def con():
     connection.close()
 
 
-def tables_mentioning(con, text: str) -> dict[str, int]:
-    """{table: rows} of every table in every schema whose row text contains `text`."""
+def tables_mentioning(con, text: str, *, skip_temp: bool = False) -> dict[str, int]:
+    """{table: rows} of every table in every schema whose row text contains `text`;
+    skip_temp leaves out this connection's temp tables (for a file warehouse)."""
+    where = (
+        "table_catalog not in ('temp', 'system')"
+        if skip_temp
+        else "table_schema not in ('information_schema', 'pg_catalog')"
+    )
     names = query(
         con,
         "select table_schema || '.' || table_name as name from information_schema.tables "
-        "where table_type = 'BASE TABLE' and table_schema not in ('information_schema', 'pg_catalog')",
+        f"where table_type = 'BASE TABLE' and {where}",
     )["name"].to_list()
     found = {}
     for name in names:
@@ -253,26 +259,6 @@ def test_apply_is_all_or_nothing(con, monkeypatch):
     assert scalar(con, "select count(*) from ops.privacy_log where applied_at is not null") == 0
 
 
-def real_tables_mentioning(con, text: str) -> dict[str, int]:
-    """Like tables_mentioning, for a file warehouse (skips this connection's temp tables)."""
-    names = query(
-        con,
-        "select table_schema || '.' || table_name as name from information_schema.tables "
-        "where table_type = 'BASE TABLE' and table_catalog not in ('temp', 'system')",
-    )["name"].to_list()
-    found = {}
-    for name in names:
-        schema, table = name.split(".")
-        rows = scalar(
-            con,
-            f'select count(*) from "{schema}"."{table}" t where lower(cast(t as varchar)) like ?',
-            [f"%{text.lower()}%"],
-        )
-        if rows:
-            found[name] = rows
-    return found
-
-
 def test_generated_data_deletion_survives_a_later_file(tiny_sample, tmp_path):
     """Ingest the tiny sample, forget a Shopify-export customer (store from the folder),
     land a later file that names them again, and check nothing anywhere holds them."""
@@ -295,12 +281,12 @@ def test_generated_data_deletion_survives_a_later_file(tiny_sample, tmp_path):
     ).row(0, named=True)
     email = target["email"]
     assert {"raw.orders", "staging.orders", "staging.customers"} <= set(
-        real_tables_mentioning(con, email)
+        tables_mentioning(con, email, skip_temp=True)
     )
 
     request_deletion(con, store, email=email.upper())
     apply_privacy_requests(con)
-    assert real_tables_mentioning(con, email) == {}
+    assert tables_mentioning(con, email, skip_temp=True) == {}
 
     later = landing / store / "later_orders.csv"
     later.write_text(
@@ -308,9 +294,11 @@ def test_generated_data_deletion_survives_a_later_file(tiny_sample, tmp_path):
         f"{store},LATE-1,{target['customer_id']}, {email.title()} ,2026-01-05T10:00:00,EUR,10.0\n"
     )
     ingest_landing(con, landing)
-    assert "staging.orders" in real_tables_mentioning(con, email)  # the file brought them back
+    assert "staging.orders" in tables_mentioning(
+        con, email, skip_temp=True
+    )  # the file brought them back
     apply_privacy_requests(con)
-    assert real_tables_mentioning(con, email) == {}
+    assert tables_mentioning(con, email, skip_temp=True) == {}
     ids = query(con, "select customer_id from staging.orders where store_id = ?", [store])
     assert target["customer_id"] not in ids["customer_id"].to_list()
 
