@@ -140,6 +140,51 @@ SUITES: dict[str, list[tuple[str, dict, bool]]] = {
         ("ExpectColumnValuesToNotBeNull", {"column": "store_id"}, True),
         ("ExpectColumnValuesToBeInSet", {"column": "kind", "value_set": ["delete"]}, False),
     ],
+    "lift_tests": [
+        (
+            "ExpectCompoundColumnsToBeUnique",
+            {"column_list": ["store_id", "channel", "start_date", "end_date"]},
+            True,
+        ),
+        (
+            "ExpectColumnValuesToBeBetween",
+            {"column": "std_error_usd", "min_value": 0, "strict_min": True},
+            True,
+        ),
+        (
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            {"column_A": "end_date", "column_B": "start_date", "or_equal": True},
+            True,
+        ),
+        (
+            "ExpectColumnValuesToBeInSet",
+            {"column": "scope", "value_set": ["immediate", "total"]},
+            True,
+        ),
+    ],
+    "partners": [
+        ("ExpectCompoundColumnsToBeUnique", {"column_list": ["store_id", "partner_id"]}, True),
+        (
+            "ExpectColumnValuesToBeBetween",
+            {"column": "commission_rate", "min_value": 0, "max_value": 1},
+            True,
+        ),
+        ("ExpectColumnValuesToBeBetween", {"column": "fixed_fee_usd", "min_value": 0}, True),
+        (
+            "ExpectColumnValuesToBeInSet",
+            {"column": "kind", "value_set": ["kol", "affiliate"]},
+            False,
+        ),
+    ],
+    "experiment_assignments": [
+        (
+            "ExpectCompoundColumnsToBeUnique",
+            {"column_list": ["store_id", "experiment_id", "customer_id"]},
+            True,
+        ),
+        ("ExpectColumnValuesToNotBeNull", {"column": "variant"}, True),
+        ("ExpectColumnValuesToNotBeNull", {"column": "assigned_at"}, True),
+    ],
 }
 
 # Order totals must reconcile with their lines: total = lines - discount + shipping + tax,

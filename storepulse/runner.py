@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 from storepulse.settings import Paths
 
@@ -22,6 +22,8 @@ class RunResult:
     failures: list[str] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     published_stores: list[str] = field(default_factory=list)
+    # Landing files of this run that were not loaded, or only partly (their reasons).
+    attention: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         status = "succeeded" if self.success else "FAILED"
@@ -39,6 +41,9 @@ class RunResult:
             ]
         if self.published_stores:
             lines.append(f"  published stores: {', '.join(self.published_stores)}")
+        if self.attention:
+            lines.append("  files needing attention:")
+            lines += [f"    {line}" for line in self.attention]
         lines += [f"  failure: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -63,6 +68,7 @@ def run_job(
 
     paths = Paths.from_env().ensure()
     started = time.monotonic()
+    started_at = datetime.now(UTC)
     instance = dg.DagsterInstance.get()
     set_pool_limits(instance)
     result = RunResult(success=True, as_of=as_of, paths=paths)
@@ -84,7 +90,7 @@ def run_job(
     if result.success and publish:
         result.published_stores = _publish_each_store(defs, instance, as_of, result)
 
-    _describe_warehouse(result)
+    _describe_warehouse(result, started_at)
     result.seconds = time.monotonic() - started
     return result
 
@@ -96,9 +102,10 @@ def run_nightly(
     return run_job("nightly_scoring", as_of=as_of, select=select, publish=publish)
 
 
-def _describe_warehouse(result: RunResult) -> None:
+def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
     from datetime import timedelta
 
+    from storepulse.ingest.engine import attention_since
     from storepulse.warehouse import Warehouse, query, table_exists
 
     if not result.paths.warehouse.exists():
@@ -110,6 +117,8 @@ def _describe_warehouse(result: RunResult) -> None:
             "from duckdb_tables() where schema_name in ('staging','marts','scores','quarantine','ops')",
         )
         result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
+        if table_exists(con, "ops.ingested_files"):
+            result.attention = attention_since(con, started_at)
         if result.as_of is None and table_exists(con, "staging.orders"):
             latest = query(con, "select max(order_date) as d from staging.orders")["d"][0]
             result.as_of = latest + timedelta(days=1) if latest else None

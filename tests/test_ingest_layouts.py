@@ -107,8 +107,17 @@ def test_shopify_orders_take_customer_id_from_customers_by_email(tmp_path):
     con, _ = ingest(landing)
     ids = query(con, "select order_id, customer_id from staging.orders order by order_id").rows()
     assert ids == [("#1001", "C-42"), ("#1002", "li.wei@example.com")]
-    # The store has a customers file: nobody is invented from its orders.
-    assert query(con, "select customer_id from staging.customers").rows() == [("C-42",)]
+    # The customers file names C-42, and its empty fields are filled from her order; the
+    # guest who ordered as li.wei is a customer too, from the order alone (a customers
+    # file that lists only some customers never drops the others).
+    customers = query(
+        con,
+        "select customer_id, email, first_name, country from staging.customers order by 1",
+    ).rows()
+    assert customers == [
+        ("C-42", "anna.schmidt@example.de", "Anna", "DE"),
+        ("li.wei@example.com", "li.wei@example.com", None, "FR"),
+    ]
 
 
 def test_shopify_only_store_gets_its_customers_from_the_export(tmp_path):

@@ -5,25 +5,15 @@ so a killed run leaves the previous complete set.
 """
 
 import dagster as dg
-import polars as pl
 
 from pipelines.metadata import OWNER, preview
 from pipelines.resources import StorepulseResource
 from storepulse.alerts import drain_alerts
+from storepulse.ingest.kinds import KINDS
 from storepulse.warehouse import query
 
-STAGING_KINDS = (
-    "stores",
-    "customers",
-    "orders",
-    "order_lines",
-    "products",
-    "inventory",
-    "ad_spend",
-    "sessions",
-    "fx_rates",
-    "privacy_requests",
-)
+# One staging table per input kind (the list lives in storepulse/ingest/kinds.py).
+STAGING_KINDS = KINDS
 
 LANDING_FILES = dg.AssetKey(["raw", "landing_files"])
 # Built in pipelines/assets/publish.py right after ingest; every mart and model
@@ -79,13 +69,17 @@ def ingest_landing_asset(context: dg.AssetExecutionContext, storepulse: Storepul
         files = query(
             con,
             "select path, kind, store_id, status, rows_read, rows_staged, rows_duplicate, "
-            "rows_quarantined, message from ops.ingested_files order by ingested_at desc, path",
+            "rows_quarantined, match_score, runner_up, runner_up_score, unused_columns, message "
+            "from ops.ingested_files order by ingested_at desc, path",
         )
         counts = {
             kind: query(con, f"select count(*) as n from staging.{kind}")["n"][0]
             for kind in STAGING_KINDS
         }
     new_files = [f for f in report.files if f.status != "skipped"]
+    # Files a person should look at tonight: not loaded, or loaded without some columns.
+    for line in report.attention:
+        context.log.warning(line)
     yield dg.MaterializeResult(
         asset_key=LANDING_FILES,
         metadata={
@@ -93,6 +87,9 @@ def ingest_landing_asset(context: dg.AssetExecutionContext, storepulse: Storepul
             "files_seen": len(report.files),
             "files_ingested_this_run": len(new_files),
             "rows_quarantined_this_run": sum(f.rows_quarantined for f in report.files),
+            "files_needing_attention": dg.MetadataValue.md(
+                "\n".join(f"- {line}" for line in report.attention) or "none"
+            ),
             "files": preview(files, rows=25),
         },
     )
@@ -101,15 +98,3 @@ def ingest_landing_asset(context: dg.AssetExecutionContext, storepulse: Storepul
             asset_key=staging_key(kind),
             metadata={"dagster/row_count": int(counts[kind])},
         )
-
-
-def staging_frame_counts(con) -> pl.DataFrame:
-    """Row counts of every staging table (for logs and tests)."""
-    return pl.DataFrame(
-        {
-            "table": list(STAGING_KINDS),
-            "rows": [
-                query(con, f"select count(*) as n from staging.{k}")["n"][0] for k in STAGING_KINDS
-            ],
-        }
-    )

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from storepulse.ingest.kinds import KIND_SPECS, STAGING_SCHEMAS
-from storepulse.ingest.layouts import EXCEL_NUMBERED, PROBLEM, ROW, TEXT_GUARDED
+from storepulse.ingest.layouts import EXCEL_NUMBERED, PROBLEM, ROW, TEXT_GUARDED, Layout
 from storepulse.ingest.readers import (
     BLANK_LINE,
     EXTRA_FIELDS,
@@ -53,6 +53,7 @@ class DirectPlan:
     width: int
     fields: dict[str, int]  # raw column -> field index
     lines: int  # data lines (= rows the general reader gives)
+    layout: Layout  # how the header was judged (score, runner-up, unused columns)
 
 
 def direct_plan(path: Path, data: bytes) -> DirectPlan | None:
@@ -86,6 +87,7 @@ def direct_plan(path: Path, data: bytes) -> DirectPlan | None:
     if (
         header_line != 0
         or match is None
+        or not layout.usable
         or not match.complete
         or match.fallbacks
         or match.header_currency is not None
@@ -105,7 +107,9 @@ def direct_plan(path: Path, data: bytes) -> DirectPlan | None:
     if body == 0 or BLANK_LINE.search(data):
         return None  # header only, or blank lines the general reader drops
     fields = {dst: names.index(src) for src, dst in match.mapping.items()}
-    return DirectPlan(path, layout.kind, delimiter, len(names), fields, data.count(b"\n") - 1)
+    return DirectPlan(
+        path, layout.kind, delimiter, len(names), fields, data.count(b"\n") - 1, layout
+    )
 
 
 def _lit(text: str) -> str:

@@ -21,7 +21,7 @@ import polars as pl
 
 from storepulse.ingest.direct import DirectBatch, DirectFile, direct_plan
 from storepulse.ingest.kinds import KIND_SPECS, KINDS
-from storepulse.ingest.layouts import ROW, LayoutError, article
+from storepulse.ingest.layouts import ROW, UNFIT, Layout, LayoutError, article, unfit_message
 from storepulse.ingest.normalise import create_sql_macros
 from storepulse.ingest.readers import FileProblem, read_landed_file
 from storepulse.ingest.staging import (
@@ -66,6 +66,26 @@ class FileResult:
     status: str = STATUS_INGESTED
     message: str = ""
     layout: str | None = None
+    # How the header was judged (kinds.py): the chosen kind's score, the runner-up
+    # where it came close (for a file no kind fits: the closest candidate), and the
+    # columns that belong to no column of the chosen kind (not loaded).
+    match_score: float | None = None
+    runner_up: str | None = None
+    runner_up_score: float | None = None
+    unused_columns: str | None = None
+
+    def judged_by(self, layout: Layout) -> None:
+        self.kind, self.layout = layout.kind, layout.name
+        self.match_score = layout.score
+        other = layout.runner_up or (layout.match if not layout.usable else None)
+        if other is not None:
+            self.runner_up, self.runner_up_score = other.kind, round(other.score, 3)
+        self.unused_columns = ", ".join(layout.unused_columns) or None
+
+    @property
+    def partly_recognised(self) -> bool:
+        """Loaded, but some of its columns belong to no column of its kind."""
+        return self.status == STATUS_INGESTED and bool(self.unused_columns)
 
 
 @dataclass
@@ -82,12 +102,47 @@ class IngestReport:
     def failed_files(self) -> list[FileResult]:
         return [f for f in self.files if f.status == STATUS_FAILED]
 
+    @property
+    def attention(self) -> list[str]:
+        """One line per new file a person should look at tonight (`attention_line`)."""
+        lines = (attention_line(f.path, f.status, f.kind, f.message, f.unused_columns)
+                 for f in self.new_files)  # fmt: skip
+        return [line for line in lines if line]
+
     def file(self, path: str) -> FileResult:
         """The result for one landing-relative path ('shop_a/orders.csv')."""
         for result in self.files:
             if result.path == path:
                 return result
         raise KeyError(path)
+
+
+def attention_line(
+    path: str, status: str, kind: str | None, message: str | None, unused_columns: str | None
+) -> str | None:
+    """What a person should know about one ingested file, or None: not loaded (with
+    the reason), or loaded with columns that belong to no column of its kind."""
+    if status == STATUS_FAILED:
+        return f"{path}: not loaded: {message}"
+    if status == STATUS_INGESTED and unused_columns:
+        return (
+            f"{path}: loaded as {kind}, but these columns were not recognised and not "
+            f"loaded: {unused_columns}"
+        )
+    return None
+
+
+def attention_since(con: duckdb.DuckDBPyConnection, since: datetime) -> list[str]:
+    """`attention_line` for every file recorded in ops.ingested_files since `since` (UTC)."""
+    if since.tzinfo is not None:
+        since = since.astimezone(UTC).replace(tzinfo=None)
+    rows = con.execute(
+        "select path, status, kind, message, unused_columns from ops.ingested_files"
+        " where ingested_at >= ? and (status = 'failed' or unused_columns is not null)"
+        " order by path",
+        [since],
+    ).fetchall()
+    return [line for line in (attention_line(*row) for row in rows) if line]
 
 
 def detect_kind(path: str | Path) -> str:
@@ -99,6 +154,8 @@ def detect_kind(path: str | Path) -> str:
         landed = read_landed_file(Path(path))
     except FileProblem as exc:
         raise ValueError(f"{path}: {exc}") from exc
+    if landed.layout.name == UNFIT:
+        raise ValueError(f"{path}: {unfit_message(landed.layout)}")
     match = landed.layout.match
     if match is not None and not match.complete:
         raise ValueError(
@@ -158,7 +215,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             )
         else:
             add_missing(f"raw.{kind}", columns)
-    add_missing("ops.ingested_files", ["file_seq bigint", "layout varchar"])
+    add_missing(
+        "ops.ingested_files",
+        [
+            "file_seq bigint", "layout varchar", "match_score double", "runner_up varchar",
+            "runner_up_score double", "unused_columns varchar",
+        ],
+    )  # fmt: skip
     add_missing("quarantine.rows", ["level varchar"])
 
 
@@ -212,7 +275,7 @@ class RawWriter:
         batch = self.direct.setdefault(kind, DirectBatch(kind))
         batch.files.append(file)
         self.direct_results[file.file_seq] = result
-        result.kind, result.layout = kind, kind
+        result.judged_by(file.plan.layout)
         if sum(f.plan.lines for f in batch.files) >= self.limit:
             self.wait()
             self.start_direct_round()
@@ -265,7 +328,8 @@ class RawWriter:
             (
                 r.path, r.sha256, r.kind, r.store_id, r.rows_read, r.rows_staged,
                 r.rows_duplicate, r.rows_quarantined, r.status, r.message, now,
-                None if r.status == STATUS_FAILED else seq, r.layout,
+                None if r.status == STATUS_FAILED else seq, r.layout, r.match_score,
+                r.runner_up, r.runner_up_score, r.unused_columns,
             )
             for r, seq, now in self.files
         ]  # fmt: skip
@@ -317,7 +381,7 @@ def _land_file(
     try:
         landed = read_landed_file(path, data)
         layout = landed.layout
-        result.kind, result.layout = layout.kind, layout.name
+        result.judged_by(layout)
         result.rows_read = landed.frame.height
         frames, note = layout.map(landed.frame, result.path)
         meta = [
@@ -350,6 +414,7 @@ def _land_file(
 FILE_COLUMNS = (
     "path", "sha256", "kind", "store_id", "rows_read", "rows_staged", "rows_duplicate",
     "rows_quarantined", "status", "message", "ingested_at", "file_seq", "layout",
+    "match_score", "runner_up", "runner_up_score", "unused_columns",
 )  # fmt: skip
 
 
@@ -603,7 +668,8 @@ def _update_file_counts(con: duckdb.DuckDBPyConnection) -> None:
 def _fill_report(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
     names = (
         "path", "sha256", "kind", "store_id", "rows_read", "rows_staged", "rows_duplicate",
-        "rows_quarantined", "status", "message", "layout",
+        "rows_quarantined", "status", "message", "layout", "match_score", "runner_up",
+        "runner_up_score", "unused_columns",
     )  # fmt: skip
     recorded = con.execute(f"select {', '.join(names)} from ops.ingested_files").fetchall()
     by_key = {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in recorded}
@@ -619,6 +685,10 @@ def _fill_report(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
             "rows_duplicate",
             "rows_quarantined",
             "layout",
+            "match_score",
+            "runner_up",
+            "runner_up_score",
+            "unused_columns",
         ):
             setattr(result, name, row[name])
         if result.status != STATUS_SKIPPED:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import polars as pl
 
 from storepulse.ingest.kinds import (
+    FIT_THRESHOLD,
     KIND_SPECS,
     ROW_PROBLEM,
     STAGING_SCHEMAS,
     HeaderMatch,
-    best_canonical_match,
     header_key,
     match_header,
+    rank_kinds,
+    runner_up,
 )
 from storepulse.ingest.normalise import normalise_phone
 
@@ -41,18 +43,44 @@ class LayoutError(ValueError):
     """A header that is recognised but cannot be used (the message says why and how to fix)."""
 
 
+UNFIT = "unfit"  # the layout name of a header that fits no kind well enough
+
+
 @dataclass(frozen=True)
 class Layout:
-    name: str  # canonical kind name, or shopify_orders / meta_ads / google_ads / tiktok_ads
-    kind: str  # the kind the file counts under (orders for Shopify, ad_spend for ads)
+    # canonical kind name, shopify_orders / meta_ads / google_ads / tiktok_ads, or UNFIT
+    name: str
+    kind: str | None  # the kind the file counts under (orders for Shopify); None if UNFIT
     columns: tuple[str, ...]
-    match: HeaderMatch | None = None  # for canonical layouts
+    match: HeaderMatch | None = None  # for canonical layouts (the best candidate if UNFIT)
     notes: tuple[str, ...] = ()  # what the reader had to repair (NUL padding, …)
+    runner_up: HeaderMatch | None = None  # the next kind, where it came close
+    candidates: tuple[HeaderMatch, ...] = ()  # UNFIT: the kinds it came closest to
+
+    @property
+    def usable(self) -> bool:
+        """A known export layout, or a header that fits its kind (kinds.py)."""
+        return self.match is None or (self.name != UNFIT and self.match.fits)
+
+    @property
+    def score(self) -> float | None:
+        """How well the header fits the kind (1.0 for an export recognised by its
+        signature columns, None when no kind fits)."""
+        if self.name == UNFIT:
+            return None
+        return 1.0 if self.match is None else round(self.match.score, 3)
+
+    @property
+    def unused_columns(self) -> tuple[str, ...]:
+        """Columns of a canonical file that belong to no column of its kind."""
+        return () if self.match is None or self.name == UNFIT else self.match.unknown
 
     def map(self, frame: pl.DataFrame, source_name: str) -> tuple[dict[str, pl.DataFrame], str]:
         """Canonical frames per kind, and a note for the report ('' if nothing to say)."""
         if PROBLEM not in frame.columns:
             frame = frame.with_columns(pl.lit(None, pl.Utf8).alias(PROBLEM))
+        if self.name == UNFIT:
+            raise LayoutError(unfit_message(self))
         mapper = _MAPPERS.get(self.name, _map_canonical)
         frames, note = mapper(frame, self, source_name)
         tidied, tidy_notes = {}, []
@@ -96,6 +124,17 @@ def _is_tiktok(keys: set[str]) -> bool:
     return bool(keys & TIKTOK_MARKERS)
 
 
+KLAVIYO_ACTIVITY = {"profile_created_on", "last_active", "date_added", "last_open", "last_click"}
+
+
+def _is_klaviyo(keys: set[str]) -> bool:
+    """A Klaviyo profile (list or segment) export."""
+    return "email" in keys and (
+        "klaviyo_id" in keys
+        or ("email_marketing_consent" in keys and bool(keys & KLAVIYO_ACTIVITY))
+    )
+
+
 def detect_layout(columns: list[str]) -> Layout | None:
     """The layout a header belongs to, or None when it matches nothing known.
 
@@ -114,10 +153,27 @@ def detect_layout(columns: list[str]) -> Layout | None:
         return Layout("tiktok_ads", "ad_spend", cols)
     if _is_google(keys) and ("day" in keys or "date" in keys or "campaign" in keys):
         return Layout("google_ads", "ad_spend", cols)
-    match = best_canonical_match(list(cols))
-    if match is None:
+    if _is_klaviyo(keys):
+        return Layout("klaviyo_profiles", "customers", cols)
+    ranked = rank_kinds(list(cols))
+    if not ranked or ranked[0].used < 2:
         return None
-    return Layout(match.kind, match.kind, cols, match)
+    best = ranked[0]
+    if best.fits or (not best.complete and best.score >= FIT_THRESHOLD and best.evidence):
+        # (An incomplete header of a clear kind fails with the columns it lacks.)
+        return Layout(best.kind, best.kind, cols, best, runner_up=runner_up(ranked))
+    return Layout(UNFIT, None, cols, best, candidates=tuple(m for m in ranked[:3] if m.used >= 2))
+
+
+def unfit_message(layout: Layout) -> str:
+    """Why a header was not loaded as any kind, naming the candidates and the fix."""
+    names = "; ".join(m.describe() for m in layout.candidates or (layout.match,))
+    return (
+        "the columns fit no kind well enough to load safely, so the whole file is kept in "
+        f"quarantine (nothing was loaded). Closest: {names}. If it is one of these, rename "
+        "its columns to that kind's names (README, 'Landing formats'); otherwise move it "
+        "out of the landing folder"
+    )
 
 
 def platform_from_name(source_name: str) -> str | None:
@@ -527,6 +583,8 @@ def _map_shopify(frame: pl.DataFrame, layout: Layout, source_name: str):
         billing_name.str.extract(r"^\s*(\S+)", 1).alias("first_name"),
         billing_name.str.extract(r"^\s*\S+\s+(.+?)\s*$", 1).alias("last_name"),
         _col(first_rows, _find(cols, "accepts_marketing")).alias("accepts_email_marketing"),
+        _col(first_rows, _find(cols, "discount_code")).alias("discount_code"),
+        _col(first_rows, _find(cols, "billing_country")).alias("billing_country"),
         _problem_expr(first_rows),
     )
     orders = _with_phone_customer_id(orders)
@@ -732,6 +790,39 @@ def _map_tiktok(frame: pl.DataFrame, layout: Layout, source_name: str):
     )  # fmt: skip
 
 
+# Klaviyo's consent states: NEVER_SUBSCRIBED says nothing (the store's own answer stands).
+KLAVIYO_CONSENT = {"subscribed": "true", "unsubscribed": "false", "suppressed": "false"}
+
+
+def _map_klaviyo(frame: pl.DataFrame, layout: Layout, source_name: str):
+    """Klaviyo profile export: only what Klaviyo is the authority on, the e-mail and
+    the consents (an unsubscribe there must stop the next upload). Names, phones,
+    countries and dates in it are Klaviyo's copies, often reformatted ('Germany' for
+    DE, the date the profile reached Klaviyo), so they never overwrite the store's."""
+    cols = layout.columns
+
+    def consent(*names: str) -> pl.Expr:
+        column = _find(cols, *names)
+        if column is None:
+            return pl.lit(None, pl.Utf8)
+        state = pl.col(column).str.strip_chars().str.to_lowercase()
+        return state.replace_strict(KLAVIYO_CONSENT, default=None, return_dtype=pl.Utf8)
+
+    out = frame.select(
+        pl.col(ROW),
+        _store_expr(frame, cols),
+        pl.col(_find(cols, "email")).alias("email"),
+        consent("email_marketing_consent", "email_consent").alias("accepts_email_marketing"),
+        consent("sms_marketing_consent", "sms_consent").alias("accepts_sms_marketing"),
+        _problem_expr(frame),
+    )
+    ignored = [c for c in cols if header_key(c) not in ("email", "store_id")]
+    return {"customers": out}, (
+        "Klaviyo profile export: e-mail consents read; its copies of names, phones, "
+        f"countries and dates are not ({len(ignored)} other columns)"
+    )
+
+
 def _map_shopify_products(frame: pl.DataFrame, layout: Layout, source_name: str):
     """Shopify 'Export products': one row per variant; title, type and vendor only on a
     product's first row (filled down by Handle); rows with only an extra image (no
@@ -792,6 +883,7 @@ _MAPPERS: dict[str, Callable] = {
     "meta_ads": _map_meta,
     "google_ads": _map_google,
     "tiktok_ads": _map_tiktok,
+    "klaviyo_profiles": _map_klaviyo,
 }
 
 __all__ = ["Layout", "LayoutError", "detect_layout", "match_header", "ROW"]

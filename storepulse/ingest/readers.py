@@ -150,7 +150,7 @@ def _find_header(lines: list[str]) -> tuple[int, str, Layout]:
             layout = detect_layout([f.strip() for f in fields])
             if layout is None:
                 continue
-            if layout.match is None or layout.match.complete:
+            if layout.usable:
                 return index, delimiter, layout
             score = len(layout.match.mapping)
             if partial is None or score > partial[0]:

@@ -30,7 +30,8 @@ from storepulse.warehouse import qualified, quote_ident, scalar
 # Order of rebuild: later kinds look up earlier ones (rates, stores, customers, orders).
 BUILD_ORDER = (
     "fx_rates", "stores", "customers", "products", "orders", "order_lines", "inventory",
-    "ad_spend", "sessions", "privacy_requests",
+    "ad_spend", "sessions", "privacy_requests", "lift_tests", "partners",
+    "experiment_assignments",
 )  # fmt: skip
 
 
@@ -147,11 +148,44 @@ def build_kind(con: duckdb.DuckDBPyConnection, kind: str, now: str) -> None:
         from judged
         """
     )
+    if spec.merge_columns:
+        _collect_merge(con, kind, spec.row_key, spec.merge_columns, order)
     con.execute(
         f"delete from {qualified('staging.' + kind)} where _reason is not null"
         " or (_file_seq, _row_number) in"
         f" (select _file_seq, _row_number from careful_{kind} where _outcome <> 'staged')"
     )
+    if spec.merge_columns:
+        _apply_merge(con, kind, spec.row_key, spec.merge_columns)
+
+
+def _collect_merge(con, kind: str, key: tuple[str, ...], columns: tuple[str, ...], order: str):
+    """Per row key seen in more than one valid row: the newest non-null value of each
+    merged column (rows quarantined as conflicts do not count)."""
+    keys = ", ".join(quote_ident(k) for k in key)
+    newest = ", ".join(
+        f"arg_max({quote_ident(c)}, {order}) filter (where {quote_ident(c)} is not null)"
+        f" as {quote_ident(c)}"
+        for c in columns
+    )
+    con.execute(
+        f"create or replace temp table merged_{kind} as select {keys}, {newest}"
+        f" from {qualified('staging.' + kind)} s join careful_{kind} c using (_file_seq, _row_number)"
+        f" where s._reason is null and c._outcome <> 'conflict' group by {keys}"
+    )
+
+
+def _apply_merge(con, kind: str, key: tuple[str, ...], columns: tuple[str, ...]) -> None:
+    """The staged row (the newest version) keeps its values and takes the newest
+    non-null value of every column it leaves empty."""
+    fill = ", ".join(
+        f"{quote_ident(c)} = coalesce(s.{quote_ident(c)}, m.{quote_ident(c)})" for c in columns
+    )
+    match = " and ".join(f"s.{quote_ident(k)} = m.{quote_ident(k)}" for k in key)
+    con.execute(
+        f"update {qualified('staging.' + kind)} s set {fill} from merged_{kind} m where {match}"
+    )
+    con.execute(f"drop table temp.merged_{kind}")
 
 
 def finish_kind(con: duckdb.DuckDBPyConnection, kind: str) -> None:
@@ -224,11 +258,13 @@ def prepare_customer_lookup(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def rebuild_staging(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
-    """Rebuild all ten staging tables (and the temp typed_/careful_<kind> tables of the
+    """Rebuild every staging table (and the temp typed_/careful_<kind> tables of the
     kinds that have raw rows, listed by `built_kinds`); returns staged row counts."""
     now_text = now.strftime("%Y-%m-%d %H:%M:%S")
     counts: dict[str, int] = {}
     for kind in BUILD_ORDER:
+        if kind == "customers":
+            prepare_customer_ids(con)
         if kind == "orders":
             prepare_customer_lookup(con)
         built = bool(scalar(con, f"select count(*) > 0 from {qualified('raw.' + kind)}"))
@@ -240,13 +276,44 @@ def rebuild_staging(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, 
             prepare_lookups(con, now_text)
         if kind == "orders":
             prepare_quarantined_orders(con)
-            if built:
-                add_customers_from_orders(con)
+            finish_customers(con, orders_built=built)
         if built:
             finish_kind(con, kind)
     for kind in BUILD_ORDER:
         counts[kind] = scalar(con, f"select count(*) from {qualified('staging.' + kind)}")
     return counts
+
+
+def prepare_customer_ids(con: duckdb.DuckDBPyConnection) -> None:
+    """(store, e-mail) -> customer_id as the files that name both say (customers files
+    first, then orders; the newest row wins), for customer rows that give only an
+    e-mail. Built only when such rows exist (it reads every raw order)."""
+    needed = scalar(
+        con,
+        "select exists (select 1 from raw.customers"
+        " where sp_text(customer_id) is null and sp_text(email) is not null)",
+    )
+    rows = (
+        """
+        select store_id, email, arg_max(customer_id, priority * 1e15 + seq) as customer_id
+        from (
+            select coalesce(sp_text(store_id), folder_store_id) as store_id,
+                sp_email(email) as email, sp_text(customer_id) as customer_id, 2 as priority,
+                file_seq * 1e10 + row_number as seq
+            from raw.customers where sp_text(customer_id) is not null
+            union all
+            select coalesce(sp_text(store_id), folder_store_id), sp_email(email),
+                sp_text(customer_id), 1, file_seq * 1e10 + row_number
+            from raw.orders where sp_text(customer_id) is not null
+        )
+        where email is not null and store_id is not null
+        group by store_id, email
+        """
+        if needed
+        else "select null::varchar as store_id, null::varchar as email,"
+        " null::varchar as customer_id limit 0"
+    )
+    con.execute(f"create or replace temp table customer_ids_by_email as {rows}")
 
 
 def prepare_quarantined_orders(con: duckdb.DuckDBPyConnection) -> None:
@@ -261,28 +328,61 @@ def prepare_quarantined_orders(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create or replace temp table quarantined_orders as {source}")
 
 
-def add_customers_from_orders(con: duckdb.DuckDBPyConnection) -> None:
-    """A store without a customers file (a Shopify export is often all a merchant has)
-    gets one customer per customer_id from its staged orders: first order date, latest
-    known phone, name and e-mail consent; no SMS or ad consent (nobody gave it)."""
+CONSENTS = ("accepts_email_marketing", "accepts_sms_marketing", "ad_personalization_consent")
+
+
+def finish_customers(con: duckdb.DuckDBPyConnection, *, orders_built: bool) -> None:
+    """Complete staging.customers from the staged orders, then settle the consents.
+
+    Orders are evidence of customers too (a Shopify export is often all a merchant
+    has): a customer who ordered but is in no customers file is added (first order
+    date, latest known e-mail, phone, name, country and e-mail consent; no SMS or ad
+    consent, nobody gave it), and what the customers files leave empty is filled
+    from the orders. A consent no file gave is false."""
+    if orders_built:
+        con.execute(
+            f"""
+            create or replace temp table customers_from_orders as
+            select store_id, customer_id,
+                arg_max(email, created_at) filter (where email is not null) as email,
+                arg_max(customer_phone, created_at) filter (where customer_phone is not null)
+                    as phone,
+                arg_max(customer_first_name, created_at)
+                    filter (where customer_first_name is not null) as first_name,
+                arg_max(customer_last_name, created_at)
+                    filter (where customer_last_name is not null) as last_name,
+                arg_max(ship_country, created_at) filter (where ship_country is not null)
+                    as country,
+                min(created_at) as created_at,
+                arg_max(customer_accepts_email, created_at)
+                    filter (where customer_accepts_email is not null) as accepts_email_marketing
+            from ({staged_select("orders")})
+            group by store_id, customer_id
+            """
+        )
+        filled = ("email", "phone", "first_name", "last_name", "country", "created_at",
+                  "accepts_email_marketing")  # fmt: skip
+        con.execute(
+            "update staging.customers c set "
+            + ", ".join(f"{c} = coalesce(c.{c}, o.{c})" for c in filled)
+            + " from customers_from_orders o"
+            " where c.store_id = o.store_id and c.customer_id = o.customer_id"
+        )
+        con.execute(
+            """
+            insert into staging.customers (store_id, customer_id, email, phone, first_name,
+                last_name, country, created_at, accepts_email_marketing)
+            select o.store_id, o.customer_id, o.email, o.phone, o.first_name, o.last_name,
+                o.country, o.created_at, o.accepts_email_marketing
+            from customers_from_orders o anti join staging.customers c
+                on c.store_id = o.store_id and c.customer_id = o.customer_id
+            """
+        )
+        con.execute("drop table temp.customers_from_orders")
     con.execute(
-        f"""
-        insert into staging.customers
-        select store_id, customer_id,
-            arg_max(email, created_at) as email,
-            sha256(arg_max(email, created_at)) as email_sha256,
-            arg_max(customer_phone, created_at) filter (where customer_phone is not null),
-            arg_max(customer_first_name, created_at) filter (where customer_first_name is not null),
-            arg_max(customer_last_name, created_at) filter (where customer_last_name is not null),
-            arg_max(ship_country, created_at) filter (where ship_country is not null),
-            min(created_at),
-            coalesce(arg_max(customer_accepts_email, created_at)
-                filter (where customer_accepts_email is not null), false),
-            false, false
-        from ({staged_select("orders")})
-        where store_id not in (select distinct store_id from staging.customers where store_id is not null)
-        group by store_id, customer_id
-        """
+        "update staging.customers set "
+        + ", ".join(f"{c} = coalesce({c}, false)" for c in CONSENTS)
+        + ", email_sha256 = case when email is not null then sha256(email) end"
     )
 
 
@@ -311,7 +411,8 @@ def drop_work_tables(con: duckdb.DuckDBPyConnection) -> None:
         ).fetchall()
         if name.startswith(("typed_", "careful_"))
         or name in ("fx_first", "fx_daily", "utm_channels", "customer_by_email",
-                    "quarantined_orders", "file_counts", "sp_calling_codes")
+                    "customer_ids_by_email", "quarantined_orders", "file_counts",
+                    "sp_calling_codes")
     ]  # fmt: skip
     for name in names:
         con.execute(f"drop table if exists temp.{quote_ident(name)}")
@@ -343,6 +444,9 @@ where _outcome in ('quarantined', 'conflict')
 
 def quarantine_select(kind: str) -> str:
     label = {
+        "lift_tests": "this channel and test window",
+        "partners": "this partner_id",
+        "experiment_assignments": "this experiment and customer",
         "orders": "this order_id",
         "customers": "this customer_id",
         "products": "this sku",
