@@ -308,3 +308,51 @@ def test_the_run_summary_and_asset_metadata_name_the_files_to_look_at(base, sp_h
     event = instance.get_latest_materialization_event(dg.AssetKey(["raw", "landing_files"]))
     shown = event.asset_materialization.metadata["files_needing_attention"].value
     assert shown.startswith(f"- {line}")
+
+
+def test_a_returns_file_never_replaces_the_order_lines(base, tmp_path):
+    """Half of its columns are order-line columns: loading it would make each returned
+    order's lines the returned quantities (the newest file of an order wins)."""
+    lines = pl.read_csv(base[0] / "nova-gadgets-us" / "order_lines.csv", infer_schema=False)
+    returns = lines.head(20).select(
+        "order_id", "sku", "quantity", pl.lit("too small").alias("reason"),
+        pl.lit("19.90").alias("refund_amount"), pl.lit("2025-06-01").alias("created_at"),
+    )  # fmt: skip
+    reference = duckdb.connect(":memory:")
+    ensure_schemas(reference)
+    ingest_landing(reference, base[0])
+    before = query(reference, "select * from staging.order_lines order by all")
+    landing = copy_landing(base[0], tmp_path / "landing")
+    path = landing / "nova-gadgets-us" / "returns.csv"
+    returns.write_csv(path)
+    con, report = ingest(landing)
+    assert report.file("nova-gadgets-us/returns.csv").status == "failed"
+    after = query(con, "select * from staging.order_lines order by all")
+    assert_frame_equal(after, before)
+
+
+@pytest.mark.parametrize(
+    ("header", "decision"),
+    [
+        # WooCommerce customers export: more order-like aliases than customer ones once,
+        # now a complete customers header
+        ("customer_id,username,email,first_name,last_name,date_created,orders_count,"
+         "total_spent,billing_country,billing_phone", "customers"),
+        # GA4 exploration export
+        ("Date,Session default channel group,Device category,Sessions,Engaged sessions,"
+         "Add to carts,Checkouts,Purchases", "sessions"),
+        # Mailchimp audience export: a list of contacts, mostly Mailchimp's own fields
+        ("Email Address,First Name,Last Name,Address,Phone Number,Birthday,MEMBER_RATING,"
+         "OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,"
+         "TIMEZONE,CC,REGION,LAST_CHANGED,LEID,EUID,NOTES,TAGS", None),
+        ("product_sku,rating,review_title,review_body,reviewer_email,created_at", None),
+    ],
+)  # fmt: skip
+def test_exports_of_other_tools(tmp_path, header, decision):
+    path = tmp_path / "export.csv"
+    path.write_text(header + "\n" + ",".join("x" for _ in header.split(",")) + "\n")
+    if decision is None:
+        with pytest.raises(ValueError, match="fit no kind well enough"):
+            detect_kind(path)
+    else:
+        assert detect_kind(path) == decision

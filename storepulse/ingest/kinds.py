@@ -4,11 +4,12 @@ how a header is matched to a kind, and the staging contract of
 docs/architecture.md.
 
 How a header is judged (docs/ingest.md): a file is taken as a kind only when its
-header *fits* that kind: every required column is there, at least half of its
+header *fits* that kind: every required column is there, at least 60 % of its
 columns belong to the kind (loaded, or known columns of that kind's real
 exports), and it names a column of the kind besides the identifiers every kind
-shares (store_id, customer_id, email) unless it has no other columns at all. Columns that belong to no kind count against the match. A
-file that fits no kind is quarantined whole, with the candidates named.
+shares (store_id, customer_id, email) unless it has no other columns at all.
+Columns that belong to no kind count against the match. A file that fits no kind
+is quarantined whole, with the candidates named.
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ KIND_SPECS: dict[str, KindSpec] = {
                 "customer_id": ("customer", "id", "client_id", "user_id", "customer_number"),
                 "email": ("e_mail", "email_address", "customer_email", "billing_email",
                           "billing_email_address"),
-                "phone": ("phone_number", "mobile", "telephone", "default_address_phone"),
+                "phone": ("phone_number", "mobile", "telephone", "default_address_phone",
+                          "billing_phone"),
                 "first_name": ("firstname", "given_name"),
                 "last_name": ("lastname", "surname", "family_name"),
-                "country": ("country_code", "default_address_country_code"),
-                "created_at": ("signup_date", "created", "registered_at"),
+                "country": ("country_code", "default_address_country_code", "billing_country"),
+                "created_at": ("signup_date", "created", "registered_at", "date_created"),
                 "accepts_email_marketing": ("accepts_marketing", "email_consent",
                                             "email_marketing", "email_opt_in",
                                             "email_marketing_consent"),
@@ -118,6 +120,7 @@ KIND_SPECS: dict[str, KindSpec] = {
                 "company", "address1", "address2", "state", "province", "zip", "postal_code",
                 "postcode", "birthday", "date_of_birth", "gender", "language", "updated_at",
                 "verified_email", "orders_count", "last_order_date", "marketing_opt_in_level",
+                "username", "display_name", "avatar_url", "role",
             ),
         ),
         KindSpec(
@@ -272,16 +275,19 @@ KIND_SPECS: dict[str, KindSpec] = {
             {
                 "date": ("day",),
                 "store_id": STORE_ALIASES,
-                "channel": ("source", "traffic_source"),
+                "channel": ("source", "traffic_source", "session_default_channel_group",
+                            "default_channel_group", "channel_group", "session_source"),
                 "device": ("device_type", "device_category"),
                 "sessions": ("visits", "total_sessions"),
                 "add_to_cart": ("added_to_cart", "sessions_with_cart_additions", "add_to_carts"),
                 "checkout_started": ("reached_checkout", "sessions_that_reached_checkout",
                                      "checkouts"),
-                "orders": ("completed_orders", "conversions"),
+                "orders": ("completed_orders", "conversions", "purchases", "transactions"),
             },
-            known=("users", "new_users", "pageviews", "page_views", "bounce_rate",
-                   "avg_session_duration", "conversion_rate", "landing_page"),
+            known=("users", "new_users", "total_users", "active_users", "pageviews",
+                   "page_views", "views", "bounce_rate", "engaged_sessions", "engagement_rate",
+                   "avg_session_duration", "average_session_duration", "conversion_rate",
+                   "landing_page", "purchase_revenue", "total_revenue"),
         ),
         KindSpec(
             "fx_rates",
@@ -455,8 +461,10 @@ STAGING_SCHEMAS: dict[str, dict[str, str]] = {
 # (an A/B tool's "store_id, experiment_id, variant, customer_id") is no evidence
 # that the file holds that kind's records.
 SHARED_IDENTIFIERS = frozenset({"store_id", "customer_id", "email"})
-# At least this share of a header's columns must belong to the kind it is taken as.
-FIT_THRESHOLD = 0.5
+# At least this share of a header's columns must belong to the kind it is taken as
+# (a returns file "order_id, sku, quantity, reason, refund_amount, created_at" is half
+# order-line columns, and loading it as order lines would replace the real ones).
+FIT_THRESHOLD = 0.6
 # ops.ingested_files names the runner-up kind when its score is this close.
 RUNNER_UP_MARGIN = 0.25
 
