@@ -1,0 +1,183 @@
+"""Do two commits behave the same? Same sample data, same nightly run, every table.
+
+    .venv/bin/python -m benchmarks.compare_runs --base <commit> [--head <commit>]
+        [--scale small] [--seed 0] [--bench] [--json PATH]
+
+For each commit: a detached git worktree under --workdir, its own `make install`,
+`storepulse sample-data` with the given scale and seed (the landing files of both
+must be byte-identical), then `storepulse run` on a fresh home. Every table of the
+staging, marts, scores, quarantine and ops schemas is then compared row for row
+(ordered by all columns), leaving out what is wall-clock or names a run rather than
+a result: timestamps of when something happened (ingested_at, trained_at…), run ids,
+model version strings (they hash the recipe's settings, so a renamed setting changes
+them without changing a number), and timings inside ops.model_runs' metrics.
+
+With --bench, `make bench` runs in both worktrees one after the other and every
+ratio of the two runs is printed side by side (the refactor issue's bar: within
+10 %). Used for issue #15: the refactor must change no behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = ("staging", "marts", "scores", "quarantine", "ops")
+# Columns that record when or in which run something happened, not what it produced.
+VOLATILE = {
+    "ingested_at", "quarantined_at", "trained_at", "raised_at", "applied_at",
+    "last_checked_at", "published_at", "run_id", "version", "model_version",
+    "scored_at", "created_at_run",
+}  # fmt: skip
+VOLATILE_TABLES = {"ops.alerts"}
+
+
+def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def checkout(rev: str, workdir: Path) -> Path:
+    sha = sh(["git", "rev-parse", rev], REPO).strip()
+    tree = workdir / sha[:10]
+    if not tree.exists():
+        sh(["git", "worktree", "add", "--detach", str(tree), sha], REPO)
+    sh(["make", "install"], tree)
+    return tree
+
+
+def run_commit(tree: Path, scale: str, seed: int) -> tuple[Path, dict[str, str]]:
+    """Generate, run nightly; returns (warehouse path, sha256 per landing file)."""
+    home = tree / ".compare-home"
+    if home.exists():
+        shutil.rmtree(home)
+    landing = home / "landing"
+    env = {**os.environ, "STOREPULSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    for var in ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_AS_OF"):
+        env.pop(var, None)
+    cli = str(tree / ".venv" / "bin" / "storepulse")
+    sh([cli, "sample-data", "--scale", scale, "--seed", str(seed), "--out", str(landing)], tree, env)
+    files = {
+        str(p.relative_to(landing)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(landing.rglob("*"))
+        if p.is_file()
+    }
+    truth = landing / "_truth"
+    shutil.move(str(truth), str(home / "_truth"))  # the pipeline never reads it anyway
+    sh([cli, "run"], tree, env)
+    return home / "warehouse.duckdb", files
+
+
+def table_digests(warehouse: Path) -> dict[str, tuple[int, str]]:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables"
+            f" where table_schema in ({', '.join(repr(s) for s in SCHEMAS)})"
+            " and table_type = 'BASE TABLE' order by 1, 2"
+        ).fetchall()
+        out = {}
+        for schema, name in tables:
+            full = f"{schema}.{name}"
+            if full in VOLATILE_TABLES:
+                continue
+            columns = [
+                c
+                for (c,) in con.execute(
+                    "select column_name from information_schema.columns where table_schema = ?"
+                    " and table_name = ? order by ordinal_position",
+                    [schema, name],
+                ).fetchall()
+                if c not in VOLATILE
+            ]
+            rows = con.execute(
+                f'select {", ".join(chr(34) + c + chr(34) for c in columns)} from {schema}."{name}"'
+            ).fetchall()
+            if full == "ops.model_runs":
+                rows = [_without_timings(dict(zip(columns, r, strict=True))) for r in rows]
+            text = sorted(repr(r) for r in rows)
+            out[full] = (len(rows), hashlib.sha256("\n".join(text).encode()).hexdigest())
+        return out
+    finally:
+        con.close()
+
+
+def _without_timings(row: dict) -> tuple:
+    def clean(value):
+        if isinstance(value, str) and value.startswith("{"):
+            data = json.loads(value)
+            return json.dumps(_drop_seconds(data), sort_keys=True)
+        return value
+
+    return tuple((k, clean(v)) for k, v in row.items())
+
+
+def _drop_seconds(data):
+    if isinstance(data, dict):
+        return {k: _drop_seconds(v) for k, v in data.items() if "seconds" not in k}
+    if isinstance(data, list):
+        return [_drop_seconds(v) for v in data]
+    return data
+
+
+def bench(tree: Path, scale: str) -> dict:
+    sh(["make", "bench", f"SCALE={scale}"], tree)
+    newest = max((tree / ".storepulse" / "bench").glob("*.json"))
+    return json.loads(newest.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--head", default="HEAD")
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/storepulse-compare"))
+    parser.add_argument("--bench", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for label, rev in (("base", args.base), ("head", args.head)):
+        tree = checkout(rev, args.workdir)
+        warehouse, files = run_commit(tree, args.scale, args.seed)
+        results[label] = {"tree": str(tree), "files": files, "tables": table_digests(warehouse)}
+        if args.bench:
+            results[label]["bench"] = bench(tree, args.scale)
+    base, head = results["base"], results["head"]
+    same_files = base["files"] == head["files"]
+    print(f"landing files: {len(base['files'])} vs {len(head['files'])}; identical: {same_files}")
+    differing = []
+    for table in sorted(set(base["tables"]) | set(head["tables"])):
+        left, right = base["tables"].get(table), head["tables"].get(table)
+        status = "identical" if left == right else "DIFFERENT"
+        if left != right:
+            differing.append(table)
+        print(f"  {table:<36} {str(left[0]) if left else '-':>9} {str(right[0]) if right else '-':>9}  {status}")
+    if args.bench:
+        print("bench ratios (base vs head):")
+        for name, value in base["bench"].get("ratios", {}).items():
+            other = head["bench"].get("ratios", {}).get(name)
+            a = value.get("value") if isinstance(value, dict) else value
+            b = other.get("value") if isinstance(other, dict) else other
+            change = (b / a - 1) if a and b else None
+            print(f"  {name:<36} {a!s:>10} {b!s:>10}  {'' if change is None else f'{change:+.1%}'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print("tables that differ:", ", ".join(differing) or "none")
+    sys.exit(1 if differing or not same_files else 0)
+
+
+if __name__ == "__main__":
+    main()
