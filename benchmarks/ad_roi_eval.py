@@ -67,7 +67,7 @@ def prepare(seed: int, cache: Path, scale: str = "small") -> tuple[Path, Path]:
 
 
 def load(warehouse: Path) -> tuple[dict, object]:
-    from pipelines.assets.ad_roi import load_inputs
+    from storepulse.inputs.ad_roi import load_inputs
     from storepulse.warehouse import Warehouse
 
     work = warehouse.with_suffix(".eval.duckdb")  # never write to the cached file

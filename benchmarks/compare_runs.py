@@ -42,7 +42,9 @@ VOLATILE_TABLES = {"ops.alerts"}
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed in {cwd}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout
 
 
@@ -65,7 +67,11 @@ def run_commit(tree: Path, scale: str, seed: int) -> tuple[Path, dict[str, str]]
     for var in ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_AS_OF"):
         env.pop(var, None)
     cli = str(tree / ".venv" / "bin" / "storepulse")
-    sh([cli, "sample-data", "--scale", scale, "--seed", str(seed), "--out", str(landing)], tree, env)
+    sh(
+        [cli, "sample-data", "--scale", scale, "--seed", str(seed), "--out", str(landing)],
+        tree,
+        env,
+    )
     files = {
         str(p.relative_to(landing)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(landing.rglob("*"))
@@ -164,7 +170,9 @@ def main() -> None:
         status = "identical" if left == right else "DIFFERENT"
         if left != right:
             differing.append(table)
-        print(f"  {table:<36} {str(left[0]) if left else '-':>9} {str(right[0]) if right else '-':>9}  {status}")
+        print(
+            f"  {table:<36} {str(left[0]) if left else '-':>9} {str(right[0]) if right else '-':>9}  {status}"
+        )
     if args.bench:
         print("bench ratios (base vs head):")
         for name, value in base["bench"].get("ratios", {}).items():

@@ -80,7 +80,7 @@ def load_history(warehouse: Path, as_of: date | None = None) -> demand.DemandHis
     reads them; as_of defaults to latest order + 1 day."""
     import duckdb
 
-    from storepulse import demand_inputs
+    from storepulse.inputs import demand as demand_inputs
     from storepulse.warehouse import scalar
 
     con = duckdb.connect(str(warehouse), read_only=True)

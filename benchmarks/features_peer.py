@@ -34,20 +34,9 @@ import pandas as pd
 import polars as pl
 
 from models import bgnbd, churn, rfm
+from storepulse.inputs import churn as churn_inputs
 
 KEY = ["store_id", "customer_id"]
-
-ORDERS_SQL = (
-    "select store_id, order_id, customer_id, order_date, created_at, total_usd, "
-    "refunded_amount_usd, discount_usd, subtotal_usd, is_cancelled, payment_method, "
-    "channel, ship_country from staging.orders where order_date < ?"
-)
-CUSTOMERS_SQL = (
-    "select store_id, customer_id, country, accepts_email_marketing, accepts_sms_marketing, "
-    "ad_personalization_consent from staging.customers "
-    "where created_at is null or created_at < ?"
-)
-SESSIONS_SQL = "select date, store_id, sessions from staging.sessions where date < ?"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -71,11 +60,7 @@ def load_inputs(warehouse: Path, as_of: date, flavour: str) -> dict:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         out = {}
-        for name, sql in (
-            ("orders", ORDERS_SQL),
-            ("customers", CUSTOMERS_SQL),
-            ("sessions", SESSIONS_SQL),
-        ):
+        for name, sql in churn_inputs.QUERIES.items():  # the production queries
             rel = con.sql(sql, params=[as_of])
             out[name] = rel.pl() if flavour == "polars" else rel.df()
     finally:

@@ -9,7 +9,7 @@
 
 import dagster as dg
 
-from pipelines.assets.ingest import LANDING_FILES, STAGING_KINDS, staging_key
+from pipelines.assets.staging import LANDING_FILES, STAGING_KINDS, staging_key
 from pipelines.metadata import preview
 from pipelines.resources import StorepulseResource
 from storepulse.quality import QualityResult, validate_order_totals, validate_table

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines import checks, jobs, schedules, sensors
-from pipelines.assets import ad_roi, churn, demand, ingest, marts, publish, segments
+from pipelines.assets import ad_roi, churn, demand, ingest, marts, publish, segments, staging
 from pipelines.resources import RunSettings, StorepulseResource
 
-ASSET_MODULES = [ingest, marts, segments, churn, demand, ad_roi, publish]
+ASSET_MODULES = [ingest, staging, marts, segments, churn, demand, ad_roi, publish]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),

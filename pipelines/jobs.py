@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.partitions import STORES
+
 # Trained-model assets live under the "models" key prefix; they are refreshed
 # weekly. Nightly scoring trains inline only when no approved version exists.
 MODEL_ASSETS = dg.AssetSelection.key_prefixes(["models"])
@@ -28,7 +30,7 @@ nightly_scoring_job = dg.define_asset_job(
 publish_store_job = dg.define_asset_job(
     name="publish_store",
     selection=STORE_EXPORTS,
-    partitions_def=dg.DynamicPartitionsDefinition(name="stores"),
+    partitions_def=STORES,
     description=(
         "Publish one merchant's export set (segment files, scores, plans, report.html). "
         "One run per store partition: the unit that runs in parallel."

@@ -122,8 +122,3 @@ class RunSettings(dg.ConfigurableResource):
                 "unknown. Put order files in the landing folder and run ingest, or set as_of."
             )
         return latest + timedelta(days=1)
-
-
-def set_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
-    """Expose the run's as_of to SQL files as getvariable('as_of')."""
-    con.execute(f"set variable as_of = date '{as_of.isoformat()}'")

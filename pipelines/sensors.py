@@ -10,6 +10,7 @@ import json
 import dagster as dg
 
 from pipelines.jobs import ingest_job, nightly_scoring_job, publish_store_job
+from pipelines.partitions import STORES
 from storepulse.alerts import raise_alert
 from storepulse.settings import Paths
 
@@ -81,7 +82,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     ),
 )
 def publish_after_nightly_sensor(context: dg.RunStatusSensorContext):
-    stores = context.instance.get_dynamic_partitions("stores")
+    stores = context.instance.get_dynamic_partitions(STORES.name)
     if not stores:
         return dg.SkipReason("No store partitions registered yet.")
     run_config = context.dagster_run.run_config or {}

@@ -137,7 +137,7 @@ def _failures(outcome) -> list[str]:
 
 def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
     """One publish run per store partition, store after store (DESIGN §7)."""
-    from pipelines.assets.publish import sync_store_partitions
+    from pipelines.partitions import sync_store_partitions
     from storepulse.publish import store_ids
     from storepulse.warehouse import Warehouse
 

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -132,6 +133,11 @@ def qualified(name: str) -> str:
     if len(parts) != 2:
         raise ValueError(f"table name {name!r} must be 'schema.table'")
     return ".".join(quote_ident(p) for p in parts)
+
+
+def set_as_of(con: duckdb.DuckDBPyConnection, as_of: date) -> None:
+    """Expose a run's as_of to SQL (the files in sql/) as getvariable('as_of')."""
+    con.execute(f"set variable as_of = date '{as_of.isoformat()}'")
 
 
 def read_sql(relative_path: str) -> str:

@@ -321,8 +321,8 @@ TINY = ad_roi.AdRoiConfig(
 def tiny_fit(tiny_sample, tmp_path_factory):
     import shutil
 
-    from pipelines.assets.ad_roi import load_inputs
     from storepulse.ingest import ingest_landing
+    from storepulse.inputs.ad_roi import load_inputs
     from storepulse.sample_data import load_truth
     from storepulse.warehouse import Warehouse
 

@@ -14,18 +14,19 @@ import pytest
 from test_churn import START, simulate_orders
 
 from pipelines.assets import churn as churn_assets
-from pipelines.assets import segments
-from pipelines.resources import RunSettings, StorepulseResource, set_as_of
+from pipelines.assets import marts, segments
+from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.ingest import ingest_landing
 from storepulse.ingest.kinds import STAGING_SCHEMAS
+from storepulse.ingest.staging import create_views
 from storepulse.model_store import latest_approved
 from storepulse.settings import Paths
-from storepulse.warehouse import Warehouse, append_rows, ensure_schemas, query, read_sql
+from storepulse.warehouse import Warehouse, append_rows, ensure_schemas, query, read_sql, set_as_of
 
 CUSTOMER_ASSETS = [
     segments.customer_rfm,
-    segments.kpi_monthly,
-    segments.cohort_retention,
+    marts.kpi_monthly,
+    marts.cohort_retention,
     churn_assets.churn_model,
     churn_assets.churn_scores,
 ]
@@ -42,6 +43,7 @@ def staging_con():
     for kind, columns in STAGING_SCHEMAS.items():
         cols = ", ".join(f'"{c}" {t}' for c, t in columns.items())
         con.execute(f"create table staging.{kind} ({cols})")
+    create_views(con)
     yield con
     con.close()
 
@@ -238,8 +240,8 @@ def test_orders_only_store_gets_segments_kpis_and_scores(sp_home):
     nightly = dg.materialize(
         [
             segments.customer_rfm,
-            segments.kpi_monthly,
-            segments.cohort_retention,
+            marts.kpi_monthly,
+            marts.cohort_retention,
             churn_assets.churn_scores,
         ],
         resources=resources(),
@@ -296,7 +298,7 @@ def test_replay_as_of_a_past_date_reads_nothing_later(sp_home):
         }
     )
     result = dg.materialize(
-        [segments.customer_rfm, segments.kpi_monthly, churn_assets.churn_scores],
+        [segments.customer_rfm, marts.kpi_monthly, churn_assets.churn_scores],
         resources=resources(as_of.isoformat()),
         run_config=no_high_value,
     )

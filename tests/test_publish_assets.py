@@ -9,8 +9,9 @@ import duckdb
 import pytest
 from test_publish_fixtures import AS_OF, STORE_A, STORE_B, build_warehouse
 
-from pipelines.assets import ingest, marts
+from pipelines.assets import ingest, marts, staging
 from pipelines.assets import publish as publish_assets
+from pipelines.partitions import STORES, sync_store_partitions
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.privacy import request_deletion
 from storepulse.settings import Paths
@@ -36,24 +37,24 @@ def resources():
 
 def test_sync_store_partitions_adds_new_valid_ids_once():
     instance = dg.DagsterInstance.ephemeral()
-    assert publish_assets.sync_store_partitions(instance, [STORE_B, STORE_A, "../x"]) == [
+    assert sync_store_partitions(instance, [STORE_B, STORE_A, "../x"]) == [
         STORE_A,
         STORE_B,
     ]
-    assert publish_assets.sync_store_partitions(instance, [STORE_A, "store-c"]) == ["store-c"]
+    assert sync_store_partitions(instance, [STORE_A, "store-c"]) == ["store-c"]
     assert sorted(instance.get_dynamic_partitions("stores")) == [STORE_A, STORE_B, "store-c"]
 
 
 def test_privacy_asset_erases_and_registers_store_partitions(home):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [publish_assets.privacy_requests_applied], resources=resources(), instance=instance
+        [staging.privacy_requests_applied], resources=resources(), instance=instance
     )
     assert result.success
     [event] = [
         e
         for e in result.get_asset_materialization_events()
-        if e.asset_key == publish_assets.PRIVACY_APPLIED
+        if e.asset_key == staging.PRIVACY_APPLIED
     ]
     meta = event.materialization.metadata
     assert meta["requests"].value == 1
@@ -65,7 +66,7 @@ def test_privacy_asset_erases_and_registers_store_partitions(home):
 
 def test_store_exports_partition_publishes_one_store_and_passes_its_checks(home):
     instance = dg.DagsterInstance.ephemeral()
-    publish_assets.sync_store_partitions(instance, [STORE_A, STORE_B])
+    sync_store_partitions(instance, [STORE_A, STORE_B])
     result = dg.materialize(
         [publish_assets.store_exports, publish_assets.store_exports_fresh],
         resources=resources(),
@@ -107,7 +108,7 @@ def test_export_history_asset_and_its_freshness_check(home):
 
 
 def test_publish_module_loads_beside_the_other_asset_modules():
-    modules = [ingest, marts, publish_assets]
+    modules = [ingest, staging, marts, publish_assets]
     defs = dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),
@@ -116,6 +117,6 @@ def test_publish_module_loads_beside_the_other_asset_modules():
     graph = defs.resolve_asset_graph()
     assert graph.get(publish_assets.STORE_EXPORTS).group_name == "publish"
     assert graph.get(publish_assets.EXPORT_HISTORY).group_name == "publish"
-    assert graph.get(publish_assets.PRIVACY_APPLIED).group_name == "staging"
-    assert publish_assets.PRIVACY_APPLIED in graph.get(publish_assets.STORE_EXPORTS).parent_keys
-    assert graph.get(publish_assets.STORE_EXPORTS).partitions_def == publish_assets.STORES
+    assert graph.get(staging.PRIVACY_APPLIED).group_name == "staging"
+    assert staging.PRIVACY_APPLIED in graph.get(publish_assets.STORE_EXPORTS).parent_keys
+    assert graph.get(publish_assets.STORE_EXPORTS).partitions_def == STORES

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from storepulse.ingest.staging import create_views
 from storepulse.warehouse import ensure_schemas, replace_table
 
 AS_OF = date(2025, 6, 30)
@@ -119,6 +120,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, store_b_has_ads: bool = Fals
             }
         )
     replace_table(con, "staging.orders", pl.DataFrame(orders))
+    create_views(con)
     replace_table(
         con,
         "staging.privacy_requests",

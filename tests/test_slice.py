@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipelines.assets.ingest import STAGING_KINDS
+from pipelines.assets.staging import STAGING_KINDS
 from storepulse.runner import run_job
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query

@@ -14,9 +14,10 @@ import polars as pl
 from pydantic import Field
 
 from models import churn
-from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse.inputs.churn import INPUT_KINDS, load_inputs
 from storepulse.model_store import (
     fingerprint,
     latest_approved,
@@ -25,12 +26,11 @@ from storepulse.model_store import (
     record_run,
     save_model,
 )
-from storepulse.warehouse import query, replace_table
+from storepulse.warehouse import replace_table
 
 CHURN_MODEL = dg.AssetKey(["models", "churn"])
 CHURN_SCORES = dg.AssetKey(["scores", "churn"])
 BEATS_BASELINES = "churn_beats_baselines"
-INPUT_KINDS = ("orders", "customers", "sessions")
 
 
 class ChurnConfig(dg.Config):
@@ -68,28 +68,6 @@ class ChurnConfig(dg.Config):
             value_window_days=self.value_window_days,
             calibration=self.calibration,
         )
-
-
-def load_inputs(con: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, pl.DataFrame]:
-    """staging.orders / customers / sessions strictly before as_of (empty frames allowed)."""
-    orders = query(
-        con,
-        "select store_id, order_id, customer_id, order_date, created_at, total_usd, "
-        "refunded_amount_usd, discount_usd, subtotal_usd, is_cancelled, payment_method, "
-        "channel, ship_country from staging.orders where order_date < ?",
-        [as_of],
-    )
-    customers = query(
-        con,
-        "select store_id, customer_id, country, accepts_email_marketing, accepts_sms_marketing, "
-        "ad_personalization_consent from staging.customers "
-        "where created_at is null or created_at < ?",
-        [as_of],
-    )
-    sessions = query(
-        con, "select date, store_id, sessions from staging.sessions where date < ?", [as_of]
-    )
-    return {"orders": orders, "customers": customers, "sessions": sessions}
 
 
 def train_and_record(

@@ -15,10 +15,10 @@ import polars as pl
 from pydantic import Field
 
 from models import demand, reorder
-from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
-from storepulse.demand_inputs import load_history, load_inventory
+from storepulse.inputs.demand import load_history, load_inventory
 from storepulse.model_store import (
     fingerprint,
     latest_approved,

@@ -6,23 +6,11 @@ so a killed run leaves the previous complete set.
 
 import dagster as dg
 
+from pipelines.assets.staging import LANDING_FILES, STAGING_KINDS, STAGING_SPECS, staging_key
 from pipelines.metadata import OWNER, preview
 from pipelines.resources import StorepulseResource
 from storepulse.alerts import drain_alerts
-from storepulse.ingest.kinds import KINDS
 from storepulse.warehouse import query
-
-# One staging table per input kind (the list lives in storepulse/ingest/kinds.py).
-STAGING_KINDS = KINDS
-
-LANDING_FILES = dg.AssetKey(["raw", "landing_files"])
-# Built in pipelines/assets/publish.py right after ingest; every mart and model
-# depends on it so nothing is computed from a customer who asked to be forgotten.
-PRIVACY_APPLIED = dg.AssetKey(["ops", "privacy_requests_applied"])
-
-
-def staging_key(kind: str) -> dg.AssetKey:
-    return dg.AssetKey(["staging", kind])
 
 
 @dg.multi_asset(
@@ -39,20 +27,7 @@ def staging_key(kind: str) -> dg.AssetKey:
                 "loaded as landed into raw.<kind>. Unusable rows go to quarantine.rows."
             ),
         ),
-        *[
-            dg.AssetSpec(
-                staging_key(kind),
-                group_name="staging",
-                kinds={"duckdb"},
-                owners=[OWNER],
-                deps=[LANDING_FILES],
-                description=(
-                    f"staging.{kind}: typed, deduplicated, conformed keys, money also in USD "
-                    "(nearest earlier FX rate). Columns: docs/architecture.md."
-                ),
-            )
-            for kind in STAGING_KINDS
-        ],
+        *STAGING_SPECS,
     ],
     can_subset=False,
     pool="duckdb",

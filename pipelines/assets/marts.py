@@ -1,13 +1,16 @@
-"""Marts: business tables built by the SQL files in sql/marts/."""
+"""Marts: business tables built by the SQL files in sql/marts/ (one table per file)."""
 
 import dagster as dg
+import polars as pl
 
-from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
-from pipelines.resources import RunSettings, StorepulseResource, set_as_of
-from storepulse.warehouse import query, read_sql, replace_table
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse.warehouse import query, read_sql, replace_table, set_as_of
 
 KPI_DAILY = dg.AssetKey(["marts", "kpi_daily"])
+KPI_MONTHLY = dg.AssetKey(["marts", "kpi_monthly"])
+COHORT_RETENTION = dg.AssetKey(["marts", "cohort_retention"])
 
 
 @dg.asset(
@@ -65,3 +68,110 @@ def _weekly_plot(weekly):
     ax.set_title("GMV per week, all stores (USD)")
     ax.grid(alpha=0.3)
     return plot(fig)
+
+
+def _build_mart(storepulse: StorepulseResource, run_settings: RunSettings, table: str):
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        set_as_of(con, as_of)
+        rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
+        frame = query(con, f"select * from marts.{table}")
+    return as_of, rows, frame
+
+
+@dg.asset(
+    key=KPI_MONTHLY,
+    group_name="marts",
+    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
+    kinds={"duckdb", "sql"},
+    owners=[OWNER],
+    pool="duckdb",
+    description=(
+        "Monthly KPIs per store: GMV, net revenue after refunds, orders, AOV, new vs "
+        "returning customers, repeat-purchase rate, sessions and funnel conversion (where "
+        "sessions exist), ad spend, CAC, blended ROAS and LTV/CAC of the month's acquisition "
+        "cohort observed to date. Built from sql/marts/kpi_monthly.sql, data before as_of."
+    ),
+)
+def kpi_monthly(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    as_of, rows, frame = _build_mart(storepulse, run_settings, "kpi_monthly")
+    latest = (
+        frame.filter(pl.col("is_complete_month"))
+        .sort("month")
+        .group_by("store_id", maintain_order=True)
+        .last()
+        .select(
+            "store_id",
+            "month",
+            "gmv_usd",
+            "net_revenue_usd",
+            "orders",
+            "new_customers",
+            "repeat_purchase_rate",
+            "cac_usd",
+            "blended_roas",
+        )
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "as_of": as_of.isoformat(),
+            "latest_complete_month_by_store": preview(latest, rows=50),
+            "monthly_revenue": _monthly_plot(frame),
+        }
+    )
+
+
+def _monthly_plot(frame: pl.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for (store,), part in frame.sort("month").group_by("store_id", maintain_order=True):
+        ax.plot(part["month"].to_list(), part["net_revenue_usd"].to_list(), label=store)
+    ax.set_title("Net revenue per month (USD)")
+    ax.grid(alpha=0.3)
+    if frame.height:
+        ax.legend(fontsize=7, ncols=2)
+    return plot(fig)
+
+
+@dg.asset(
+    key=COHORT_RETENTION,
+    group_name="marts",
+    deps=[staging_key("orders"), PRIVACY_APPLIED],
+    kinds={"duckdb", "sql"},
+    owners=[OWNER],
+    pool="duckdb",
+    description=(
+        "Monthly cohort retention per store: customers by first-order month, the share "
+        "ordering again in each later month k, and cumulative net revenue per customer. "
+        "Built from sql/marts/cohort_retention.sql, data before as_of."
+    ),
+)
+def cohort_retention(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    as_of, rows, frame = _build_mart(storepulse, run_settings, "cohort_retention")
+    curve = (
+        frame.filter(pl.col("is_complete_month"))
+        .group_by("months_since_first_order")
+        .agg(
+            retention_rate=(
+                pl.col("customers_ordering_again").sum() / pl.col("cohort_size").sum()
+            ).round(4),
+            cohorts=pl.len(),
+        )
+        .sort("months_since_first_order")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "as_of": as_of.isoformat(),
+            "retention_by_month_k_all_stores": preview(curve.head(13), rows=13),
+        }
+    )

@@ -1,11 +1,9 @@
-"""Publish: per-store merchant export sets, the dated history, and privacy erasure.
+"""Publish: per-store merchant export sets and the dated history.
 
 - `store_exports` (group publish, one dynamic partition per store): exports/<store>/<as_of>/
   with segment files for Klaviyo, Mailchimp and Meta, scores, forecast, plans,
   report.html and manifest.json; `latest` moves only after the set is complete.
 - `export_history` (group publish): Parquet snapshot of every marts/scores table.
-- `privacy_requests_applied` (group staging): erases requested customers right after
-  ingest; every mart and score depends on it, so nothing built later sees them.
 """
 
 import json
@@ -15,12 +13,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.assets.ingest import PRIVACY_APPLIED, STAGING_KINDS, staging_key
+from pipelines.assets.staging import PRIVACY_APPLIED
 from pipelines.metadata import OWNER, metrics, preview
+from pipelines.partitions import STORES
 from pipelines.resources import READ_POOL, RunSettings, StorepulseResource
 from storepulse.ingest.normalise import safe_store_id
 
-STORES = dg.DynamicPartitionsDefinition(name="stores")
 STORE_EXPORTS = dg.AssetKey("store_exports")
 EXPORT_HISTORY = dg.AssetKey("export_history")
 # Freshness: the nightly publish runs every 24 h; allow two hours of slack.
@@ -37,68 +35,6 @@ PUBLISH_INPUTS = [
     dg.AssetKey(["marts", "budget_plan"]),
     PRIVACY_APPLIED,
 ]
-
-
-def sync_store_partitions(instance: dg.DagsterInstance, store_ids) -> list[str]:
-    """Add a `stores` partition for every new valid store id; returns the ids added.
-
-    Ids that are not slugs (letters, digits, '-', '_') are refused by the exports anyway,
-    so they never become partitions.
-    """
-    valid = set()
-    for store_id in store_ids:
-        try:
-            valid.add(safe_store_id(store_id))
-        except ValueError:
-            continue
-    existing = set(instance.get_dynamic_partitions(STORES.name))
-    new = sorted(valid - existing)
-    if new:
-        instance.add_dynamic_partitions(STORES.name, new)
-    return new
-
-
-@dg.asset(
-    key=PRIVACY_APPLIED,
-    group_name="staging",
-    deps=[staging_key(kind) for kind in STAGING_KINDS],
-    kinds={"duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Privacy deletion requests applied: every customer ever asked to be forgotten "
-        "(`storepulse forget`, or privacy_requests files) is deleted from raw, staging, marts, "
-        "scores and quarantine in one transaction, right after each ingest, and recorded in "
-        "ops.privacy_log (hashed e-mail only). Also registers a `stores` partition for every "
-        "store seen."
-    ),
-)
-def privacy_requests_applied(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource
-) -> dg.MaterializeResult:
-    from storepulse.privacy import apply_privacy_requests
-    from storepulse.publish import store_ids
-
-    with storepulse.writer() as con:
-        summary = apply_privacy_requests(con)
-        stores = store_ids(con)
-    added = sync_store_partitions(context.instance, stores)
-    if added:
-        context.log.info(f"New store partitions: {', '.join(added)}")
-    import polars as pl
-
-    touched = pl.DataFrame(
-        {"table": list(summary.rows_deleted), "rows_deleted": list(summary.rows_deleted.values())}
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "requests": summary.requests,
-            "imported_from_landing": summary.imported_from_landing,
-            "rows_deleted": summary.total_rows_deleted,
-            "tables_touched": preview(touched, rows=50),
-            "stores": metrics({"count": len(stores), "new_partitions": added}),
-        }
-    )
 
 
 @dg.asset(

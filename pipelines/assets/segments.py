@@ -1,7 +1,7 @@
-"""Customer segments (RFM) and the monthly KPI / cohort marts.
+"""Customer segments (RFM): marts.customer_rfm from models.rfm.
 
-Thin: reads staging through the warehouse resource, calls models.rfm or runs a
-file from sql/marts/, writes one table, attaches metadata.
+Thin: reads staging through the warehouse resource, calls models.rfm, writes one
+table, attaches metadata.
 """
 
 import dagster as dg
@@ -9,19 +9,13 @@ import polars as pl
 from pydantic import Field
 
 from models import rfm
-from pipelines.assets.ingest import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
-from pipelines.resources import RunSettings, StorepulseResource, set_as_of
-from storepulse.warehouse import query, read_sql, replace_table
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse.inputs import rfm as rfm_inputs
+from storepulse.warehouse import replace_table
 
 CUSTOMER_RFM = dg.AssetKey(["marts", "customer_rfm"])
-KPI_MONTHLY = dg.AssetKey(["marts", "kpi_monthly"])
-COHORT_RETENTION = dg.AssetKey(["marts", "cohort_retention"])
-
-ORDER_COLUMNS = (
-    "store_id, order_id, customer_id, order_date, created_at, total_usd, "
-    "refunded_amount_usd, is_cancelled"
-)
 
 
 class SegmentRule(dg.Config):
@@ -116,19 +110,10 @@ def customer_rfm(
         raise dg.Failure(f"RFM config: {exc}") from exc
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        orders = query(
-            con,
-            f"select {ORDER_COLUMNS} from staging.orders where order_date < ?",
-            [as_of],
-        )
+        orders = rfm_inputs.load_orders(con, as_of)
         scored = rfm.score_rfm(orders, as_of, settings)
         rows = replace_table(con, "marts.customer_rfm", scored)
-        customers_expected = query(
-            con,
-            "select count(*) as n from (select distinct store_id, customer_id from staging.orders "
-            "where order_date < ? and not coalesce(is_cancelled, false))",
-            [as_of],
-        )["n"][0]
+        customers_expected = rfm_inputs.customers_with_orders(con, as_of)
     summary = rfm.segment_summary(scored)
     lifecycle = scored.group_by("lifecycle_stage").len().sort("lifecycle_stage")
     incomplete = scored.filter(
@@ -180,110 +165,3 @@ def _segment_plot(scored: pl.DataFrame):
     for ax in (left, right):
         ax.grid(axis="x", alpha=0.3)
     return plot(fig)
-
-
-def _build_mart(storepulse: StorepulseResource, run_settings: RunSettings, table: str):
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        set_as_of(con, as_of)
-        rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
-        frame = query(con, f"select * from marts.{table}")
-    return as_of, rows, frame
-
-
-@dg.asset(
-    key=KPI_MONTHLY,
-    group_name="marts",
-    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
-    kinds={"duckdb", "sql"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Monthly KPIs per store: GMV, net revenue after refunds, orders, AOV, new vs "
-        "returning customers, repeat-purchase rate, sessions and funnel conversion (where "
-        "sessions exist), ad spend, CAC, blended ROAS and LTV/CAC of the month's acquisition "
-        "cohort observed to date. Built from sql/marts/kpi_monthly.sql, data before as_of."
-    ),
-)
-def kpi_monthly(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    as_of, rows, frame = _build_mart(storepulse, run_settings, "kpi_monthly")
-    latest = (
-        frame.filter(pl.col("is_complete_month"))
-        .sort("month")
-        .group_by("store_id", maintain_order=True)
-        .last()
-        .select(
-            "store_id",
-            "month",
-            "gmv_usd",
-            "net_revenue_usd",
-            "orders",
-            "new_customers",
-            "repeat_purchase_rate",
-            "cac_usd",
-            "blended_roas",
-        )
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "latest_complete_month_by_store": preview(latest, rows=50),
-            "monthly_revenue": _monthly_plot(frame),
-        }
-    )
-
-
-def _monthly_plot(frame: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    for (store,), part in frame.sort("month").group_by("store_id", maintain_order=True):
-        ax.plot(part["month"].to_list(), part["net_revenue_usd"].to_list(), label=store)
-    ax.set_title("Net revenue per month (USD)")
-    ax.grid(alpha=0.3)
-    if frame.height:
-        ax.legend(fontsize=7, ncols=2)
-    return plot(fig)
-
-
-@dg.asset(
-    key=COHORT_RETENTION,
-    group_name="marts",
-    deps=[staging_key("orders"), PRIVACY_APPLIED],
-    kinds={"duckdb", "sql"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Monthly cohort retention per store: customers by first-order month, the share "
-        "ordering again in each later month k, and cumulative net revenue per customer. "
-        "Built from sql/marts/cohort_retention.sql, data before as_of."
-    ),
-)
-def cohort_retention(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    as_of, rows, frame = _build_mart(storepulse, run_settings, "cohort_retention")
-    curve = (
-        frame.filter(pl.col("is_complete_month"))
-        .group_by("months_since_first_order")
-        .agg(
-            retention_rate=(
-                pl.col("customers_ordering_again").sum() / pl.col("cohort_size").sum()
-            ).round(4),
-            cohorts=pl.len(),
-        )
-        .sort("months_since_first_order")
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "retention_by_month_k_all_stores": preview(curve.head(13), rows=13),
-        }
-    )

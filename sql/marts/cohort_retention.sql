@@ -5,32 +5,18 @@
 --   cumulative_net_revenue_per_customer_usd = observed LTV of the cohort by the end of month k
 -- Month k = 0 counts second orders in the acquisition month itself.
 -- is_complete_month = false for the month that contains as_of (still filling up).
-with valid_orders as (
-    select
-        store_id,
-        order_id,
-        customer_id,
-        order_date,
-        created_at,
-        total_usd - coalesce(refunded_amount_usd, 0) as net_usd
-    from staging.orders
-    where not coalesce(is_cancelled, false)
-      and order_date < getvariable('as_of')
-),
-
-ranked_orders as (
+with ranked_orders as (
     select
         store_id,
         customer_id,
-        net_usd,
+        total_usd - coalesce(refunded_amount_usd, 0) as net_usd,
         date_trunc('month', order_date)::date as month,
-        row_number() over (
-            partition by store_id, customer_id order by created_at, order_id
-        ) as order_number,
+        order_number,
         min(date_trunc('month', order_date)::date) over (
             partition by store_id, customer_id
         ) as cohort_month
-    from valid_orders
+    from staging.ranked_orders
+    where order_date < getvariable('as_of')
 ),
 
 cohorts as (

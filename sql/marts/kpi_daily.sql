@@ -1,7 +1,7 @@
 -- marts.kpi_daily: one row per store x day x channel, up to the day before as_of.
 -- Orders are attributed to their own channel (UTM last click), ad spend to its
 -- platform, sessions to the analytics channel: the three share one vocabulary.
-with valid_orders as (
+with ranked_orders as (
     select
         store_id,
         order_id,
@@ -10,19 +10,10 @@ with valid_orders as (
         created_at,
         channel,
         total_usd,
-        coalesce(refunded_amount_usd, 0) as refunded_amount_usd
-    from staging.orders
-    where not is_cancelled
-      and order_date < getvariable('as_of')
-),
-
-ranked_orders as (
-    select
-        *,
-        row_number() over (
-            partition by store_id, customer_id order by created_at, order_id
-        ) = 1 as is_first_order
-    from valid_orders
+        coalesce(refunded_amount_usd, 0) as refunded_amount_usd,
+        order_number = 1 as is_first_order
+    from staging.ranked_orders
+    where order_date < getvariable('as_of')
 ),
 
 order_days as (

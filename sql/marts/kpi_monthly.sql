@@ -9,7 +9,7 @@
 --   cac_usd              = ad spend / new customers; blended_roas = GMV / ad spend
 --   cohort_ltv_to_date_usd = net revenue per customer of this month's acquisition cohort,
 --                          observed up to as_of; ltv_cac_ratio = that / cac_usd
-with valid_orders as (
+with ranked_orders as (
     select
         store_id,
         order_id,
@@ -17,23 +17,14 @@ with valid_orders as (
         order_date,
         created_at,
         total_usd,
-        coalesce(refunded_amount_usd, 0) as refunded_amount_usd
-    from staging.orders
-    where not coalesce(is_cancelled, false)
-      and order_date < getvariable('as_of')
-),
-
-ranked_orders as (
-    select
-        *,
+        coalesce(refunded_amount_usd, 0) as refunded_amount_usd,
         date_trunc('month', order_date)::date as month,
-        row_number() over (
-            partition by store_id, customer_id order by created_at, order_id
-        ) as order_number,
+        order_number,
         min(date_trunc('month', order_date)::date) over (
             partition by store_id, customer_id
         ) as cohort_month
-    from valid_orders
+    from staging.ranked_orders
+    where order_date < getvariable('as_of')
 ),
 
 order_months as (

@@ -26,6 +26,7 @@ from storepulse.ingest.normalise import create_sql_macros
 from storepulse.ingest.readers import FileProblem, read_landed_file
 from storepulse.ingest.staging import (
     built_kinds,
+    create_views,
     drop_work_tables,
     outcome_select,
     quarantine_select,
@@ -572,6 +573,7 @@ def _ingest(
         report.quarantined_rows = scalar(
             con, "select count(*) from quarantine.rows where level = 'row'"
         )
+    create_views(con)
     _fill_report(con, report)
     drop_work_tables(con)
     _pause_for_tests()

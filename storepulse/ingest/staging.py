@@ -25,7 +25,7 @@ import duckdb
 from storepulse.ingest.channels import channel_sql
 from storepulse.ingest.kinds import KIND_SPECS, STAGING_SCHEMAS
 from storepulse.ingest.staging_sql import kind_sql, lit, raw_cols
-from storepulse.warehouse import qualified, quote_ident, scalar
+from storepulse.warehouse import qualified, quote_ident, read_sql, scalar
 
 # Order of rebuild: later kinds look up earlier ones (rates, stores, customers, orders).
 BUILD_ORDER = (
@@ -33,6 +33,17 @@ BUILD_ORDER = (
     "ad_spend", "sessions", "privacy_requests", "lift_tests", "partners",
     "experiment_assignments",
 )  # fmt: skip
+
+
+# Views over the staging tables (sql/staging/<name>.sql), in dependency order: the one
+# definition of a valid order, and of each customer's order number.
+STAGING_VIEWS = ("valid_orders", "ranked_orders")
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the staging views; needs staging.orders (every ingest calls it)."""
+    for name in STAGING_VIEWS:
+        con.execute(f"create or replace view staging.{name} as {read_sql(f'staging/{name}.sql')}")
 
 
 def _case(checks: list[tuple[str, str]]) -> str:

@@ -302,19 +302,15 @@ def _orders_summary(con: duckdb.DuckDBPyConnection, store_id: str, as_of: date) 
         "last_order_date": pl.Date,
         "usual_gap_days": pl.Float64,
     }
-    if not table_exists(con, "staging.orders"):
+    if not table_exists(con, "staging.valid_orders"):
         return pl.DataFrame(schema=schema)
-    columns = _columns(con, "staging.orders")
-    if not {"customer_id", "order_date"} <= set(columns):
-        return pl.DataFrame(schema=schema)
-    not_cancelled = "and not coalesce(is_cancelled, false)" if "is_cancelled" in columns else ""
     frame = query(
         con,
-        f"""
+        """
         with days as (
             select distinct cast(customer_id as varchar) as customer_id, order_date
-            from staging.orders
-            where cast(store_id as varchar) = ? and order_date < ? {not_cancelled}
+            from staging.valid_orders
+            where cast(store_id as varchar) = ? and order_date < ?
         )
         select customer_id,
                count(*)::bigint as orders,

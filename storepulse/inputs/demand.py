@@ -1,8 +1,4 @@
-"""What the demand model reads from staging, strictly before as_of.
-
-Kept outside pipelines/ (no Dagster import) so the asset and the benchmark read
-exactly the same data the same way.
-"""
+"""What the demand model reads from staging, strictly before as_of."""
 
 from __future__ import annotations
 
@@ -20,13 +16,13 @@ def load_history(con: duckdb.DuckDBPyConnection, as_of: date) -> demand.DemandHi
     orders = query(
         con,
         "select store_id, order_id, order_date, is_cancelled, financial_status, subtotal, "
-        "refunded_amount from staging.orders where order_date < ?",
+        "refunded_amount from staging.valid_orders where order_date < ?",
         [as_of],
     )
     lines = query(
         con,
         "select l.store_id, l.order_id, l.sku, l.quantity, l.unit_price_usd, l.line_discount_usd "
-        "from staging.order_lines l join staging.orders o using (store_id, order_id) "
+        "from staging.order_lines l join staging.valid_orders o using (store_id, order_id) "
         "where o.order_date < ?",
         [as_of],
     )
