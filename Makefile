@@ -36,6 +36,7 @@ browser:
 
 test: install browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 ui: install

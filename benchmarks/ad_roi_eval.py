@@ -144,7 +144,7 @@ def evaluate_small(
     seed: int, cache: Path, n_bootstrap: int | None, overrides: dict, scale: str = "small"
 ) -> dict:
     from models import ad_roi
-    from pipelines.assets.ad_roi import AdRoiSettings
+    from pipelines.assets.ad_roi import AdRoiConfig as AdRoiSettings
     from storepulse.sample_data import load_truth
 
     landing, warehouse = prepare(seed, cache, scale)

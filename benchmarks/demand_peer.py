@@ -15,7 +15,7 @@ Ours: `models.demand.backtest` (features, fit before the cutoff, predict the
 28 days, interval calibration, metrics; the public API, so the time is a
 slight over-count of fit + predict). Its training rows are the target days of
 the same window, the rows of slow series importance-sampled (`train_rows` of
-`target_days`; `DemandConfig.sample_level`). `wape` is the backtest's own WAPE of the
+`target_days`; `DemandSettings.sample_level`). `wape` is the backtest's own WAPE of the
 published point forecast (p50, the median of the negative binomial, its
 interval calibrated on the other half of the series), `wape_mean` that of the
 mean (`expected_units`).
@@ -41,7 +41,7 @@ with one global LightGBM model, mlforecast's default **recursive** strategy:
   n_estimators=NUM_BOOST_ROUND, random_state=seed)` (Tweedie, same learning
   rate, leaves, bagging, num_threads=1 — and mlforecast's own feature
   computation on num_threads=1 too), trained on the same window of target
-  days as ours (the last `DemandConfig.train_days` days before the cutoff,
+  days as ours (the last `DemandSettings.train_days` days before the cutoff,
   via `preprocess` + `fit_models`; earlier days only feed the lags);
   `dropna=False` so that young SKUs (no lag 364 yet) stay in training —
   LightGBM handles the missing lags.
@@ -156,11 +156,11 @@ def _best(times: list[tuple[float, float]]) -> tuple[float, float, list[float]]:
 
 def run_ours(
     history: demand.DemandHistory,
-    config: demand.DemandConfig | None = None,
+    config: demand.DemandSettings | None = None,
     seed: int = 0,
     repeats: int = 1,
 ) -> PeerResult:
-    config = config or demand.DemandConfig()
+    config = config or demand.DemandSettings()
     times = []
     for _ in range(repeats):  # deterministic: every repeat gives the same model
         started, cpu = time.perf_counter(), time.process_time()
@@ -249,11 +249,11 @@ def mlforecast_model(seed: int = 0, num_boost_round: int = demand.NUM_BOOST_ROUN
 
 def run_mlforecast(
     history: demand.DemandHistory,
-    config: demand.DemandConfig | None = None,
+    config: demand.DemandSettings | None = None,
     seed: int = 0,
     repeats: int = 1,
 ) -> PeerResult:
-    config = config or demand.DemandConfig()
+    config = config or demand.DemandSettings()
     cutoff = backtest_cutoff(history, config.horizon_days)
     prep_started = time.perf_counter()
     frame = mlforecast_input(history, cutoff)

@@ -150,7 +150,7 @@ class StaleModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class DemandConfig:
+class DemandSettings:
     """Settings of one training run (defaults documented in the README)."""
 
     horizon_days: int = HORIZON_DAYS
@@ -676,7 +676,7 @@ class DemandModel:
     """A trained model: the booster plus everything predict needs."""
 
     booster: lgb.Booster
-    config: DemandConfig
+    config: DemandSettings
     seed: int
     trained_through: date  # last target day seen in training
     categories: dict[str, list[str]]
@@ -693,7 +693,7 @@ class DemandModel:
 
 
 def _training_targets(
-    history: DemandHistory, cutoff: date, config: DemandConfig, seed: int
+    history: DemandHistory, cutoff: date, config: DemandSettings, seed: int
 ) -> pl.DataFrame:
     start = cutoff - timedelta(days=config.train_days)
     targets = (
@@ -719,13 +719,13 @@ def _training_targets(
 def fit(
     history: DemandHistory,
     cutoff: date | None = None,
-    config: DemandConfig | None = None,
+    config: DemandSettings | None = None,
     seed: int = 0,
     interval: IntervalCalibration | None = None,
     _features: _Features | None = None,
 ) -> DemandModel:
     """Train on target days strictly before `cutoff` (default: history.as_of)."""
-    config = config or DemandConfig()
+    config = config or DemandSettings()
     cutoff = cutoff or history.as_of
     features = _features or _build_features(history, config.horizon_days)
     targets = _training_targets(history, cutoff, config, seed)
@@ -968,7 +968,7 @@ def _cross_fitted_intervals(
 
 def backtest(
     history: DemandHistory,
-    config: DemandConfig | None = None,
+    config: DemandSettings | None = None,
     seed: int = 0,
     _features: _Features | None = None,
 ) -> tuple[DemandBacktest, DemandModel]:
@@ -976,7 +976,7 @@ def backtest(
 
     Returns the backtest and the model trained for it (its interval calibrated).
     """
-    config = config or DemandConfig()
+    config = config or DemandSettings()
     features = _features or _build_features(history, config.horizon_days)
     cutoff = history.as_of - timedelta(days=config.horizon_days)
     model = fit(history, cutoff, config, seed, _features=features)
@@ -1053,10 +1053,10 @@ class DemandTraining:
 
 
 def train(
-    history: DemandHistory, config: DemandConfig | None = None, seed: int = 0
+    history: DemandHistory, config: DemandSettings | None = None, seed: int = 0
 ) -> DemandTraining:
     """Backtest, then refit on all history before as_of with the backtest's interval."""
-    config = config or DemandConfig()
+    config = config or DemandSettings()
     features = _build_features(history, config.horizon_days)
     result, _backtest_model = backtest(history, config, seed, _features=features)
     final = fit(history, history.as_of, config, seed, interval=result.interval, _features=features)

@@ -69,7 +69,7 @@ PLAN_COLUMNS = [
 
 
 @dataclass(frozen=True)
-class ReorderConfig:
+class ReorderSettings:
     service_level_by_class: dict = field(default_factory=lambda: {"A": 0.98, "B": 0.95, "C": 0.90})
     order_cycle_days: int = 28  # days of demand one order should cover beyond the lead time
     default_lead_time_days: int = 14
@@ -161,7 +161,7 @@ def stock_age(
 
 
 def _cover_and_demand(
-    forecast: pl.DataFrame, stock: pl.DataFrame, z_by_series: pl.DataFrame, config: ReorderConfig
+    forecast: pl.DataFrame, stock: pl.DataFrame, z_by_series: pl.DataFrame, config: ReorderSettings
 ) -> pl.DataFrame:
     """Per series: days of cover, demand and safety stock over lead time (+ order cycle)."""
     rows = []
@@ -235,13 +235,13 @@ def reorder_plan(
     daily_units: pl.DataFrame,
     abc: pl.DataFrame,
     as_of: date,
-    config: ReorderConfig | None = None,
+    config: ReorderSettings | None = None,
 ) -> pl.DataFrame:
     """The plan (PLAN_COLUMNS), most urgent reorders first.
 
     Covers SKUs with an inventory snapshot in stores that have a forecast.
     """
-    config = config or ReorderConfig()
+    config = config or ReorderSettings()
     stock = latest_stock(inventory, as_of, config.default_lead_time_days)
     # A store without a forecast (no order lines) has no demand to plan against; inside
     # a forecast store, a SKU without a forecast row simply has no sales history.

@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines import checks, jobs, schedules, sensors
 from pipelines.assets import ad_roi, churn, demand, ingest, marts, publish, segments, staging
-from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.resources import run_settings_resource, storepulse_resource
 
 ASSET_MODULES = [ingest, staging, marts, segments, churn, demand, ad_roi, publish]
 
@@ -25,8 +25,9 @@ defs = dg.Definitions(
     # in parallel anyway; in-process execution saves a Python start-up per step.
     # Parallelism comes from runs: one publish run per store (DESIGN §7).
     executor=dg.in_process_executor,
+    # Bound to the STOREPULSE_* variables (dg.EnvVar), so the Launchpad shows them.
     resources={
-        "storepulse": StorepulseResource(),
-        "run_settings": RunSettings(),
+        "storepulse": storepulse_resource(),
+        "run_settings": run_settings_resource(),
     },
 )

@@ -1,7 +1,9 @@
 """Dagster resources: the one warehouse writer and the run-wide settings.
 
-Both are configured from environment variables with local defaults (DESIGN §2),
-and both are editable per run in the Launchpad (resources config).
+Both are bound to environment variables with dg.EnvVar in definitions.py
+(`storepulse_resource`, `run_settings_resource`), so the Launchpad shows the values
+a run will use; storepulse.settings holds the defaults and is the one place that
+reads the environment.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
+from storepulse import settings
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, scalar, table_exists
 
@@ -23,28 +27,10 @@ WRITE_POOL = "duckdb"
 READ_POOL = "duckdb_read"
 
 
-def publish_parallelism(env: dict[str, str] | None = None) -> int:
-    """READ_POOL's limit: STOREPULSE_PUBLISH_PARALLELISM, default the number of cores."""
-    import os
-
-    value = (os.environ if env is None else env).get("STOREPULSE_PUBLISH_PARALLELISM", "")
-    if not value:
-        return max(1, os.cpu_count() or 1)
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise ValueError(
-            f"STOREPULSE_PUBLISH_PARALLELISM={value!r} must be a whole number >= 1, e.g. 2"
-        )
-    return limit
-
-
 def set_pool_limits(instance: dg.DagsterInstance) -> dict[str, int]:
     """Give READ_POOL its limit in the instance (dagster.yaml only has a default
     for all pools, which keeps WRITE_POOL at 1)."""
-    limits = {READ_POOL: publish_parallelism()}
+    limits = {READ_POOL: settings.publish_parallelism()}
     for pool, limit in limits.items():
         instance.event_log_storage.set_concurrency_slots(pool, limit)
     return limits
@@ -53,28 +39,24 @@ def set_pool_limits(instance: dg.DagsterInstance) -> dict[str, int]:
 class StorepulseResource(dg.ConfigurableResource):
     """Paths under STOREPULSE_HOME and the DuckDB warehouse (the one writer).
 
-    Leave a field empty to use the environment variable / default of DESIGN §2.
+    In the code location every field is bound to its environment variable
+    (storepulse.settings.PATH_VARIABLES); a field left empty takes the default
+    derived from `home` (DESIGN §2).
     """
 
-    home: str | None = None
-    warehouse_path: str | None = None
-    landing_dir: str | None = None
-    export_dir: str | None = None
+    home: str | None = Field(default=None, description="STOREPULSE_HOME")
+    landing_dir: str | None = Field(default=None, description="STOREPULSE_LANDING_DIR")
+    warehouse_path: str | None = Field(default=None, description="STOREPULSE_WAREHOUSE")
+    export_dir: str | None = Field(default=None, description="STOREPULSE_EXPORT_DIR")
+    report_dir: str | None = Field(default=None, description="STOREPULSE_REPORT_DIR")
 
     def paths(self) -> Paths:
-        env = {}
-        import os
-
-        env.update(os.environ)
-        for var, value in (
-            ("STOREPULSE_HOME", self.home),
-            ("STOREPULSE_WAREHOUSE", self.warehouse_path),
-            ("STOREPULSE_LANDING_DIR", self.landing_dir),
-            ("STOREPULSE_EXPORT_DIR", self.export_dir),
-        ):
-            if value:
-                env[var] = value
-        return Paths.from_env(env).ensure()
+        given = {
+            var: value
+            for field, var in settings.PATH_VARIABLES.items()
+            if (value := getattr(self, field))
+        }
+        return settings.paths(given).ensure()
 
     def warehouse(self) -> Warehouse:
         return Warehouse(self.paths().warehouse)
@@ -95,22 +77,18 @@ class RunSettings(dg.ConfigurableResource):
     """Settings shared by every asset of one run.
 
     as_of: the scoring day (YYYY-MM-DD); only data strictly before it is used.
-    Empty = STOREPULSE_AS_OF, else the latest order date in the data + 1 day.
+    Empty = the latest order date in the data + 1 day.
     """
 
-    as_of: str | None = None
+    as_of: str | None = Field(default=None, description="STOREPULSE_AS_OF")
 
     def as_of_date(self, con: duckdb.DuckDBPyConnection) -> date:
-        import os
-
-        value = self.as_of or os.environ.get("STOREPULSE_AS_OF")
-        if value:
-            try:
-                return date.fromisoformat(value)
-            except ValueError as exc:
-                raise dg.Failure(
-                    f"as_of={value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-30"
-                ) from exc
+        try:
+            chosen = settings.parse_as_of(self.as_of)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from exc
+        if chosen is not None:
+            return chosen
         latest = (
             scalar(con, "select max(order_date) from staging.orders")
             if table_exists(con, "staging.orders")
@@ -122,3 +100,18 @@ class RunSettings(dg.ConfigurableResource):
                 "unknown. Put order files in the landing folder and run ingest, or set as_of."
             )
         return latest + timedelta(days=1)
+
+
+def storepulse_resource() -> StorepulseResource:
+    """The resource of the code location: every path field bound to its variable
+    (only the variables that are set: an unset override means 'derive from home')."""
+    settings.apply_defaults()
+    return StorepulseResource(
+        **{field: dg.EnvVar(var) for field, var in settings.path_overrides().items()}
+    )
+
+
+def run_settings_resource() -> RunSettings:
+    if settings.as_of() is not None:
+        return RunSettings(as_of=dg.EnvVar("STOREPULSE_AS_OF"))
+    return RunSettings()

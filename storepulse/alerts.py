@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from storepulse import settings
 from storepulse.warehouse import append_rows, transaction
 
 log = logging.getLogger("storepulse.alerts")
-WEBHOOK_ENV = "STOREPULSE_ALERT_WEBHOOK"
 
 
 def spool_path(home: Path) -> Path:
@@ -44,7 +43,7 @@ def raise_alert(
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(alert) + "\n")
     log.error("storepulse run %s (%s) failed: %s", run_id, job_name, message)
-    url = os.environ.get(WEBHOOK_ENV)
+    url = settings.alert_webhook_url()
     if url:
         try:
             request = urllib.request.Request(

@@ -1,9 +1,10 @@
-"""Where things live. One place reads the STOREPULSE_* environment variables.
+"""The one place that reads the environment (README, "Environment").
 
-Defaults (DESIGN §2): everything under STOREPULSE_HOME (default ./.storepulse):
+Paths (DESIGN §2): everything under STOREPULSE_HOME (default ./.storepulse):
 landing/, warehouse.duckdb, exports/, reports/, model_store/, dagster/ (DAGSTER_HOME).
 Single paths can be overridden with STOREPULSE_LANDING_DIR, STOREPULSE_WAREHOUSE,
-STOREPULSE_EXPORT_DIR, STOREPULSE_REPORT_DIR.
+STOREPULSE_EXPORT_DIR, STOREPULSE_REPORT_DIR. The other variables each have one
+reader below, with its default and its error message.
 """
 
 from __future__ import annotations
@@ -65,14 +66,109 @@ def install_dagster_yaml(dagster_home: Path) -> Path:
     return target
 
 
-def as_of_from_env(env: dict[str, str] | None = None) -> date | None:
+# Resource fields of pipelines.resources.StorepulseResource -> the variable behind each.
+PATH_VARIABLES = {
+    "home": "STOREPULSE_HOME",
+    "landing_dir": "STOREPULSE_LANDING_DIR",
+    "warehouse_path": "STOREPULSE_WAREHOUSE",
+    "export_dir": "STOREPULSE_EXPORT_DIR",
+    "report_dir": "STOREPULSE_REPORT_DIR",
+}
+DEFAULT_HOME = "./.storepulse"
+DEFAULT_LOCK_WAIT_SECONDS = 900.0
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+DEFAULT_WEEKLY_CRON = "0 4 * * 0"
+ALERT_WEBHOOK_VARIABLE = "STOREPULSE_ALERT_WEBHOOK"
+# Test hook of the kill-and-rerun test: ingest writes this file inside its transaction
+# and then sleeps, so the test can kill it there.
+INGEST_PAUSE_VARIABLE = "STOREPULSE_INGEST_PAUSE_FILE"
+
+
+def _env(env: dict[str, str] | None) -> dict[str, str] | os._Environ:
+    return os.environ if env is None else env
+
+
+def apply_defaults(env: dict[str, str] | None = None) -> None:
+    """Set STOREPULSE_HOME (./.storepulse, absolute) and DAGSTER_HOME (its dagster/)
+    when unset, so resources bound to them (dg.EnvVar) show real values."""
+    env = _env(env)
+    home = env.get("STOREPULSE_HOME") or str(Path(DEFAULT_HOME).resolve())
+    env["STOREPULSE_HOME"] = home
+    env.setdefault("DAGSTER_HOME", str(Path(home).resolve() / "dagster"))
+
+
+def paths(overrides: dict[str, str] | None = None) -> Paths:
+    """Paths from the environment, with some variables given explicitly."""
+    return Paths.from_env({**os.environ, **(overrides or {})})
+
+
+def path_overrides(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Resource field -> variable, for the path variables that are set."""
+    env = _env(env)
+    return {field: var for field, var in PATH_VARIABLES.items() if env.get(var)}
+
+
+def as_of(env: dict[str, str] | None = None) -> date | None:
     """STOREPULSE_AS_OF as a date, or None (= latest order date + 1 day)."""
-    value = (os.environ if env is None else env).get("STOREPULSE_AS_OF")
+    return parse_as_of(_env(env).get("STOREPULSE_AS_OF"), "STOREPULSE_AS_OF")
+
+
+def parse_as_of(value: str | None, what: str = "as_of") -> date | None:
     if not value:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(
-            f"STOREPULSE_AS_OF={value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-30"
+            f"{what}={value!r} is not a date; use YYYY-MM-DD, e.g. 2025-06-30"
         ) from exc
+
+
+def _positive_int(name: str, env: dict[str, str] | None, example: int) -> int:
+    value = _env(env).get(name, "")
+    if not value:
+        return max(1, os.cpu_count() or 1)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"{name}={value!r} must be a whole number >= 1, e.g. {example}")
+    return number
+
+
+def publish_parallelism(env: dict[str, str] | None = None) -> int:
+    """STOREPULSE_PUBLISH_PARALLELISM: per-store publish steps at once (default: cores)."""
+    return _positive_int("STOREPULSE_PUBLISH_PARALLELISM", env, 2)
+
+
+def ad_roi_jobs(env: dict[str, str] | None = None) -> int:
+    """STOREPULSE_AD_ROI_JOBS: processes fitting stores' ad-ROI models (default: cores)."""
+    return _positive_int("STOREPULSE_AD_ROI_JOBS", env, 2)
+
+
+def lock_wait_seconds(env: dict[str, str] | None = None) -> float:
+    """STOREPULSE_LOCK_WAIT_SECONDS: how long to wait for another process's lock."""
+    value = _env(env).get("STOREPULSE_LOCK_WAIT_SECONDS", "")
+    try:
+        return float(value) if value else DEFAULT_LOCK_WAIT_SECONDS
+    except ValueError as exc:
+        raise ValueError(
+            f"STOREPULSE_LOCK_WAIT_SECONDS={value!r} is not a number of seconds, e.g. 900"
+        ) from exc
+
+
+def nightly_cron(env: dict[str, str] | None = None) -> str:
+    return _env(env).get("STOREPULSE_NIGHTLY_CRON") or DEFAULT_NIGHTLY_CRON
+
+
+def weekly_cron(env: dict[str, str] | None = None) -> str:
+    return _env(env).get("STOREPULSE_WEEKLY_CRON") or DEFAULT_WEEKLY_CRON
+
+
+def alert_webhook_url(env: dict[str, str] | None = None) -> str | None:
+    return _env(env).get(ALERT_WEBHOOK_VARIABLE) or None
+
+
+def ingest_pause_file(env: dict[str, str] | None = None) -> str | None:
+    return _env(env).get(INGEST_PAUSE_VARIABLE) or None

@@ -11,7 +11,6 @@ open it read-only, never both: either side waits for the other's lock
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from storepulse import settings
 from storepulse.settings import SQL_DIR
 
 SCHEMAS = ("raw", "staging", "marts", "scores", "quarantine", "ops")
@@ -50,18 +50,6 @@ create table if not exists ops.alerts (
     raised_at timestamp, run_id varchar, job_name varchar, severity varchar, message varchar
 );
 """
-
-DEFAULT_LOCK_WAIT_SECONDS = 900.0
-
-
-def lock_wait_seconds() -> float:
-    value = os.environ.get("STOREPULSE_LOCK_WAIT_SECONDS", "")
-    try:
-        return float(value) if value else DEFAULT_LOCK_WAIT_SECONDS
-    except ValueError as exc:
-        raise ValueError(
-            f"STOREPULSE_LOCK_WAIT_SECONDS={value!r} is not a number of seconds, e.g. 900"
-        ) from exc
 
 
 def _is_lock_conflict(exc: Exception) -> bool:
@@ -97,7 +85,7 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, waiting (with back-off) while another process holds a
     conflicting lock on the file; after `wait_seconds` the error says who to wait for."""
-    wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
+    wait = settings.lock_wait_seconds() if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
     delay = 0.05
     while True:

@@ -133,7 +133,7 @@ def test_both_feature_runs_time_the_bgnbd_share(feature_runs):
 @pytest.fixture(scope="module")
 def demand_runs(tiny_warehouse):
     history = demand_peer.load_history(tiny_warehouse)
-    config = demand.DemandConfig(num_boost_round=15)
+    config = demand.DemandSettings(num_boost_round=15)
     return (
         history,
         demand_peer.run_ours(history, config, seed=0),

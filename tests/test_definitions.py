@@ -1,13 +1,13 @@
 """The code location loads and exposes the system DESIGN §7 describes."""
 
-import inspect
-
 import dagster as dg
 import pytest
 
-from pipelines.assets import publish as publish_assets
 from pipelines.definitions import defs
-from pipelines.resources import READ_POOL, WRITE_POOL, publish_parallelism, set_pool_limits
+from pipelines.resources import READ_POOL, WRITE_POOL, set_pool_limits
+from storepulse.ingest.kinds import KINDS, STAGING_SCHEMAS
+from storepulse.quality import SUITES
+from storepulse.settings import publish_parallelism
 
 EXPECTED_JOBS = {"ingest", "nightly_scoring", "publish_store", "weekly_training"}
 
@@ -50,11 +50,19 @@ def test_assets_are_grouped_described_and_owned():
         assert node.kinds, f"{key.to_user_string()} has no kinds"
 
 
-def test_every_staging_table_has_a_gx_check():
+def test_every_staging_table_has_a_blocking_gx_suite_on_its_own_columns():
     graph = defs.resolve_asset_graph()
-    check_keys = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    for kind in ("orders", "customers", "order_lines", "ad_spend", "fx_rates"):
-        assert (f"staging/{kind}", f"gx_{kind}") in check_keys
+    checks = {(c.asset_key.to_user_string(), c.name): c for c in graph.asset_check_keys}
+    assert len(KINDS) == 13
+    for kind in KINDS:
+        assert (f"staging/{kind}", f"gx_{kind}") in checks
+        suite = SUITES[kind]
+        assert any(blocking for *_, blocking in suite), f"{kind}: nothing in its suite blocks"
+        for _, kwargs, _ in suite:
+            named = [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"),
+                     *kwargs.get("column_list", [])]  # fmt: skip
+            unknown = {c for c in named if c} - set(STAGING_SCHEMAS[kind])
+            assert not unknown, f"{kind}: the suite checks columns staging lacks: {unknown}"
 
 
 def test_every_asset_is_defined_here():
@@ -74,10 +82,6 @@ def test_writers_share_the_duckdb_pool_and_only_publishing_reads_beside_them():
             continue
         expected = {READ_POOL} if key.to_user_string() in read_only else {WRITE_POOL}
         assert node.pools == expected, f"{key.to_user_string()}: pools {node.pools}"
-    # The read-only asset really opens no writer (a writer there would deadlock
-    # nothing, but would serialise the per-store runs again).
-    source = inspect.getsource(publish_assets.store_exports.op.compute_fn.decorated_fn)
-    assert "storepulse.reader()" in source and "writer()" not in source
 
 
 def test_read_pool_limit_comes_from_the_environment(monkeypatch):
@@ -95,4 +99,10 @@ def test_nightly_job_leaves_training_to_the_weekly_job():
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert "marts/kpi_daily" in keys
     assert not any(k.startswith("models/") for k in keys)
-    assert isinstance(defs.resolve_job_def("weekly_training"), dg.JobDefinition)
+    weekly = defs.resolve_job_def("weekly_training").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in weekly} == {k for k in keys_of_models()}
+
+
+def keys_of_models() -> set[str]:
+    graph = defs.resolve_asset_graph()
+    return {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0] == "models"}

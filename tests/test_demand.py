@@ -21,7 +21,7 @@ START = date(2024, 1, 1)
 WEEKDAY_FACTOR = np.array([1.3, 1.1, 1.0, 0.9, 0.8, 0.8, 1.1])
 
 # Small and fast, same settings otherwise: the tests check behaviour, not peak accuracy.
-FAST = demand.DemandConfig(num_boost_round=120)
+FAST = demand.DemandSettings(num_boost_round=120)
 
 
 def planted_store_data(

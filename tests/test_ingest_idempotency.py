@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from storepulse.ingest import ingest_landing
-from storepulse.ingest.engine import PAUSE_ENV
+from storepulse.settings import INGEST_PAUSE_VARIABLE as PAUSE_ENV
 from storepulse.warehouse import Warehouse, ensure_schemas, query
 
 NOW = datetime(2025, 6, 1, 12, 0, 0)

@@ -120,3 +120,39 @@ def test_publish_module_loads_beside_the_other_asset_modules():
     assert graph.get(staging.PRIVACY_APPLIED).group_name == "staging"
     assert staging.PRIVACY_APPLIED in graph.get(publish_assets.STORE_EXPORTS).parent_keys
     assert graph.get(publish_assets.STORE_EXPORTS).partitions_def == STORES
+
+
+def test_store_exports_only_reads_so_it_runs_while_another_process_reads(home, monkeypatch):
+    """The per-store publish step opens the warehouse read-only: it succeeds while
+    another process holds a read-only connection, which a writer could not share
+    (with no lock wait allowed, a writer would fail at once)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import time, duckdb
+        con = duckdb.connect({str(home.warehouse)!r}, read_only=True)
+        print("holding", flush=True)
+        time.sleep(60)
+        """
+    )
+    reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "holding"
+        monkeypatch.setenv("STOREPULSE_LOCK_WAIT_SECONDS", "0")
+        with pytest.raises(duckdb.IOException, match="lock"), StorepulseResource().writer():
+            pass
+        instance = dg.DagsterInstance.ephemeral()
+        sync_store_partitions(instance, [STORE_A])
+        result = dg.materialize(
+            [publish_assets.store_exports],
+            resources=resources(),
+            instance=instance,
+            partition_key=STORE_A,
+        )
+        assert result.success
+    finally:
+        reader.kill()
+        reader.wait(timeout=30)

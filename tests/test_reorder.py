@@ -63,7 +63,7 @@ def abc(*rows: tuple[str, str, str, float]) -> pl.DataFrame:
 
 def plan_for(forecast, inventory, classes, sales=NO_SALES, **config) -> pl.DataFrame:
     return reorder.reorder_plan(
-        forecast, inventory, sales, classes, AS_OF, reorder.ReorderConfig(**config)
+        forecast, inventory, sales, classes, AS_OF, reorder.ReorderSettings(**config)
     )
 
 

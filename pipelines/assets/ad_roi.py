@@ -35,7 +35,7 @@ BEATS_BASELINE_CHECK = "beats_no_media_baseline"
 STAGING_INPUTS = [*(staging_key(k) for k in ("orders", "ad_spend", "stores")), PRIVACY_APPLIED]
 
 
-class AdRoiSettings(dg.Config):
+class AdRoiConfig(dg.Config):
     """Training settings (Launchpad-editable); defaults match models.ad_roi.AdRoiConfig."""
 
     seed: int = 0
@@ -163,7 +163,7 @@ def _approval_reason(model: ad_roi_model.AdRoiModel) -> str:
 )
 def ad_roi_model_asset(
     context: dg.AssetExecutionContext,
-    config: AdRoiSettings,
+    config: AdRoiConfig,
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
@@ -311,7 +311,7 @@ def ad_roi_marts(
     if version is None and not already_rejected:
         context.log.info("No approved ad_roi model for %s: training one first.", as_of)
         version, model, inputs, _ = train_ad_roi(
-            storepulse, as_of, AdRoiSettings().as_ad_roi_config()
+            storepulse, as_of, AdRoiConfig().as_ad_roi_config()
         )
         if not model.approved:
             why_not = (

@@ -38,7 +38,7 @@ TOP_SKUS_PLOTTED = 6
 
 
 class DemandConfig(dg.Config):
-    """Demand model settings (Launchpad-editable). Defaults = models.demand.DemandConfig."""
+    """Demand model settings (Launchpad-editable). Defaults = models.demand.DemandSettings."""
 
     horizon_days: int = Field(default=demand.HORIZON_DAYS, description="Days forecast ahead.")
     train_days: int = Field(
@@ -49,7 +49,7 @@ class DemandConfig(dg.Config):
         default=0.8, description="Share of actual days [p10, p90] is calibrated to hold."
     )
     sample_level: float = Field(
-        default=demand.DemandConfig.sample_level,
+        default=demand.DemandSettings.sample_level,
         description="Training rows of series below this multiple of the mean level are "
         "importance-sampled (faster training, same expected loss); 0 keeps every row.",
     )
@@ -57,8 +57,8 @@ class DemandConfig(dg.Config):
         default=0, description="Seed for LightGBM, horizon and training-row sampling."
     )
 
-    def settings(self) -> demand.DemandConfig:
-        return demand.DemandConfig(
+    def settings(self) -> demand.DemandSettings:
+        return demand.DemandSettings(
             horizon_days=self.horizon_days,
             train_days=self.train_days,
             num_boost_round=self.num_boost_round,
@@ -68,7 +68,7 @@ class DemandConfig(dg.Config):
 
 
 class ReorderConfig(dg.Config):
-    """Reorder policy (Launchpad-editable). Defaults = models.reorder.ReorderConfig."""
+    """Reorder policy (Launchpad-editable). Defaults = models.reorder.ReorderSettings."""
 
     service_level_a: float = Field(default=0.98, description="Service level of A SKUs.")
     service_level_b: float = Field(default=0.95, description="Service level of B SKUs.")
@@ -84,8 +84,8 @@ class ReorderConfig(dg.Config):
         default=180, description="More days of cover than this is overstock."
     )
 
-    def settings(self) -> reorder.ReorderConfig:
-        return reorder.ReorderConfig(
+    def settings(self) -> reorder.ReorderSettings:
+        return reorder.ReorderSettings(
             service_level_by_class={
                 "A": self.service_level_a,
                 "B": self.service_level_b,

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from storepulse import settings
 from storepulse.ingest.direct import DirectBatch, DirectFile, direct_plan
 from storepulse.ingest.kinds import KIND_SPECS, KINDS
 from storepulse.ingest.layouts import ROW, UNFIT, Layout, LayoutError, article, unfit_message
@@ -40,9 +41,6 @@ from storepulse.warehouse import (
     transaction,
 )
 
-# Test hook for the kill-and-rerun test: when set, ingest writes this file once
-# raw and staging are written (still inside the transaction) and then sleeps.
-PAUSE_ENV = "STOREPULSE_INGEST_PAUSE_FILE"
 # Rows of one kind collected from landed files before they are appended to raw.
 RAW_BATCH_ROWS = 1_000_000
 # Bytes of files awaiting the general reader kept in memory (beyond that: read again).
@@ -698,7 +696,7 @@ def _fill_report(con: duckdb.DuckDBPyConnection, report: IngestReport) -> None:
 
 
 def _pause_for_tests() -> None:
-    marker = os.environ.get(PAUSE_ENV)
+    marker = settings.ingest_pause_file()
     if marker:
         Path(marker).write_text("inside the ingest transaction\n")
         time.sleep(120)
