@@ -8,7 +8,7 @@ delimiter and keep the mapped columns", so DuckDB reads it into `raw.<kind>` its
 A file is only sent this way when that equivalence is certain before reading
 (`direct_plan`), and only kept when the result proves it after reading
 (`DirectBatch.insert`): one raw row per data line, and none of the per-file
-conventions of `layouts._tidy` (Excel's apostrophe, `wc-` statuses, guest id 0, ids
+conventions of `conventions.tidy` (Excel's apostrophe, `wc-` statuses, guest id 0, ids
 mangled by Excel, decimal commas, slashed dates) present. Otherwise its rows are
 removed again and the file goes through the general path, so both paths give the
 same raw rows, row numbers, quarantine reasons and counts (tests/test_ingest_direct.py).
@@ -24,8 +24,10 @@ from pathlib import Path
 
 import duckdb
 
+from storepulse.ingest.conventions import EXCEL_NUMBERED, TEXT_GUARDED
+from storepulse.ingest.frames import PROBLEM, ROW
 from storepulse.ingest.kinds import KIND_SPECS, STAGING_SCHEMAS
-from storepulse.ingest.layouts import EXCEL_NUMBERED, PROBLEM, ROW, TEXT_GUARDED, Layout
+from storepulse.ingest.layouts import Layout
 from storepulse.ingest.readers import (
     BLANK_LINE,
     EXTRA_FIELDS,
@@ -117,7 +119,7 @@ def _lit(text: str) -> str:
 
 
 def _tidy_probes(kind: str, columns: list[str]) -> list[str]:
-    """SQL twins of the probes `layouts._tidy` decides its per-file fixes by; any true
+    """SQL twins of the probes `conventions.tidy` decides its per-file fixes by; any true
     one sends the file to the general path (which applies the fix)."""
     types = STAGING_SCHEMAS.get(kind, {})
     probes = [f"starts_with({quote_ident(c)}, '''')" for c in TEXT_GUARDED if c in columns]

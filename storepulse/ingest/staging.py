@@ -24,7 +24,7 @@ import duckdb
 
 from storepulse.ingest.channels import channel_sql
 from storepulse.ingest.kinds import KIND_SPECS, STAGING_SCHEMAS
-from storepulse.ingest.staging_sql import kind_sql, lit, raw_cols
+from storepulse.ingest.specs import kind_sql, lit, raw_cols
 from storepulse.warehouse import qualified, quote_ident, read_sql, scalar
 
 # Order of rebuild: later kinds look up earlier ones (rates, stores, customers, orders).
