@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from models import demand
+from models import events as events_module
 from models.events import event_calendar, event_distance_features
 
 START = date(2024, 1, 1)
@@ -372,7 +373,7 @@ def test_slow_series_rows_are_importance_sampled_without_bias():
     rng = np.random.default_rng(7)
     level = rng.lognormal(-1.5, 1.5, 40_000)  # a skewed catalogue: most series sell little
     rows = pl.DataFrame({"i": np.arange(level.size)})
-    kept, weight = demand._sample_rows(rows, level, 1.5, seed=3)
+    kept, weight = demand.sample_rows(rows, level, 1.5, seed=3)
     threshold = 1.5 * level.mean()
     index = kept["i"].to_numpy()
     assert 0.2 * level.size < kept.height < 0.6 * level.size
@@ -383,10 +384,10 @@ def test_slow_series_rows_are_importance_sampled_without_bias():
     assert (level[index] * weight).sum() == pytest.approx(level.sum(), rel=0.02)
     assert weight.sum() == pytest.approx(level.size, rel=0.03)
     # Seeded, and sample_level=0 keeps everything.
-    again, _ = demand._sample_rows(rows, level, 1.5, seed=3)
-    other, _ = demand._sample_rows(rows, level, 1.5, seed=4)
+    again, _ = demand.sample_rows(rows, level, 1.5, seed=3)
+    other, _ = demand.sample_rows(rows, level, 1.5, seed=4)
     assert again.equals(kept) and not other.equals(kept)
-    everything, ones = demand._sample_rows(rows, level, 0.0, seed=3)
+    everything, ones = demand.sample_rows(rows, level, 0.0, seed=3)
     assert everything.height == rows.height and (ones == 1).all()
 
 
@@ -404,14 +405,14 @@ def test_row_sampling_trains_on_fewer_rows_at_about_the_same_accuracy():
 
 def test_design_lookups_read_the_right_day_of_the_right_series(planted):
     _, _, history, training = planted
-    features = demand._build_features(history, FAST.horizon_days)
+    features = demand.build_features(history, FAST.horizon_days)
     daily = history.daily.select("store_id", "sku", "date", "demand")
     targets = (
         daily.filter(pl.col("date") >= history.as_of - timedelta(days=60))
         .select("store_id", "sku", "date")
         .with_columns(pl.lit(9, pl.Int32).alias("horizon"))
     )
-    design = demand._design(features, targets)
+    design = demand.design_rows(features, targets)
     assert design.height == targets.height
 
     def value_on(days_back: int) -> pl.Series:
@@ -436,7 +437,7 @@ def test_design_lookups_read_the_right_day_of_the_right_series(planted):
 
 def test_event_features_are_signed_distances_to_the_nearest_occurrence(planted):
     _, _, history, _ = planted
-    events = demand._build_features(history, FAST.horizon_days).events
+    events = demand.build_features(history, FAST.horizon_days).events
     us = dict(
         events.filter(pl.col("country") == "US")
         .select("date", "event_black_friday_cyber_monday")
@@ -446,7 +447,7 @@ def test_event_features_are_signed_distances_to_the_nearest_occurrence(planted):
     assert us[date(2024, 11, 26)] == 3  # run-up
     assert us[date(2024, 11, 30)] == 0  # during the event
     assert us[date(2024, 12, 5)] == -3  # hangover
-    assert {f"event_{e}" for e in demand.EVENTS} <= set(demand.FEATURES)
+    assert {f"event_{e}" for e in events_module.EVENTS} <= set(demand.FEATURES)
 
 
 def test_a_model_from_an_older_feature_set_fails_with_a_clear_message(planted):
