@@ -10,7 +10,10 @@ staging, marts, scores, quarantine and ops schemas is then compared row for row
 (ordered by all columns), leaving out what is wall-clock or names a run rather than
 a result: timestamps of when something happened (ingested_at, trained_at…), run ids,
 model version strings (they hash the recipe's settings, so a renamed setting changes
-them without changing a number), and timings inside ops.model_runs' metrics.
+them without changing a number), timings inside ops.model_runs' metrics, and the
+landing order of files written within a millisecond (file_seq). Floats are equal
+within a relative 1e-9: a query plan that adds in another order changes the last
+bits of a sum.
 
 With --bench, `make bench` runs in both worktrees one after the other and every
 ratio of the two runs is printed side by side (the refactor issue's bar: within
@@ -35,7 +38,10 @@ VOLATILE = {
     "ingested_at", "quarantined_at", "trained_at", "raised_at", "applied_at",
     "last_checked_at", "published_at", "run_id", "version", "model_version",
     "scored_at", "created_at_run",
+    # the order files landed in: mtimes of files written a millisecond apart
+    "file_seq",
 }  # fmt: skip
+
 VOLATILE_TABLES = {"ops.alerts"}
 
 
@@ -72,19 +78,25 @@ def run_commit(tree: Path, scale: str, seed: int) -> tuple[Path, dict[str, str]]
         tree,
         env,
     )
-    files = {
-        str(p.relative_to(landing)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(landing.rglob("*"))
-        if p.is_file()
-    }
+    files = _landing_digests(landing)
     truth = landing / "_truth"
     shutil.move(str(truth), str(home / "_truth"))  # the pipeline never reads it anyway
     sh([cli, "run"], tree, env)
     return home / "warehouse.duckdb", files
 
 
-def table_digests(warehouse: Path) -> dict[str, tuple[int, str]]:
+def _landing_digests(landing: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(landing)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(landing.rglob("*"))
+        if p.is_file() and "_truth" not in p.parts
+    }
+
+
+def read_tables(warehouse: Path) -> dict:
+    """Every compared table as a polars frame (volatile columns left out, rows sorted)."""
     import duckdb
+    import polars as pl
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -107,26 +119,39 @@ def table_digests(warehouse: Path) -> dict[str, tuple[int, str]]:
                 ).fetchall()
                 if c not in VOLATILE
             ]
-            rows = con.execute(
+            frame = con.sql(
                 f'select {", ".join(chr(34) + c + chr(34) for c in columns)} from {schema}."{name}"'
-            ).fetchall()
+            ).pl()
             if full == "ops.model_runs":
-                rows = [_without_timings(dict(zip(columns, r, strict=True))) for r in rows]
-            text = sorted(repr(r) for r in rows)
-            out[full] = (len(rows), hashlib.sha256("\n".join(text).encode()).hexdigest())
+                frame = frame.with_columns(
+                    pl.col(c).map_elements(_without_seconds, return_dtype=pl.String)
+                    for c in ("metrics", "baseline_metrics")
+                    if c in frame.columns
+                )
+            floats = [c for c, t in frame.schema.items() if t.is_float()]
+            keys = [
+                pl.col(c).round_sig_figs(6) if c in floats else pl.col(c) for c in frame.columns
+            ]
+            out[full] = frame.sort(keys, nulls_last=True) if frame.height else frame
         return out
     finally:
         con.close()
 
 
-def _without_timings(row: dict) -> tuple:
-    def clean(value):
-        if isinstance(value, str) and value.startswith("{"):
-            data = json.loads(value)
-            return json.dumps(_drop_seconds(data), sort_keys=True)
-        return value
+def same_table(left, right) -> bool:
+    from polars.testing import assert_frame_equal
 
-    return tuple((k, clean(v)) for k, v in row.items())
+    try:
+        assert_frame_equal(left, right, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    except AssertionError:
+        return False
+    return True
+
+
+def _without_seconds(value: str | None) -> str | None:
+    if value is None or not value.startswith("{"):
+        return value
+    return json.dumps(_drop_seconds(json.loads(value)), sort_keys=True)
 
 
 def _drop_seconds(data):
@@ -152,13 +177,20 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/storepulse-compare"))
     parser.add_argument("--bench", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--reuse", action="store_true", help="compare the warehouses of an earlier run again"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = {}
     for label, rev in (("base", args.base), ("head", args.head)):
         tree = checkout(rev, args.workdir)
-        warehouse, files = run_commit(tree, args.scale, args.seed)
-        results[label] = {"tree": str(tree), "files": files, "tables": table_digests(warehouse)}
+        home = tree / ".compare-home"
+        if args.reuse and (home / "warehouse.duckdb").exists():
+            warehouse, files = home / "warehouse.duckdb", _landing_digests(home / "landing")
+        else:
+            warehouse, files = run_commit(tree, args.scale, args.seed)
+        results[label] = {"tree": str(tree), "files": files, "tables": read_tables(warehouse)}
         if args.bench:
             results[label]["bench"] = bench(tree, args.scale)
     base, head = results["base"], results["head"]
@@ -167,12 +199,11 @@ def main() -> None:
     differing = []
     for table in sorted(set(base["tables"]) | set(head["tables"])):
         left, right = base["tables"].get(table), head["tables"].get(table)
-        status = "identical" if left == right else "DIFFERENT"
-        if left != right:
+        same = left is not None and right is not None and same_table(left, right)
+        if not same:
             differing.append(table)
-        print(
-            f"  {table:<36} {str(left[0]) if left else '-':>9} {str(right[0]) if right else '-':>9}  {status}"
-        )
+        rows = [str(t.height) if t is not None else "-" for t in (left, right)]
+        print(f"  {table:<36} {rows[0]:>9} {rows[1]:>9}  {'identical' if same else 'DIFFERENT'}")
     if args.bench:
         print("bench ratios (base vs head):")
         for name, value in base["bench"].get("ratios", {}).items():
@@ -182,6 +213,8 @@ def main() -> None:
             change = (b / a - 1) if a and b else None
             print(f"  {name:<36} {a!s:>10} {b!s:>10}  {'' if change is None else f'{change:+.1%}'}")
     if args.json:
+        for side in results.values():
+            side["tables"] = {name: frame.height for name, frame in side["tables"].items()}
         args.json.write_text(json.dumps(results, indent=2, default=str))
     print("tables that differ:", ", ".join(differing) or "none")
     sys.exit(1 if differing or not same_files else 0)
