@@ -22,7 +22,8 @@ from .exports import (
 )
 from .markets import CATEGORY_WEIGHTS, MARKETS, STORE_MARKET_WEIGHTS, STORE_NAME_WORDS
 from .media import CHANNEL_ADOPTION, PAID_CHANNELS
-from .store import StoreData, StoreProfile, simulate_store
+from .simulation import simulate_store
+from .store import StoreData, StoreProfile
 from .truth import TRUTH_DIR, TRUTH_SCHEMAS
 
 
