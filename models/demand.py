@@ -449,6 +449,7 @@ class DemandBacktest:
     by_abc: pl.DataFrame  # abc_class, method, ...
     predictions: pl.DataFrame  # store_id, sku, date, actual, censored, p10, p50, p90, baselines
     interval: IntervalCalibration
+    baseline_intervals: dict[str, IntervalCalibration] = field(default_factory=dict)
 
     @property
     def best_baseline(self) -> str:
@@ -544,6 +545,14 @@ def backtest(
         censored_days_excluded=int(frame.height - observed.height),
     )
     baseline_metrics = {b: forecast_metrics(observed, b) for b in BASELINES}
+    # A baseline that scores a store (its champion) needs its own p10/p90 too: the same
+    # negative binomial, calibrated on its own backtest errors.
+    baseline_intervals = {
+        b: calibrate_interval(
+            observed[b].to_numpy(), observed["actual"].to_numpy(), config.interval_coverage
+        )
+        for b in BASELINES
+    }
     # The stored predictions use the calibration on all observed backtest days.
     low, median, high = interval.quantiles(frame["expected_units"].to_numpy())
     predictions = frame.with_columns(
@@ -572,6 +581,7 @@ def backtest(
         by_abc=_grouped_metrics(observed, "abc_class"),
         predictions=predictions,
         interval=interval,
+        baseline_intervals=baseline_intervals,
     )
     return result, model
 
@@ -597,3 +607,116 @@ def train(
     result, _backtest_model = backtest(history, config, seed, _features=features)
     final = fit(history, history.as_of, config, seed, interval=result.interval, _features=features)
     return DemandTraining(model=final, backtest=result)
+
+
+# --------------------------------------------------------------------------- candidates
+
+LEARNED = "lightgbm"
+# Champion and challengers, simplest first (DESIGN §5): a method only displaces a
+# simpler one by beating it.
+METHODS = ("moving_average_28", "seasonal_naive", LEARNED)
+
+
+def baseline_forecast(
+    history: DemandHistory,
+    method: str,
+    horizon_days: int,
+    interval: IntervalCalibration | None = None,
+    cutoff: date | None = None,
+) -> pl.DataFrame:
+    """The seasonal naive (same weekday, last observed week; else the 28-day mean) or
+    the 28-day moving average from `cutoff` (default history.as_of), in predict's
+    columns; p10/p50/p90 from `interval` around the baseline's value."""
+    if method not in BASELINES:
+        raise ValueError(f"unknown demand baseline {method!r}; one of {BASELINES}")
+    cutoff = cutoff or history.as_of
+    features = build_features(history, horizon_days)
+    design = design_rows(features, _forecast_targets(history, cutoff, horizon_days))
+    mean = (
+        pl.coalesce("same_weekday_last_week", "ma_28", pl.lit(0.0))
+        if method == "seasonal_naive"
+        else pl.col("ma_28").fill_null(0.0)
+    )
+    design = design.with_columns(mean.cast(pl.Float64).alias("expected_units"))
+    calibration = interval or IntervalCalibration(target_coverage=0.8)
+    low, median, high = calibration.quantiles(design["expected_units"].to_numpy())
+    return (
+        design.with_columns(
+            pl.Series("p10", low, pl.Float64),
+            pl.Series("p50", median, pl.Float64),
+            pl.Series("p90", high, pl.Float64),
+        )
+        .select(*SERIES_KEY, "date", "horizon", "p10", "p50", "p90", "expected_units")
+        .sort(*SERIES_KEY, "date")
+    )
+
+
+@dataclass
+class DemandArtifact:
+    """What the model store keeps: the LightGBM model (None when it could not be
+    trained) and the baselines' calibrated intervals; scores with any method."""
+
+    model: DemandModel | None
+    baseline_intervals: dict[str, IntervalCalibration]
+    horizon_days: int
+
+    def forecast(self, history: DemandHistory, method: str) -> pl.DataFrame:
+        if method == LEARNED:
+            if self.model is None:
+                raise ValueError("no LightGBM model was trained")
+            return predict(self.model, history)
+        return baseline_forecast(
+            history, method, self.horizon_days, self.baseline_intervals.get(method)
+        )
+
+
+@dataclass
+class DemandCandidates:
+    """Every candidate's backtest, overall and per store, and the artifact."""
+
+    artifact: DemandArtifact
+    overall: dict[str, dict]
+    per_store: dict[str, dict[str, dict]]
+    unavailable: dict[str, str]
+    training: DemandTraining | None  # None when LightGBM could not be trained
+
+
+def history_for_store(history: DemandHistory, store_id: str) -> DemandHistory:
+    """One store's part of a history (a global model scores store by store)."""
+    mine = pl.col("store_id") == store_id
+    return DemandHistory(
+        daily=history.daily.filter(mine),
+        series=history.series.filter(mine),
+        as_of=history.as_of,
+        skipped_stores={k: v for k, v in history.skipped_stores.items() if k == store_id},
+        notes={k: v for k, v in history.notes.items() if k == store_id},
+    )
+
+
+def train_candidates(
+    history: DemandHistory, config: DemandSettings | None = None, seed: int = 0
+) -> DemandCandidates:
+    """LightGBM and both baselines, backtested on the last full horizon. When there is
+    too little history for LightGBM (or for any backtest), the baselines still forecast
+    (unevaluated) and LightGBM is listed as unavailable with the reason."""
+    config = config or DemandSettings()
+    try:
+        training = train(history, config, seed)
+    except ValueError as exc:
+        reason = f"too little history for a {config.horizon_days}-day backtest ({exc})"
+        return DemandCandidates(
+            DemandArtifact(None, {}, config.horizon_days),
+            {b: {} for b in BASELINES},
+            {},
+            {LEARNED: reason},
+            None,
+        )
+    bt = training.backtest
+    overall = {LEARNED: {**bt.metrics, "n": bt.metrics["days"]}}
+    overall |= {b: {**m, "n": m["days"]} for b, m in bt.baseline_metrics.items()}
+    per_store: dict[str, dict[str, dict]] = {}
+    for row in bt.by_store.iter_rows(named=True):
+        metrics = {k: v for k, v in row.items() if k not in ("store_id", "method")}
+        per_store.setdefault(row["store_id"], {})[row["method"]] = {**metrics, "n": row["days"]}
+    artifact = DemandArtifact(training.model, bt.baseline_intervals, config.horizon_days)
+    return DemandCandidates(artifact, overall, per_store, {}, training)

@@ -94,8 +94,12 @@ def record_run(
     approved: bool,
     reason: str,
     store_id: str | None = None,
+    champion: str | None = None,
+    champions: dict[str, str] | None = None,
+    code_version: str | None = None,
 ) -> None:
-    """Record one training/backtest in ops.model_runs (replacing the same version)."""
+    """Record one training/backtest in ops.model_runs (replacing the same version):
+    the champion method and the champion of every store, with why (`reason`)."""
     con.execute(
         "delete from ops.model_runs where model = ? and version = ? and coalesce(store_id, '') = ?",
         [model, version, store_id or ""],
@@ -114,8 +118,16 @@ def record_run(
                 "baseline_metrics": [json.dumps(baseline_metrics, default=_json_default)],
                 "approved": [approved],
                 "reason": [reason],
+                "champion": [champion],
+                "champions": [json.dumps(champions) if champions is not None else None],
+                "code_version": [code_version],
             },
-            schema_overrides={"store_id": pl.String},
+            schema_overrides={
+                "store_id": pl.String,
+                "champion": pl.String,
+                "champions": pl.String,
+                "code_version": pl.String,
+            },
         ),
     )
 

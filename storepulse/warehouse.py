@@ -42,6 +42,13 @@ create table if not exists ops.model_runs (
     train_window varchar, metrics json, baseline_metrics json, approved boolean,
     reason varchar
 );
+alter table ops.model_runs add column if not exists champion varchar;
+alter table ops.model_runs add column if not exists champions json;
+alter table ops.model_runs add column if not exists code_version varchar;
+create table if not exists ops.store_status (
+    as_of date, store_id varchar, step varchar, status varchar, method varchar,
+    message varchar, recorded_at timestamp
+);
 create table if not exists ops.privacy_log (
     store_id varchar, email_sha256 varchar, customer_id varchar, requested_at timestamp,
     source varchar, applied_at timestamp, tables_touched varchar

@@ -5,12 +5,10 @@ save the model in the model store, record the backtest in ops.model_runs, and
 write scores.demand_forecast and marts.reorder_plan.
 """
 
-import hashlib
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
 import polars as pl
 from pydantic import Field
 
@@ -18,21 +16,29 @@ from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
 from storepulse.inputs.demand import load_history, load_inventory
-from storepulse.model_store import (
-    fingerprint,
-    latest_approved,
-    load_model,
-    make_version,
-    record_run,
-    save_model,
+from storepulse.lifecycle import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    Candidates,
+    CannotScore,
+    ModelSpec,
+    NothingToTrain,
+    StoreOutcome,
+    frame_fingerprint,
+    record_store_status,
+    score_stores,
+    status_frame,
 )
 from storepulse.warehouse import query, replace_table, table_exists
 
 DEMAND_MODEL = dg.AssetKey(["models", "demand"])
 DEMAND_FORECAST = dg.AssetKey(["scores", "demand_forecast"])
 REORDER_PLAN = dg.AssetKey(["marts", "reorder_plan"])
-BEATS_BASELINES = "demand_beats_baselines"
+CHAMPION_APPROVED = "demand_champion_approved"
+NO_STORE_FAILED = "demand_no_store_failed"
 INPUT_KINDS = ("orders", "order_lines", "inventory", "products", "stores")
 TOP_SKUS_PLOTTED = 6
 
@@ -98,96 +104,86 @@ class ReorderConfig(dg.Config):
         )
 
 
-class NoDemandData(Exception):
-    """Nothing to train on (no order lines, or less history than one horizon)."""
+# --------------------------------------------------------------------------- lifecycle
 
 
-def train_and_record(
-    con: duckdb.DuckDBPyConnection,
-    storepulse: StorepulseResource,
-    as_of: date,
-    config: DemandConfig,
-    log,
-) -> tuple[str, demand.DemandTraining, demand.DemandHistory, float]:
-    """Backtest, fit, save to the model store and record in ops.model_runs.
-
-    The one training path: the weekly asset and the nightly fallback both use it.
-    Raises NoDemandData when there is nothing to learn from (a skip, not an error:
-    orders without order lines are valid input, DESIGN §3).
-    """
-    history = load_history(con, as_of)
-    for store, reason in {**history.skipped_stores, **history.notes}.items():
-        log.warning(f"demand, store {store}: {reason}")
+def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> Candidates:
     if history.daily.is_empty():
-        raise NoDemandData(
-            f"no store has order lines before {as_of}: demand needs order_lines (or "
-            "Shopify line items); skipped"
+        raise NothingToTrain(
+            f"no store has order lines before {as_of}: demand needs order_lines (or Shopify "
+            "line items)"
         )
     settings = config.settings()
     started = time.perf_counter()
-    try:
-        training = demand.train(history, settings, seed=config.seed)
-    except ValueError as exc:
-        raise NoDemandData(
-            f"not enough history before {as_of} for a {settings.horizon_days}-day backtest "
-            f"({exc}); skipped"
-        ) from exc
-    seconds = time.perf_counter() - started
+    found = demand.train_candidates(history, settings, seed=config.seed)
+    seconds = round(time.perf_counter() - started, 2)
+    notes = {**history.skipped_stores, **history.notes}
+    window = f"{history.daily['date'].min()}..{as_of - timedelta(days=1)}"
+    if found.training is None:
+        return Candidates(found.artifact, found.overall, {}, window, found.unavailable,
+                          store_notes=notes, run_metrics={"train_seconds": seconds})  # fmt: skip
+    training = found.training
     bt = training.backtest
-    data_print = fingerprint(history.daily.select("store_id", "sku", "date", "units"))
-    recipe = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:8]
-    version = make_version(demand.MODEL_NAME, as_of, data_print[:4] + recipe[:4])
-    best = bt.best_baseline
-    reason = (
-        f"backtest WAPE {bt.metrics['wape']:.3f} vs best baseline {best} "
-        f"{bt.baseline_metrics[best]['wape']:.3f}"
-        + (": approved" if training.approved else ": not better, not approved")
+    return Candidates(
+        artifact=found.artifact,
+        overall=found.overall,
+        per_store=found.per_store,
+        train_window=window,
+        unavailable=found.unavailable,
+        backtest_cutoff=bt.cutoff,
+        store_notes=notes,
+        card={
+            "features": list(training.model.features),
+            "categorical_features": list(demand.CATEGORICAL),
+            "params": {**settings.lgbm_params, "seed": config.seed},
+            "num_boost_round": settings.num_boost_round,
+            "interval": training.model.interval.__dict__,
+            "feature_importance_gain": dict(training.model.feature_importance().iter_rows()),
+        },
+        report=(bt, history),
+        run_metrics={
+            "backtest_cutoff": bt.cutoff,
+            "horizon_days": settings.horizon_days,
+            "train_rows": training.model.train_rows,
+            "target_days": training.model.target_days,
+            "train_seconds": seconds,
+            "series": history.daily.select("store_id", "sku").n_unique(),
+            "by_store": bt.by_store.to_dicts(),
+            "by_abc": bt.by_abc.to_dicts(),
+        },
     )
-    train_window = f"{history.daily['date'].min()}..{as_of - timedelta(days=1)}"
-    run_metrics = {
-        **bt.metrics,
-        "backtest_cutoff": bt.cutoff,
-        "horizon_days": settings.horizon_days,
-        "train_rows": training.model.train_rows,
-        "target_days": training.model.target_days,
-        "train_seconds": round(seconds, 2),
-        "series": history.daily.select("store_id", "sku").n_unique(),
-        "by_store": bt.by_store.to_dicts(),
-        "by_abc": bt.by_abc.to_dicts(),
-    }
-    card = {
-        "train_window": train_window,
-        "as_of": as_of,
-        "backtest_cutoff": bt.cutoff,
-        "features": list(training.model.features),
-        "categorical_features": list(demand.CATEGORICAL),
-        "params": {**settings.lgbm_params, "seed": config.seed},
-        "num_boost_round": settings.num_boost_round,
-        "settings": config.model_dump(),
-        "interval": training.model.interval.__dict__,
-        "metrics": bt.metrics,
-        "baseline_metrics": bt.baseline_metrics,
-        "approved": training.approved,
-        "reason": reason,
-        "data_fingerprint": data_print,
-        "skipped_stores": history.skipped_stores,
-        "notes": history.notes,
-        "feature_importance_gain": dict(training.model.feature_importance().iter_rows()),
-        "train_seconds": seconds,
-    }
-    save_model(storepulse.paths().model_store, demand.MODEL_NAME, version, training.model, card)
-    record_run(
-        con,
-        model=demand.MODEL_NAME,
-        version=version,
-        trained_at=datetime.now(UTC).replace(tzinfo=None),
-        train_window=train_window,
-        metrics=run_metrics,
-        baseline_metrics=bt.baseline_metrics,
-        approved=training.approved,
-        reason=reason,
+
+
+SPEC = ModelSpec(
+    name=demand.MODEL_NAME,
+    methods=demand.METHODS,
+    primary="wape",
+    higher_is_better=False,
+    # Half a point of WAPE: less is a tie, and a tie goes to the simpler method.
+    min_gain=0.005,
+    min_store_n=500,  # observed store x SKU days in the store's backtest
+    code_version="demand-3",
+    load=load_history,
+    train=_train,
+    fingerprint=lambda history: frame_fingerprint(
+        history.daily.select("store_id", "sku", "date", "units")
+    ),
+    labels={
+        "lightgbm": "LightGBM",
+        "seasonal_naive": "the seasonal naive baseline",
+        "moving_average_28": "the 28-day moving average",
+    },
+)
+
+
+def _stores(con) -> list[str]:
+    return sorted(
+        query(
+            con,
+            "select store_id from staging.stores union select distinct store_id "
+            "from staging.orders",
+        )["store_id"].to_list()
     )
-    return version, training, history, seconds
 
 
 @dg.asset(
@@ -199,22 +195,24 @@ def train_and_record(
     pool="duckdb",
     check_specs=[
         dg.AssetCheckSpec(
-            BEATS_BASELINES,
+            CHAMPION_APPROVED,
             asset=DEMAND_MODEL,
             blocking=True,
             description=(
-                "The backtest WAPE (last full horizon before as_of) beats the best baseline: "
-                "seasonal naive (same weekday last week) and the 28-day moving average. "
-                "Otherwise the model is not approved and the last approved one keeps scoring."
+                "The champion (LightGBM, the seasonal naive or the 28-day moving average, "
+                "whichever wins the backtest WAPE, per store where a store has enough days) "
+                "is not clearly worse than the last approved version's. A baseline winning is "
+                "normal; a regression keeps the last approved version scoring."
             ),
         )
     ],
     description=(
-        "Demand model: one global LightGBM (Tweedie) over store x SKU daily units, direct "
-        "multi-horizon (horizon as a feature), censored on stock-out days, with calibrated "
-        "p10/p50/p90. Backtested on the last full horizon before as_of next to seasonal naive "
-        "and a 28-day moving average (WAPE, bias, MASE, coverage; by store and ABC class); "
-        "saved to model_store/demand/<version>/ and recorded in ops.model_runs."
+        "Demand candidates, one lifecycle (storepulse/lifecycle.py): one global LightGBM "
+        "(Tweedie) over store x SKU daily units, direct multi-horizon, censored on stock-out "
+        "days, calibrated p10/p50/p90; and its baselines (seasonal naive, 28-day moving "
+        "average). Backtested on the last full horizon before as_of (WAPE, bias, MASE, "
+        "coverage; by store and ABC class); the champion is chosen per store; saved to "
+        "model_store/demand/<version>/ and recorded in ops.model_runs."
     ),
 )
 def demand_model(
@@ -225,62 +223,77 @@ def demand_model(
 ) -> dg.MaterializeResult:
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        try:
-            version, training, history, seconds = train_and_record(
-                con, storepulse, as_of, config, context.log
-            )
-        except NoDemandData as skipped:
-            context.log.warning(f"demand model: {skipped}")
-            return dg.MaterializeResult(
-                metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name=BEATS_BASELINES,
-                        passed=False,
-                        # Nothing was trained, so nothing can be published: warn, not fail.
-                        severity=dg.AssetCheckSeverity.WARN,
-                        metadata={"skipped": str(skipped)},
-                    )
-                ],
-            )
-    bt = training.backtest
-    (context.log.info if training.approved else context.log.warning)(
-        f"{version}: WAPE {bt.metrics['wape']:.3f}, best baseline "
-        f"{bt.baseline_metrics[bt.best_baseline]['wape']:.3f}"
+        history = load_history(con, as_of)
+    try:
+        release = lifecycle.train(
+            storepulse.warehouse(), SPEC, as_of, config, storepulse.paths().model_store
+        )
+    except NothingToTrain as skipped:
+        context.log.warning(f"demand model: {skipped}; skipped")
+        return dg.MaterializeResult(
+            metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=CHAMPION_APPROVED,
+                    passed=True,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"skipped": str(skipped)},
+                )
+            ],
+        )
+    card = release.card
+    (context.log.info if release.approved else context.log.warning)(
+        f"{release.version}: {card['reason']}"
     )
-    best = bt.baseline_metrics[bt.best_baseline]
-    return dg.MaterializeResult(
-        metadata={
-            "as_of": as_of.isoformat(),
-            "model_version": version,
-            "approved": training.approved,
+    metadata = {
+        "as_of": as_of.isoformat(),
+        "model_version": release.version,
+        "approved": release.approved,
+        "champion": release.decision.champion,
+        "decision": card["reason"],
+        "backtest": preview(_rounded(candidates_table(card["candidates"]))),
+        "champion_by_store": preview(champions_table(release)),
+        "unavailable": metrics(release.unavailable),
+        "skipped_stores": metrics(history.skipped_stores),
+    }
+    training = release.artifact.model
+    if training is not None and release.report is not None:
+        bt, _history = release.report
+        metadata |= {
             "backtest_cutoff": bt.cutoff.isoformat(),
-            "backtest": preview(_rounded(_backtest_table(bt))),
             "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
             "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
-            "metrics": metrics(bt.metrics),
-            "baseline_metrics": metrics(bt.baseline_metrics),
             "actual_vs_forecast": _backtest_plot(bt, history),
-            "interval_calibration": metrics(training.model.interval.__dict__),
-            "train_seconds": round(seconds, 2),
-            "train_rows": training.model.train_rows,
-            "target_days": training.model.target_days,
-            "skipped_stores": metrics(history.skipped_stores),
-            "feature_importance": preview(_rounded(training.model.feature_importance()), rows=15),
-        },
+            "interval_calibration": metrics(training.interval.__dict__),
+            "train_rows": training.train_rows,
+            "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
+        }
+    return dg.MaterializeResult(
+        metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
-                check_name=BEATS_BASELINES,
-                passed=training.approved,
+                check_name=CHAMPION_APPROVED,
+                passed=release.approved,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "model_wape": bt.metrics["wape"],
-                    "best_baseline": bt.best_baseline,
-                    "best_baseline_wape": best["wape"],
-                    "coverage_p10_p90": bt.metrics["coverage_p10_p90"],
-                },
+                metadata={"champion": release.decision.champion, "reason": card["reason"]},
             )
         ],
+    )
+
+
+def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:
+    rows = [{"method": m, **{k: v for k, v in values.items() if isinstance(v, int | float)}}
+            for m, values in candidates.items()]  # fmt: skip
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+
+
+def champions_table(release: lifecycle.Release) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"store_id": store, "method": method, "why": release.decision.why.get(store, "")}
+            for store, method in sorted(release.decision.by_store.items())
+        ],
+        schema={"store_id": pl.String, "method": pl.String, "why": pl.String},
     )
 
 
@@ -291,12 +304,20 @@ def demand_model(
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec(
+            NO_STORE_FAILED,
+            asset=DEMAND_FORECAST,
+            description="No store's forecast failed outright (ops.store_status, step demand).",
+        )
+    ],
     description=(
         "Daily demand forecast per store x SKU for horizon_days from as_of: p10/p50/p90 "
         "(quantiles of the day's units) and expected_units (the mean, for sums over days), "
-        "from the latest approved demand model trained on data up to as_of. When none exists "
-        "yet (fresh home, early replay) it trains one first. Stores without order lines are "
-        "skipped and listed in the metadata."
+        "each store from its champion in the latest approved demand version trained up to "
+        "as_of (model_version names the method), down to the moving average where a method "
+        "cannot run. Trained first when none exists. Stores without order lines are skipped; "
+        "ops.store_status says what each store got and why."
     ),
 )
 def demand_forecast(
@@ -305,97 +326,91 @@ def demand_forecast(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    model_store = storepulse.paths().model_store
+    warehouse = storepulse.warehouse()
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        version = latest_approved(con, demand.MODEL_NAME, as_of)
-        approved = version is not None
-        if version is None:
-            context.log.info(f"No approved demand model up to {as_of}: training one first.")
-            try:
-                version, training, history, _ = train_and_record(
-                    con, storepulse, as_of, config, context.log
-                )
-            except NoDemandData as skipped:
-                context.log.warning(f"demand forecast: {skipped}")
-                rows = replace_table(con, "scores.demand_forecast", _empty_forecast())
-                return dg.MaterializeResult(
-                    metadata={
-                        "dagster/row_count": rows,
-                        "as_of": as_of.isoformat(),
-                        "skipped": str(skipped),
-                    }
-                )
-            approved = training.approved
-            if not approved:
-                # A fresh home must still end with a forecast (DESIGN §7); say loudly
-                # that it comes from a model that did not beat its baselines.
-                context.log.warning(f"Forecasting with unapproved {version}.")
-        else:
-            history = load_history(con, as_of)
-            for store, reason in {**history.skipped_stores, **history.notes}.items():
-                context.log.warning(f"demand, store {store}: {reason}")
-            if history.daily.is_empty():
-                rows = replace_table(con, "scores.demand_forecast", _empty_forecast())
-                return dg.MaterializeResult(
-                    metadata={
-                        "dagster/row_count": rows,
-                        "as_of": as_of.isoformat(),
-                        "skipped": f"no store has order lines before {as_of}",
-                    }
-                )
-        model, _card = load_model(model_store, demand.MODEL_NAME, version)
-        started = time.perf_counter()
-        try:
-            forecast = demand.predict(model, history)
-        except demand.StaleModelError as stale:
-            # An approved model saved by an older version of this code: retrain
-            # rather than leave the night without a forecast.
-            context.log.warning(f"{version}: {stale}. Training a new model first.")
-            version, training, history, _ = train_and_record(
-                con, storepulse, as_of, config, context.log
+        stores = _stores(con)
+        history = load_history(con, as_of)
+    try:
+        release = lifecycle.release_for_scoring(
+            warehouse, SPEC, as_of, config, storepulse.paths().model_store, context.log.info
+        )
+    except NothingToTrain as skipped:
+        outcomes = [StoreOutcome(s, "demand", STATUS_SKIPPED, None, str(skipped)) for s in stores]
+        with storepulse.writer() as con:
+            rows = replace_table(con, "scores.demand_forecast", _empty_forecast())
+            record_store_status(con, as_of, "demand", outcomes)
+        context.log.warning(f"demand forecast: {skipped}")
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": rows, "as_of": as_of.isoformat(),
+                      "skipped": str(skipped), "store_status": preview(status_frame(outcomes))},
+            check_results=[dg.AssetCheckResult(check_name=NO_STORE_FAILED, passed=True)],
+        )  # fmt: skip
+    skipped = {**history.skipped_stores}
+
+    def forecast_store(store: str, method: str) -> pl.DataFrame:
+        mine = demand.history_for_store(history, store)
+        if mine.daily.is_empty():
+            raise CannotScore(
+                skipped.get(store) or "no order lines before as_of: demand needs order_lines"
             )
-            approved = training.approved
-            model, _card = load_model(model_store, demand.MODEL_NAME, version)
-            started = time.perf_counter()
-            forecast = demand.predict(model, history)
-        seconds = time.perf_counter() - started
-        table = forecast.select(
-            "store_id",
-            "sku",
-            "date",
-            "p10",
-            "p50",
-            "p90",
-            "expected_units",
-            pl.lit(version).alias("model_version"),
+        return release.artifact.forecast(mine, method).with_columns(
+            pl.lit(release.model_version(method)).alias("model_version"),
             pl.lit(as_of).alias("as_of"),
         )
+
+    started = time.perf_counter()
+    forecasts, outcomes = score_stores(release, stores, forecast_store, "demand")
+    seconds = time.perf_counter() - started
+    table = (
+        pl.concat(list(forecasts.values()), how="vertical_relaxed").select(FORECAST_COLUMNS)
+        if forecasts
+        else _empty_forecast()
+    )
+    with storepulse.writer() as con:
         rows = replace_table(con, "scores.demand_forecast", table)
+        record_store_status(con, as_of, "demand", outcomes)
+    for outcome in outcomes:
+        if outcome.status != STATUS_OK:
+            context.log.warning(f"demand, {outcome.store_id}: {outcome.status}: {outcome.message}")
     by_store = (
         table.group_by("store_id")
         .agg(
             skus=pl.col("sku").n_unique(),
             expected_units=pl.col("expected_units").sum().round(1),
             p50_units=pl.col("p50").sum(),
+            model_version=pl.col("model_version").first(),
         )
         .sort("store_id")
     )
+    failed = [o for o in outcomes if o.status == STATUS_FAILED]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "as_of": as_of.isoformat(),
-            "model_version": version,
-            "model_approved": approved,
-            "horizon_days": model.config.horizon_days,
+            "model_version": release.version,
+            "model_approved": release.approved,
+            "trained_now": release.trained_now,
+            "horizon_days": release.artifact.horizon_days,
+            "store_status": preview(status_frame(outcomes)),
             "by_store": preview(by_store),
-            "skipped_stores": metrics(history.skipped_stores),
-            "notes": metrics(history.notes),
             "forecast_seconds": round(seconds, 3),
             "history_and_forecast": _forecast_plot(table, history),
             "preview": preview(_rounded(table.drop("model_version", "as_of"))),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=NO_STORE_FAILED,
+                passed=not failed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"failed": metrics({o.store_id: o.message for o in failed})},
+            )
+        ],
     )
+
+
+FORECAST_COLUMNS = ("store_id", "sku", "date", "p10", "p50", "p90", "expected_units",
+                    "model_version", "as_of")  # fmt: skip
 
 
 @dg.asset(
@@ -527,12 +542,6 @@ def _empty_plan(as_of: date) -> pl.DataFrame:
 
 def _rounded(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Float64).round(4))
-
-
-def _backtest_table(bt: demand.DemandBacktest) -> pl.DataFrame:
-    columns = ["method", "wape", "bias", "mase", "coverage_p10_p90", "actual_units", "days"]
-    table = bt.table()
-    return table.select([c for c in columns if c in table.columns])
 
 
 def _top_skus(history: demand.DemandHistory, n: int = TOP_SKUS_PLOTTED) -> pl.DataFrame:
