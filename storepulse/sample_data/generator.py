@@ -56,6 +56,33 @@ CANONICAL_KINDS = [
 ]
 
 
+@dataclass(frozen=True)
+class ThinStore:
+    """A store as real ones often come (SAMPLE_DATA.md, "Stores as they really come"):
+    young (`days` of history), small (`customers`), advertising on `channels` only, or
+    shipping orders alone (`orders_only`). Drawn after the main stores, from a seed of its
+    own, so adding one never changes the others."""
+
+    store_id: str
+    store_name: str
+    country: str
+    category: str
+    customers: int
+    skus: int = 40
+    days: int | None = None  # None: the scale's full history
+    channels: tuple[str, ...] = ()
+    orders_only: bool = False
+
+
+# Every scale from small up carries one of each (SAMPLE_DATA.md).
+THIN_STORES = (
+    ThinStore("sprout-kids-gb", "Sprout Kids", "GB", "baby", customers=220, days=100,
+              channels=("meta", "google")),
+    ThinStore("solo-paws-au", "Solo Paws", "AU", "pets", customers=2_500, channels=("google",)),
+    ThinStore("kopi-beauty-my", "Kopi Beauty", "MY", "beauty", customers=1_500, orders_only=True),
+)  # fmt: skip
+
+
 @dataclass
 class GenerationSummary:
     """What generate() wrote: rows per file (relative path) and per kind, and the store ids."""
@@ -133,9 +160,31 @@ def draw_profiles(scale: Scale, seed: int) -> list[StoreProfile]:
     return profiles
 
 
-def draw_fx(seed: int, currencies: list[str], start: date, n_days: int) -> dict[str, np.ndarray]:
+def thin_profiles(thin: tuple[ThinStore, ...], seed: int) -> list[StoreProfile]:
+    seeds = np.random.SeedSequence([seed, 4]).spawn(len(thin))
+    return [
+        StoreProfile(
+            store_id=t.store_id,
+            store_name=t.store_name,
+            country=t.country,
+            category=t.category,
+            target_customers=t.customers,
+            n_skus=t.skus,
+            real_exports=False,
+            paid_channels=list(t.channels),
+            seed=store_seed,
+            history_days=t.days,
+            orders_only=t.orders_only,
+        )
+        for t, store_seed in zip(thin, seeds, strict=True)
+    ]
+
+
+def draw_fx(
+    seed: int, currencies: list[str], start: date, n_days: int, stream: int = 2
+) -> dict[str, np.ndarray]:
     """Daily USD per unit: a random walk with drift and rare moves over 3 %/day (AED is pegged)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
     rates = {}
     for currency in sorted(currencies):
         if currency == "USD":
@@ -206,11 +255,14 @@ def generate(
     fmt: str = "csv",
     dirt: bool = True,
     progress: bool = True,
+    thin_stores: tuple[ThinStore, ...] | None = None,
 ) -> GenerationSummary:
     """Write sample stores to `out` (landing layout) and the ground truth to `out/_truth/`.
 
     Same arguments, byte-identical files. `fmt="parquet"` applies to canonical files only;
     real-export layouts (the second store's Shopify/Meta/Google/TikTok files) are always CSV.
+    `thin_stores`: stores as they really come, after the main ones (default: THIN_STORES
+    from small up, none for tiny).
     """
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r} is not one of {sorted(SCALES)}")
@@ -222,9 +274,15 @@ def generate(
     spec = SCALES[scale]
     n_days = 365 * spec.years
     start = end_date - timedelta(days=n_days - 1)
-    profiles = draw_profiles(spec, seed)
+    if thin_stores is None:
+        thin_stores = () if scale == "tiny" else THIN_STORES
+    main = draw_profiles(spec, seed)
+    profiles = main + thin_profiles(tuple(thin_stores), seed)
     currencies = sorted({p.market.currency for p in profiles} | {"USD"})
-    fx = draw_fx(seed, currencies, start, n_days)
+    # The main stores' rates first, as they always were; the thin stores' other currencies
+    # from a stream of their own.
+    fx = draw_fx(seed, sorted({p.market.currency for p in main} | {"USD"}), start, n_days)
+    fx |= draw_fx(seed, sorted(set(currencies) - set(fx)), start, n_days, stream=5)
     summary = GenerationSummary(
         out=out,
         scale=scale,
@@ -267,7 +325,11 @@ def generate(
             if bar:
                 bar.update(task, description=f"{profile.store_id}")
             mismatch = MISMATCHED_AD_CURRENCY if dirt and profile.real_exports else None
-            data = simulate_store(profile, start, n_days, fx[profile.market.currency], mismatch)
+            days = profile.history_days or n_days
+            rates = fx[profile.market.currency][n_days - days :]
+            data = simulate_store(
+                profile, end_date - timedelta(days=days - 1), days, rates, mismatch
+            )
             rng = np.random.default_rng(np.random.SeedSequence([seed, 3, index]))
             items = _write_store(
                 data, out, fmt, dirt, rng, index == LATE_FILE_STORE_INDEX, start, end_date, record
@@ -320,6 +382,13 @@ def _write_store(
         items += found
         customers, found = dirt_mod.messy_phones(customers, rng, sid, rel("customers.csv"))
         items += found
+    if profile.orders_only:
+        # Orders alone, as a merchant's first export often is: customers come from them.
+        orders = data.orders.with_columns(pl.col("_discount_code").alias("discount_code")).drop(
+            "_discount_code"
+        )
+        record(_write(data.orders, folder / "orders.csv", fmt), "orders", orders.height)
+        return items
     record(_write(customers, folder / "customers.csv", fmt), "customers", customers.height)
     record(_write(data.products, folder / "products.csv", fmt), "products", data.products.height)
     record(

@@ -99,6 +99,8 @@ class StoreProfile:
     real_exports: bool
     paid_channels: list[str]
     seed: np.random.SeedSequence
+    history_days: int | None = None  # a young store: only this many days of history
+    orders_only: bool = False  # ships orders.csv alone (no lines, customers, sessions, ads)
 
     @property
     def market(self):

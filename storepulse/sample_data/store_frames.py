@@ -22,6 +22,11 @@ from .store import (
     utc_offsets,
 )
 
+CHANNEL_DAILY_SCHEMA = {
+    "store_id": pl.String, "date": pl.Date, "channel": pl.String, "spend_usd": pl.Float64,
+    "adstocked_spend_usd": pl.Float64, "incremental_revenue_usd": pl.Float64,
+}  # fmt: skip
+
 
 def landing_frames(state: SimState) -> StoreData:
     """Frames."""
@@ -234,7 +239,8 @@ def landing_frames(state: SimState) -> StoreData:
         schema_overrides={"hill_shape": pl.Float64},
     )
     truth_channel_daily = pl.concat(
-        [
+        [pl.DataFrame(schema=CHANNEL_DAILY_SCHEMA)]
+        + [
             pl.DataFrame(
                 {
                     "store_id": sid,

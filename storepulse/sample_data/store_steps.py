@@ -104,6 +104,8 @@ def _media_and_arrivals(state: SimState) -> None:
     # Paid media brings most new customers of a store that advertises (organic is 22-45 % of
     # traffic; email, direct, affiliate and influencer share the rest of the unpaid part).
     media_share = rng.uniform(0.55, 0.75)
+    if not profile.paid_channels:  # a store that does not advertise (its organic share is all)
+        media_share = 0.0
     # The store existed before the export window: a year of earlier (unpaid) acquisitions gives
     # the window a base of returning customers instead of an empty shop on day one.
     full_calendar = demand_multiplier(
@@ -115,8 +117,9 @@ def _media_and_arrivals(state: SimState) -> None:
     # target_customers is the number acquired inside the window; the earlier base comes on top.
     window_customers = profile.target_customers
     # Every channel gets a real share, so its effect is measurable even on tiny data.
-    channel_share = 0.5 / len(profile.paid_channels) + 0.5 * rng.dirichlet(
-        np.full(len(profile.paid_channels), 2.0)
+    n_channels = len(profile.paid_channels)
+    channel_share = (
+        0.5 / n_channels + 0.5 * rng.dirichlet(np.full(n_channels, 2.0)) if n_channels else []
     )
     # The true ROAS exactly: spend is rescaled once the caused customers' revenue is known.
     target_roas = np.exp(rng.uniform(np.log(1.8), np.log(7.5), len(profile.paid_channels)))
@@ -141,10 +144,9 @@ def _media_and_arrivals(state: SimState) -> None:
     )
     n_customers = arrivals.acquisition_day.size
     (state.arrivals, state.behaviour, state.first_order_value_guess, state.full_calendar,
-     state.media_new, state.n_customers, state.plan, state.plans, state.roas, state.share,
-     state.target_roas) = (
-        arrivals, behaviour, first_order_value_guess, full_calendar, media_new, n_customers, plan,
-        plans, roas, share, target_roas)  # fmt: skip
+     state.media_new, state.n_customers, state.plans, state.target_roas) = (
+        arrivals, behaviour, first_order_value_guess, full_calendar, media_new, n_customers,
+        plans, target_roas)  # fmt: skip
 
 
 def _customer_attributes(state: SimState) -> None:
@@ -457,11 +459,11 @@ def _money(state: SimState) -> None:
 
 def _channels(state: SimState) -> None:
     """Channels: what caused the order vs what the last click says."""
-    (devices, history, hit, is_first, n_orders, order_customer, order_day, order_device_p,
-     preferred_device, rng, share, start) = (
-        state.devices, state.history, state.hit, state.is_first, state.n_orders,
+    (devices, history, is_first, n_orders, order_customer, order_day, order_device_p,
+     preferred_device, rng, start) = (
+        state.devices, state.history, state.is_first, state.n_orders,
         state.order_customer, state.order_day, state.order_device_p, state.preferred_device,
-        state.rng, state.share, state.start)  # fmt: skip
+        state.rng, state.start)  # fmt: skip
     customer_channel = history.acquisition_channel[order_customer]
     repeat_names = list(REPEAT_ORDER_CHANNELS)
     repeat_p = np.array(list(REPEAT_ORDER_CHANNELS.values()))
@@ -484,18 +486,18 @@ def _channels(state: SimState) -> None:
         devices[preferred_device[order_customer]],
         devices[rng.choice(3, n_orders, p=order_device_p)],
     )
-    (state.caused, state.device, state.last_click, state.true_channel, state.utm_campaign,
+    (state.device, state.last_click, state.true_channel, state.utm_campaign,
      state.utm_medium, state.utm_source) = (
-        caused, device, last_click, true_channel, utm_campaign, utm_medium, utm_source)  # fmt: skip
+        device, last_click, true_channel, utm_campaign, utm_medium, utm_source)  # fmt: skip
 
 
 def _calibrate_truth(state: SimState) -> None:
     """Calibrate the truth: what the customers a channel caused really spent in the attribution window (first order and repeat orders, cancelled ones excluded) replaces the planning guess; spend is rescaled with it so the true ROAS is the drawn target."""
-    (acquisition_day, cancelled, caused, first_order_value_guess, history, is_first, n_days,
-     order_customer, order_day, plan, plans, roas, target_roas, total_usd) = (
-        state.acquisition_day, state.cancelled, state.caused, state.first_order_value_guess,
+    (acquisition_day, cancelled, first_order_value_guess, history, is_first, n_days,
+     order_customer, order_day, plans, target_roas, total_usd) = (
+        state.acquisition_day, state.cancelled, state.first_order_value_guess,
         state.history, state.is_first, state.n_days, state.order_customer, state.order_day,
-        state.plan, state.plans, state.roas, state.target_roas, state.total_usd)  # fmt: skip
+        state.plans, state.target_roas, state.total_usd)  # fmt: skip
     realised_first_value = float(total_usd[is_first].mean())
     kept_usd = np.where(cancelled, 0.0, total_usd)
     order_acquired = acquisition_day[order_customer]
