@@ -24,6 +24,8 @@ class RunResult:
     published_stores: list[str] = field(default_factory=list)
     # Landing files of this run that were not loaded, or only partly (their reasons).
     attention: list[str] = field(default_factory=list)
+    # ops.store_status lines of this as_of that are not plain "ok" (fallbacks, skips, failures).
+    store_notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         status = "succeeded" if self.success else "FAILED"
@@ -44,6 +46,9 @@ class RunResult:
         if self.attention:
             lines.append("  files needing attention:")
             lines += [f"    {line}" for line in self.attention]
+        if self.store_notes:
+            lines.append("  stores (what was used where the usual could not run):")
+            lines += [f"    {line}" for line in self.store_notes]
         lines += [f"  failure: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -91,6 +96,7 @@ def run_job(
         result.published_stores = _publish_each_store(defs, instance, as_of, result)
 
     _describe_warehouse(result, started_at)
+    _store_outcomes(result)
     result.seconds = time.monotonic() - started
     return result
 
@@ -103,7 +109,6 @@ def run_nightly(
 
 
 def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
-    from datetime import timedelta
 
     from storepulse.ingest.engine import attention_since
     from storepulse.warehouse import Warehouse, query, table_exists
@@ -119,9 +124,33 @@ def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
         result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
         if table_exists(con, "ops.ingested_files"):
             result.attention = attention_since(con, started_at)
-        if result.as_of is None and table_exists(con, "staging.orders"):
-            latest = query(con, "select max(order_date) as d from staging.orders")["d"][0]
-            result.as_of = latest + timedelta(days=1) if latest else None
+        if result.as_of is None:
+            result.as_of = _default_as_of(con)
+
+
+def _store_outcomes(result: RunResult) -> None:
+    """Read ops.store_status of the run's as_of: a store that failed outright fails the
+    run (its exit code), after every other store got its outputs; fallbacks and skips
+    are listed so a person sees them."""
+    from storepulse.warehouse import Warehouse, query, table_exists
+
+    if result.as_of is None or not result.paths.warehouse.exists():
+        return
+    with Warehouse(result.paths.warehouse).reader() as con:
+        if not table_exists(con, "ops.store_status"):
+            return
+        rows = query(
+            con,
+            "select store_id, step, status, message from ops.store_status"
+            " where as_of = ? and status <> 'ok' order by store_id, step",
+            [result.as_of],
+        )
+    for store, step, status, message in rows.iter_rows():
+        line = f"{store} {step}: {status}: {message}"
+        result.store_notes.append(line)
+        if status == "failed":
+            result.success = False
+            result.failures.append(f"store {line}")
 
 
 def _failures(outcome) -> list[str]:
@@ -136,16 +165,19 @@ def _failures(outcome) -> list[str]:
 
 
 def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
-    """One publish run per store partition, store after store (DESIGN §7)."""
+    """One publish run per store partition, store after store (DESIGN §7); each store's
+    outcome goes to ops.store_status (step publish)."""
     from pipelines.partitions import sync_store_partitions
+    from storepulse.lifecycle import StoreOutcome, record_store_status
     from storepulse.publish import store_ids
     from storepulse.warehouse import Warehouse
 
     with Warehouse(result.paths.warehouse).reader() as con:
         stores = store_ids(con)
+        day = result.as_of or _default_as_of(con)
     sync_store_partitions(instance, stores)
     job = defs.resolve_job_def("publish_store")
-    published = []
+    published, outcomes = [], []
     for store_id in stores:
         outcome = job.execute_in_process(
             instance=instance,
@@ -157,7 +189,25 @@ def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
         result.run_ids.append(outcome.run_id)
         if outcome.success:
             published.append(store_id)
+            outcomes.append(StoreOutcome(store_id, "publish", "ok", None,
+                                         "export set and report published"))  # fmt: skip
         else:
+            reasons = _failures(outcome)
             result.success = False
-            result.failures += [f"publish {store_id}: {m}" for m in _failures(outcome)]
+            result.failures += [f"publish {store_id}: {m}" for m in reasons]
+            outcomes.append(StoreOutcome(store_id, "publish", "failed", None, "; ".join(reasons)))
+    if day is not None:
+        with Warehouse(result.paths.warehouse).writer() as con:
+            record_store_status(con, day, "publish", outcomes)
     return published
+
+
+def _default_as_of(con):
+    from datetime import timedelta
+
+    from storepulse.warehouse import scalar, table_exists
+
+    if not table_exists(con, "staging.orders"):
+        return None
+    latest = scalar(con, "select max(order_date) from staging.orders")
+    return latest + timedelta(days=1) if latest else None

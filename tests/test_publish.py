@@ -278,11 +278,22 @@ def test_missing_model_tables_still_give_a_complete_set(tmp_path):
     assert any("scores.demand_forecast is not built yet" in n for n in result.notes)
 
 
+def test_report_says_which_method_made_the_numbers_for_this_store_only(published):
+    _, sets = published
+    a_html = (sets[STORE_A] / "report.html").read_text()
+    b_html = (sets[STORE_B] / "report.html").read_text()
+    line = "scored with BG/NBD because LightGBM: too little history"
+    assert "<strong>Churn risk</strong> (done with a simpler method): " + line in a_html
+    assert (
+        line not in b_html and "<strong>Churn risk</strong> (done): scored with LightGBM" in b_html
+    )
+
+
 def test_report_explains_empty_sections_and_escapes_merchant_data(published):
     _, sets = published
     a_html = (sets[STORE_A] / "report.html").read_text()
     assert "Alpha &lt;Goods&gt; &amp; Co" in a_html and "<Goods>" not in a_html
-    assert a_html.count("<svg") == 7  # one plot per section
+    assert a_html.count("<svg") == 7  # one plot per analysis section
     assert "Revenue grew 30%" in a_html
     # Self-contained: nothing to fetch, nothing to run.
     for needle in ("<script", "<link", 'src="http', 'href="http', "@import"):

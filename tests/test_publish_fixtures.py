@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 import duckdb
 import polars as pl
 
+from storepulse import lifecycle
 from storepulse.ingest.staging import create_views
 from storepulse.warehouse import ensure_schemas, replace_table
 
@@ -59,6 +60,16 @@ CHURN = [
 def build_warehouse(con: duckdb.DuckDBPyConnection, store_b_has_ads: bool = False) -> None:
     """Staging + model tables for two stores; store-b has no ad spend and no order lines."""
     ensure_schemas(con)
+    lifecycle.record_store_status(
+        con,
+        AS_OF,
+        "churn",
+        [
+            lifecycle.StoreOutcome(STORE_A, "churn", "fallback", "bgnbd",
+                                   "scored with BG/NBD because LightGBM: too little history"),
+            lifecycle.StoreOutcome(STORE_B, "churn", "ok", "lightgbm", "scored with LightGBM"),
+        ],
+    )  # fmt: skip
     replace_table(
         con,
         "staging.stores",

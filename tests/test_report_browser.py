@@ -88,4 +88,5 @@ def test_rendered_page_has_at_least_four_plots(report_path, tmp_path):
     assert "<h1>" in dom and "store report" in dom
     plots = dom.count("<svg") + dom.count("data:image/png")
     assert plots >= 4, f"only {plots} plots in the rendered page"
-    assert dom.count("<section>") == 7
+    # seven analysis sections and "How this report was made"
+    assert dom.count("<section>") == 8 and "How this report was made" in dom

@@ -124,6 +124,8 @@ class StoreData:
     tables: dict[str, StoreTable] = field(default_factory=dict)
     customers: pl.DataFrame = field(default_factory=pl.DataFrame)
     orders_summary: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # ops.store_status of this store and as_of: which method produced each output, and why.
+    status: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def table(self, name: str) -> StoreTable:
         return self.tables[name]
@@ -196,6 +198,13 @@ def load_store_data(con: duckdb.DuckDBPyConnection, store_id: str, as_of: date) 
         churn.status = "ok" if churn.frame.height else "empty"
     data.customers = _customers(con, store_id)
     data.orders_summary = _orders_summary(con, store_id, as_of)
+    if table_exists(con, "ops.store_status"):
+        data.status = query(
+            con,
+            "select step, status, method, message from ops.store_status"
+            " where store_id = ? and as_of = ? order by step",
+            [store_id, as_of],
+        )
     _drop_forgotten(con, data)
     return data
 

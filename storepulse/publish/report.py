@@ -61,6 +61,7 @@ def render_report(
         ("Reorder alerts", lambda: reorder_section(data)),
         ("Channel ROI", lambda: channel_section(data)),
         ("Budget plan", lambda: budget_section(data)),
+        ("How this report was made", lambda: status_section(data)),
     ]
     import matplotlib
 
@@ -696,3 +697,27 @@ def budget_section(data: StoreData) -> Section:
     else:
         advice = "The current split is already close to the best one the model finds: keep it."
     return Section(title, body, svg(fig), esc(advice))
+
+
+STEP_NAMES = {"churn": "Churn risk", "clv": "Customer value", "demand": "Demand forecast",
+              "ad_roi": "Channel ROI", "publish": "Export files"}  # fmt: skip
+STATUS_WORDS = {"ok": "done", "fallback": "done with a simpler method",
+                "skipped": "not available", "failed": "failed"}  # fmt: skip
+
+
+def status_section(data: StoreData) -> Section:
+    """One plain sentence per model step: the method that produced the numbers above,
+    and why a simpler one stood in or nothing could be computed (ops.store_status)."""
+    title = "How this report was made"
+    if data.status.is_empty():
+        return Section(title, "<p>No model step has recorded anything for this store yet.</p>")
+    items = []
+    for row in data.status.iter_rows(named=True):
+        step = STEP_NAMES.get(row["step"], row["step"])
+        state = STATUS_WORDS.get(row["status"], row["status"])
+        items.append(f"<li><strong>{esc(step)}</strong> ({esc(state)}): {esc(row['message'])}</li>")
+    failed = (data.status["status"] == "failed").any()
+    advice = (
+        esc("one step failed for this store; the data team has been alerted") if failed else None
+    )
+    return Section(title, "<ul>" + "".join(items) + "</ul>", advice=advice)
