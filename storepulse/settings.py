@@ -10,6 +10,7 @@ reader below, with its default and its error message.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import date
@@ -156,6 +157,30 @@ def lock_wait_seconds(env: dict[str, str] | None = None) -> float:
         raise ValueError(
             f"STOREPULSE_LOCK_WAIT_SECONDS={value!r} is not a number of seconds, e.g. 900"
         ) from exc
+
+
+# DuckDB's own default is 80 % of the machine's memory, which it then uses: on a large
+# landing that is most of the budget of everything else. Above this it spills to disk.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
+def duckdb_memory_limit(env: dict[str, str] | None = None) -> str:
+    """STOREPULSE_DUCKDB_MEMORY_LIMIT: DuckDB's memory_limit ('3GB', '512MB')."""
+    value = (_env(env).get("STOREPULSE_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, re.IGNORECASE):
+        raise ValueError(
+            f"STOREPULSE_DUCKDB_MEMORY_LIMIT={value!r} is not a size; write it like 3GB or 512MB"
+        )
+    return value
+
+
+def duckdb_temp_directory(env: dict[str, str] | None = None) -> Path:
+    """STOREPULSE_DUCKDB_TEMP_DIR: where DuckDB spills (default STOREPULSE_HOME/tmp/duckdb)."""
+    env = _env(env)
+    value = env.get("STOREPULSE_DUCKDB_TEMP_DIR")
+    if value:
+        return Path(value).resolve()
+    return Paths.from_env(dict(env)).home / "tmp" / "duckdb"
 
 
 def nightly_cron(env: dict[str, str] | None = None) -> str:

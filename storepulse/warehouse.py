@@ -71,10 +71,19 @@ WRITER_ROW_GROUP_SIZE = 32_768
 WAREHOUSE_ALIAS = "warehouse"
 
 
+def _limit_memory(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """DuckDB's memory_limit and spill folder (storepulse.settings), on every connection."""
+    spill = settings.duckdb_temp_directory()
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute(f"set memory_limit = '{settings.duckdb_memory_limit()}'")
+    con.execute(f"set temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    return con
+
+
 def _open(path: str | Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     if read_only:
-        return duckdb.connect(str(path), read_only=True)
-    con = duckdb.connect()
+        return _limit_memory(duckdb.connect(str(path), read_only=True))
+    con = _limit_memory(duckdb.connect())
     try:
         literal = str(path).replace("'", "''")
         con.execute(
