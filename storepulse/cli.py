@@ -110,9 +110,14 @@ def cmd_sample_data(args) -> int:
         dirt=not args.no_dirt,
         progress=sys.stderr.isatty(),
     )
-    print(f"Wrote {args.scale} sample data (seed {args.seed}) to {args.out}")
+    print(
+        f"Wrote {args.scale} sample data (seed {args.seed}) to {args.out} in "
+        f"{summary.seconds:.1f} s: {len(summary.store_ids)} stores "
+        f"({', '.join(summary.store_ids)}), {summary.start_date} to {summary.end_date}"
+    )
+    for kind, rows in sorted(summary.rows_by_kind.items()):
+        print(f"  {kind:<24} {rows:>12,} rows")
     print(f"Ground truth (never read by the pipeline): {Path(args.out) / '_truth'}")
-    print(summary)
     return 0
 
 
