@@ -256,13 +256,14 @@ def generate(
     dirt: bool = True,
     progress: bool = True,
     thin_stores: tuple[ThinStore, ...] | None = None,
+    main_stores: bool = True,
 ) -> GenerationSummary:
     """Write sample stores to `out` (landing layout) and the ground truth to `out/_truth/`.
 
     Same arguments, byte-identical files. `fmt="parquet"` applies to canonical files only;
     real-export layouts (the second store's Shopify/Meta/Google/TikTok files) are always CSV.
     `thin_stores`: stores as they really come, after the main ones (default: THIN_STORES
-    from small up, none for tiny).
+    from small up, none for tiny); `main_stores=False` writes the thin stores alone.
     """
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r} is not one of {sorted(SCALES)}")
@@ -276,8 +277,10 @@ def generate(
     start = end_date - timedelta(days=n_days - 1)
     if thin_stores is None:
         thin_stores = () if scale == "tiny" else THIN_STORES
-    main = draw_profiles(spec, seed)
+    main = draw_profiles(spec, seed) if main_stores else []
     profiles = main + thin_profiles(tuple(thin_stores), seed)
+    if not profiles:
+        raise ValueError("no stores to generate: main_stores=False needs thin_stores")
     currencies = sorted({p.market.currency for p in profiles} | {"USD"})
     # The main stores' rates first, as they always were; the thin stores' other currencies
     # from a stream of their own.
@@ -288,7 +291,7 @@ def generate(
         scale=scale,
         seed=seed,
         store_ids=[p.store_id for p in profiles],
-        real_export_store_id=profiles[REAL_EXPORT_STORE_INDEX].store_id,
+        real_export_store_id=main[REAL_EXPORT_STORE_INDEX].store_id if main else "",
         start_date=start,
         end_date=end_date,
     )
