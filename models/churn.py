@@ -26,18 +26,21 @@ re-exports the names callers use (`from models import churn; churn.FEATURES`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from models.churn_baselines import (
+    METHODS,
+    RecencyScorer,
+    baseline_reasons,
+    classification_metrics,
+    pick_champion,
+    store_metrics,
+)
 from models.churn_features import (
     BGNBD_COLUMNS,
     CATEGORICAL_FEATURES,
@@ -45,6 +48,7 @@ from models.churn_features import (
     CONSENT_COLUMNS,
     FEATURES,
     NUMERIC_FEATURES,
+    PRIOR_FEATURES,
     FeatureCache,
     OrderHistory,
     bgnbd_summary,
@@ -53,16 +57,40 @@ from models.churn_features import (
     churn_labels,
     prepare_orders,
 )
+from models.churn_lightgbm import (
+    ChurnModel,
+    category_vocab,
+    encode,
+    fit_at,
+    holdout_customers,
+    init_margin,
+    lightgbm_params,
+    plan_cutoffs,
+)
 from models.churn_reasons import REASON_OF_FEATURE, REASONS, reason_texts, top_reasons
 from models.explain import tree_contributions
+from models.risk import RiskSettings, assign_risk, value_at_risk
 
 __all__ = [
     "BGNBD_COLUMNS",
+    "ChurnModel",
+    "category_vocab",
+    "encode",
+    "fit_at",
+    "holdout_customers",
+    "init_margin",
+    "lightgbm_params",
+    "plan_cutoffs",
+    "METHODS",
+    "RecencyScorer",
+    "classification_metrics",
+    "pick_champion",
     "CATEGORICAL_FEATURES",
     "COD_PATTERN",
     "CONSENT_COLUMNS",
     "FEATURES",
     "NUMERIC_FEATURES",
+    "PRIOR_FEATURES",
     "REASONS",
     "REASON_OF_FEATURE",
     "FeatureCache",
@@ -97,8 +125,14 @@ class ChurnSettings:
     min_category_count: rarer channel/market values are grouped as 'other'.
     boost_from_bgnbd: start boosting from the BG/NBD log-odds (init_score), so the
         trees learn corrections to it; with little data the model stays close to it.
-    validation_gap_days: training cutoffs end this many days before the validation
-        cutoff; None = horizon_days (no training label overlaps the validation window).
+    validation: 'customers' (default): training cutoffs run up to the newest labelled
+        one and early stopping + calibration use a held-out `validation_share` (0.25)
+        of the customers, none of whose rows is trained on; 'time': the validation
+        cutoff is the newest labelled one and training labels end before it
+        (validation_gap_days, None = horizon_days), which wastes a horizon of an
+        already short history and left the booster at one tree on young histories.
+    active_window_days: ordered within this many days = plausibly active, the
+        customers risk_score ranks (models.risk; 365).
     """
 
     horizon_days: int = 90
@@ -120,200 +154,95 @@ class ChurnSettings:
     min_category_count: int = 20
     boost_from_bgnbd: bool = True
     validation_gap_days: int | None = None
-
-
-@dataclass
-class ChurnModel:
-    """A trained churn model (pickled by the model store)."""
-
-    booster: lgb.Booster
-    calibrator: LogisticRegression | IsotonicRegression
-    calibration: str
-    vocab: dict[str, list[str]]
-    settings: ChurnSettings
-    best_iteration: int
-    train_cutoffs: list[date]
-    validation_cutoff: date
-    n_train_rows: int
-    n_validation_rows: int
-    seed: int
-    mean_init_margin: float = 0.0
-    feature_importance: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def train_window(self) -> str:
-        """'first training cutoff..last labelled day' (the newest data the model saw)."""
-        last_seen = self.validation_cutoff + timedelta(days=self.settings.horizon_days - 1)
-        return f"{min(self.train_cutoffs)}..{last_seen}"
-
-    def raw_margin(self, features: pl.DataFrame) -> np.ndarray:
-        """Log-odds before calibration (trees + the BG/NBD starting point)."""
-        trees = self.booster.predict(
-            encode(features, self.vocab), num_iteration=self.best_iteration, raw_score=True
-        )
-        return trees + init_margin(features, self.settings)
-
-    def calibrate(self, margin: np.ndarray) -> np.ndarray:
-        if self.calibration == "isotonic":
-            return np.clip(self.calibrator.predict(margin), 0.0, 1.0)
-        return self.calibrator.predict_proba(margin.reshape(-1, 1))[:, 1]
-
-
-def category_vocab(frame: pl.DataFrame, min_count: int) -> dict[str, list[str]]:
-    vocab = {}
-    for name in CATEGORICAL_FEATURES:
-        counts = frame[name].drop_nulls().value_counts()
-        kept = counts.filter(pl.col("count") >= min_count)[name].sort().to_list()
-        vocab[name] = kept
-    return vocab
-
-
-def encode(features: pl.DataFrame, vocab: dict[str, list[str]]) -> np.ndarray:
-    """Feature matrix in FEATURES order; categories as codes (unknown/rare -> 'other' code)."""
-    columns = [features[name].cast(pl.Float64).to_numpy() for name in NUMERIC_FEATURES]
-    for name in CATEGORICAL_FEATURES:
-        values = vocab[name]
-        mapping = {value: float(i) for i, value in enumerate(values)}
-        other = float(len(values))
-        codes = (
-            features[name]
-            .replace_strict(mapping, default=other, return_dtype=pl.Float64)
-            .fill_null(float("nan"))
-            .to_numpy()
-        )
-        columns.append(codes)
-    return np.column_stack(columns).astype(np.float64, copy=False)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
-def init_margin(features: pl.DataFrame, settings: ChurnSettings) -> np.ndarray:
-    """The starting log-odds: BG/NBD's P(no order) when boosting from it, else 0."""
-    if not settings.boost_from_bgnbd:
-        return np.zeros(features.height)
-    return _logit(features["bgnbd_p_no_order"].fill_null(0.5).to_numpy())
-
-
-def lightgbm_params(settings: ChurnSettings, seed: int) -> dict:
-    return {
-        "objective": "binary",
-        "metric": "binary_logloss",
-        "learning_rate": settings.learning_rate,
-        "num_leaves": settings.num_leaves,
-        "max_depth": settings.max_depth,
-        "min_data_in_leaf": settings.min_data_in_leaf,
-        "lambda_l2": settings.lambda_l2,
-        "feature_fraction": 0.9,
-        "feature_fraction_seed": seed,
-        "cat_smooth": 10.0,
-        "min_data_per_group": 50,
-        "seed": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": settings.num_threads,
-        "verbosity": -1,
-    }
-
-
-def _require_both_outcomes(labelled: pl.DataFrame, cutoff: date, horizon_days: int) -> None:
-    """AUC, early stopping and calibration need churners and returners both."""
-    outcomes = labelled["churned"].n_unique() if labelled.height else 0
-    if outcomes < 2:
-        raise ValueError(
-            f"at cutoff {cutoff} every one of {labelled.height} customers "
-            f"{'churned' if labelled.height and labelled['churned'][0] == 1 else 'came back'} "
-            f"within {horizon_days} days, so the model cannot be fitted or evaluated; "
-            "use a longer history or a different horizon_days"
-        )
-
-
-def plan_cutoffs(last_labelled: date, settings: ChurnSettings) -> tuple[list[date], date]:
-    """(training cutoffs, validation cutoff) for a model whose newest label ends by
-    `last_labelled + horizon`. Training labels end before the validation cutoff."""
-    validation = last_labelled
-    gap = settings.validation_gap_days
-    newest_train = validation - timedelta(days=settings.horizon_days if gap is None else gap)
-    train = [
-        newest_train - timedelta(days=k * settings.cutoff_step_days)
-        for k in range(settings.n_train_cutoffs)
-    ]
-    return train, validation
-
-
-def fit_at(
-    cache: FeatureCache, last_labelled: date, *, seed: int, settings: ChurnSettings | None = None
-) -> ChurnModel:
-    """Train on stacked cutoffs up to `last_labelled` (early stopping + calibration on it)."""
-    settings = settings or cache.settings
-    train_cutoffs, validation_cutoff = plan_cutoffs(last_labelled, settings)
-    train_parts = []
-    kept_cutoffs = []
-    for cutoff in train_cutoffs:
-        part = cache.labelled(cutoff)
-        if part.height >= settings.min_customers_per_cutoff:
-            train_parts.append(part)
-            kept_cutoffs.append(cutoff)
-    validation = cache.labelled(validation_cutoff)
-    if not train_parts or validation.height < settings.min_customers_per_cutoff:
-        raise ValueError(
-            f"not enough history to train churn as of {cache.as_of}: need orders before "
-            f"{min(train_cutoffs)} and at least {settings.min_customers_per_cutoff} customers per "
-            f"cutoff (horizon {settings.horizon_days} days); use a later as_of or a shorter horizon"
-        )
-    _require_both_outcomes(validation, validation_cutoff, settings.horizon_days)
-    train = pl.concat(train_parts, how="vertical_relaxed")
-    vocab = category_vocab(train, settings.min_category_count)
-    x_train, y_train = encode(train, vocab), train["churned"].to_numpy()
-    x_valid, y_valid = encode(validation, vocab), validation["churned"].to_numpy()
-    categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
-    init_train, init_valid = init_margin(train, settings), init_margin(validation, settings)
-    train_set = lgb.Dataset(
-        x_train,
-        y_train,
-        init_score=init_train,
-        feature_name=list(FEATURES),
-        categorical_feature=categorical,
-    )
-    valid_set = lgb.Dataset(x_valid, y_valid, init_score=init_valid, reference=train_set)
-    booster = lgb.train(
-        lightgbm_params(settings, seed),
-        train_set,
-        num_boost_round=settings.max_rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    margin = booster.predict(x_valid, num_iteration=best, raw_score=True) + init_valid
-    if settings.calibration == "isotonic":
-        calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        calibrator.fit(margin, y_valid)
-    else:
-        calibrator = LogisticRegression(C=1e6, max_iter=1000)
-        calibrator.fit(margin.reshape(-1, 1), y_valid)
-    gains = booster.feature_importance(importance_type="gain", iteration=best)
-    return ChurnModel(
-        booster=booster,
-        calibrator=calibrator,
-        calibration=settings.calibration,
-        vocab=vocab,
-        settings=settings,
-        best_iteration=int(best),
-        train_cutoffs=kept_cutoffs,
-        validation_cutoff=validation_cutoff,
-        n_train_rows=train.height,
-        n_validation_rows=validation.height,
-        seed=seed,
-        mean_init_margin=float(np.mean(init_train)),
-        feature_importance={
-            name: round(float(g), 2) for name, g in zip(FEATURES, gains, strict=True)
-        },
-    )
+    validation: str = "customers"
+    validation_share: float = 0.25
+    active_window_days: int = 365
 
 
 # ---------------------------------------------------------------------- prediction
+
+
+def lightgbm_probability(model: ChurnModel, features: pl.DataFrame) -> np.ndarray:
+    """Calibrated P(churn) of the learned model for a feature frame (build_features)."""
+    return model.calibrate(model.raw_margin(features))
+
+
+def _lightgbm_reasons(model: ChurnModel, features: pl.DataFrame) -> pl.Series:
+    """top_reasons from LightGBM's feature contributions (tree_contributions)."""
+    settings = model.settings
+    matrix = encode(features, model.vocab)
+    contributions = tree_contributions(
+        model.booster, matrix, model.best_iteration, settings.num_threads
+    )[:, : len(FEATURES)]
+    if settings.boost_from_bgnbd:
+        # The prior the trees start from is part of the score: its deviation from the
+        # training average goes to the reasons its covariates speak for (first-order
+        # discount, COD...) and the rest to the 'buying pattern' reason.
+        deviation = init_margin(features, settings, model.prior_stores) - model.mean_init_margin
+        uses_prior = features["store_id"].is_in(list(model.prior_stores)).to_numpy()
+        for reason, feature in PRIOR_REASON_FEATURE.items():
+            shift = features[f"prior_shift_{reason}"].fill_null(0.0).to_numpy() * uses_prior
+            contributions[:, FEATURES.index(feature)] += shift
+            deviation = deviation - shift
+        contributions[:, FEATURES.index("prior_p_no_order")] += deviation
+    return top_reasons(features, contributions, settings.horizon_days)
+
+
+# Where a prior shift is credited: one feature of the reason it speaks for.
+PRIOR_REASON_FEATURE = {
+    "discount": "first_order_discount_share",
+    "cod": "first_order_cod",
+    "refunds": "first_order_refund_share",
+    "consent": "accepts_email_marketing",
+    "value": "first_order_usd",
+    "channel": "first_channel",
+    "market": "market",
+}
+
+
+def risk_settings(settings: ChurnSettings) -> RiskSettings:
+    return RiskSettings(
+        active_window_days=settings.active_window_days,
+        high_risk_above=settings.high_risk_above,
+        medium_risk_above=settings.medium_risk_above,
+    )
+
+
+def _finish_scores(
+    features: pl.DataFrame,
+    probability: np.ndarray,
+    reasons: pl.Series | None,
+    versions: pl.Series | str,
+    as_of: date,
+    settings: ChurnSettings,
+    clv: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """scores.churn rows: probability, relative risk score and band (models.risk),
+    reasons, value at risk (CLV-based where `clv` has the customer) and version."""
+    scored = features.select(
+        "store_id", "customer_id", "recency_days", "spend_value_window_usd"
+    ).with_columns(
+        churn_probability=pl.Series(probability).round(4),
+        top_reasons=reasons if reasons is not None else pl.lit(None, dtype=pl.String),
+        model_version=versions if isinstance(versions, pl.Series) else pl.lit(versions),
+        as_of=pl.lit(as_of),
+    )
+    scored = assign_risk(scored, risk_settings(settings))
+    fallback_value = pl.col("churn_probability") * pl.col("spend_value_window_usd").clip(0.0)
+    if clv is not None and not clv.is_empty():
+        scored = scored.join(
+            clv.select("store_id", "customer_id", "predicted_revenue_365d_usd"),
+            on=["store_id", "customer_id"],
+            how="left",
+            maintain_order="left",
+        )
+        value = pl.coalesce(
+            value_at_risk(pl.col("predicted_revenue_365d_usd"), pl.col("churn_probability")),
+            fallback_value.round(2),
+        )
+    else:
+        value = fallback_value.round(2)
+    return scored.with_columns(value_at_risk_usd=value).select(SCORE_COLUMNS)
 
 
 def predict(
@@ -323,54 +252,16 @@ def predict(
     model_version: str,
     *,
     explain: bool = True,
+    clv: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """scores.churn rows for a feature frame built at `as_of` (build_features).
-
-    top_reasons come from LightGBM's feature contributions (pred_contrib, computed
-    by tree_contributions); explain=False leaves them empty for the fastest runs.
-    """
+    """scores.churn rows from the learned model for a feature frame built at `as_of`
+    (build_features). top_reasons come from LightGBM's feature contributions;
+    explain=False leaves them empty for the fastest runs."""
     if features.is_empty():
         return empty_scores()
-    settings = model.settings
-    matrix = encode(features, model.vocab)
-    start = init_margin(features, settings)
-    margin = model.booster.predict(
-        matrix, num_iteration=model.best_iteration, raw_score=True, num_threads=settings.num_threads
-    )
-    probability = model.calibrate(margin + start)
-    contributions = (
-        tree_contributions(model.booster, matrix, model.best_iteration, settings.num_threads)[
-            :, : len(FEATURES)
-        ]
-        if explain
-        else None
-    )
-    if explain and settings.boost_from_bgnbd:
-        # The BG/NBD starting point is part of the score: credit its deviation from
-        # the training average to the 'buying pattern' reason (bgnbd_p_no_order).
-        pattern = FEATURES.index("bgnbd_p_no_order")
-        contributions[:, pattern] += start - model.mean_init_margin
-    risk_score = np.rint(probability * 100.0)
-    scored = features.with_columns(
-        churn_probability=pl.Series(probability).round(4),
-        risk_score=pl.Series(risk_score).cast(pl.Int16),
-    )
-    scored = scored.with_columns(
-        risk_band=pl.when(pl.col("risk_score") > settings.high_risk_above)
-        .then(pl.lit("high"))
-        .when(pl.col("risk_score") > settings.medium_risk_above)
-        .then(pl.lit("medium"))
-        .otherwise(pl.lit("low")),
-        top_reasons=top_reasons(scored, contributions, settings.horizon_days)
-        if explain
-        else pl.lit(None, dtype=pl.String),
-        value_at_risk_usd=(
-            pl.col("churn_probability") * pl.col("spend_value_window_usd").clip(0.0)
-        ).round(2),
-        as_of=pl.lit(as_of),
-        model_version=pl.lit(model_version),
-    )
-    return scored.select(SCORE_COLUMNS)
+    probability = lightgbm_probability(model, features)
+    reasons = _lightgbm_reasons(model, features) if explain else None
+    return _finish_scores(features, probability, reasons, model_version, as_of, model.settings, clv)
 
 
 SCORE_COLUMNS = (
@@ -405,46 +296,35 @@ def empty_scores() -> pl.DataFrame:
 # ------------------------------------------------------------------------ backtest
 
 
-def classification_metrics(
-    y: np.ndarray, score: np.ndarray, probability: np.ndarray | None
-) -> dict:
-    """AUC, PR-AUC (churn = positive), Brier (None without probabilities), top-decile lift."""
-    y = np.asarray(y, dtype=float)
-    n_top = max(1, int(math.ceil(0.1 * y.size)))
-    top = np.argsort(-np.asarray(score), kind="stable")[:n_top]
-    base_rate = float(y.mean())
-    return {
-        "auc": round(float(roc_auc_score(y, score)), 4),
-        "pr_auc": round(float(average_precision_score(y, score)), 4),
-        "brier": round(float(brier_score_loss(y, probability)), 4)
-        if probability is not None
-        else None,
-        "lift_top_decile": round(float(y[top].mean() / base_rate), 4) if base_rate > 0 else None,
-        "churn_rate": round(base_rate, 4),
-        "n_customers": int(y.size),
-    }
-
-
 @dataclass
 class BacktestResult:
-    """Model and baselines evaluated on one fully observed cutoff."""
+    """Every candidate evaluated on one fully observed cutoff (train strictly before it).
+
+    metrics: the learned model's (None when it could not be fitted or backtested);
+    baseline_metrics: recency and BG/NBD; store_metrics: method -> store -> metrics."""
 
     cutoff: date
     horizon_days: int
-    metrics: dict
+    metrics: dict | None
     baseline_metrics: dict[str, dict]
     predictions: pl.DataFrame  # store_id, customer_id, churned, model + baseline scores
+    store_metrics: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     @property
     def best_baseline_auc(self) -> float:
-        return max(m["auc"] for m in self.baseline_metrics.values())
+        return max(m["auc"] for m in self.baseline_metrics.values() if m["auc"] is not None)
 
     @property
     def best_baseline_brier(self) -> float:
         return min(m["brier"] for m in self.baseline_metrics.values() if m["brier"] is not None)
 
+    def method_metrics(self) -> dict[str, dict | None]:
+        return {"lightgbm": self.metrics, **self.baseline_metrics}
+
     def beats_baselines(self, min_auc_gain: float = 0.0) -> tuple[bool, str]:
         """(approved, reason): the model must beat the best baseline's AUC and Brier."""
+        if self.metrics is None or self.metrics["auc"] is None:
+            return False, f"rejected: the learned model has no backtest at {self.cutoff}"
         auc, brier = self.metrics["auc"], self.metrics["brier"]
         auc_ok = auc >= self.best_baseline_auc + min_auc_gain and auc > self.best_baseline_auc
         brier_ok = brier < self.best_baseline_brier
@@ -456,58 +336,117 @@ class BacktestResult:
         return auc_ok and brier_ok, ("approved: " if auc_ok and brier_ok else "rejected: ") + reason
 
 
-def evaluate(model: ChurnModel, cache: FeatureCache, test_cutoff: date) -> BacktestResult:
-    """Score the test cutoff with the model and both baselines.
+def evaluate(
+    model: ChurnModel | None,
+    cache: FeatureCache,
+    test_cutoff: date,
+    recency: RecencyScorer | None = None,
+) -> BacktestResult | None:
+    """Score the test cutoff with every candidate that can run (None: nobody to score).
 
-    Baselines: days since last order (Brier from an isotonic map fitted on the
-    model's own validation cutoff, so it gets the same information) and BG/NBD
-    P(no order in horizon) fitted per store on history before the cutoff.
-    """
+    Baselines: days since last order (Brier from an isotonic map fitted on the cutoff
+    one horizon earlier, whose labels end at the test cutoff) and BG/NBD
+    P(no order in horizon) fitted per store on history before the cutoff."""
+    horizon = cache.settings.horizon_days
     test = cache.labelled(test_cutoff)
-    _require_both_outcomes(test, test_cutoff, cache.settings.horizon_days)
+    if test.is_empty():
+        return None
+    if recency is None:
+        recency = RecencyScorer.fit(cache.labelled(test_cutoff - timedelta(days=horizon)), horizon)
     y = test["churned"].to_numpy()
-    probability = model.calibrate(model.raw_margin(test))
-    validation = cache.labelled(model.validation_cutoff)
-    recency_map = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
-        validation["recency_days"].to_numpy(), validation["churned"].to_numpy()
-    )
-    recency = test["recency_days"].to_numpy()
-    recency_probability = recency_map.predict(recency)
-    bgnbd_probability = test["bgnbd_p_no_order"].to_numpy()
+    probability = lightgbm_probability(model, test) if model is not None else None
+    recency_probability = recency.probability(test)
     predictions = test.select("store_id", "customer_id", "churned").with_columns(
-        model_probability=pl.Series(probability),
-        recency_days=pl.Series(recency),
+        model_probability=pl.Series(probability, dtype=pl.Float64)
+        if probability is not None
+        else pl.lit(None, dtype=pl.Float64),
+        recency_days=test["recency_days"],
         recency_probability=pl.Series(recency_probability),
-        bgnbd_probability=pl.Series(bgnbd_probability),
+        bgnbd_probability=test["bgnbd_p_no_order"],
     )
+    by_store = {
+        "recency": store_metrics(predictions, "recency_probability", "recency_days"),
+        "bgnbd": store_metrics(predictions, "bgnbd_probability"),
+    }
+    if probability is not None:
+        by_store["lightgbm"] = store_metrics(predictions, "model_probability")
+    recency_days = test["recency_days"].to_numpy()
     return BacktestResult(
         cutoff=test_cutoff,
-        horizon_days=cache.settings.horizon_days,
-        metrics=classification_metrics(y, probability, probability),
+        horizon_days=horizon,
+        metrics=classification_metrics(y, probability, probability)
+        if probability is not None
+        else None,
         baseline_metrics={
-            "recency": classification_metrics(y, recency, recency_probability),
-            "bgnbd": classification_metrics(y, bgnbd_probability, bgnbd_probability),
+            "recency": classification_metrics(y, recency_days, recency_probability),
+            "bgnbd": classification_metrics(
+                y, predictions["bgnbd_probability"], predictions["bgnbd_probability"]
+            ),
         },
         predictions=predictions,
+        store_metrics=by_store,
     )
 
 
 @dataclass
-class TrainingResult:
-    """The production model (trained up to as_of) and the backtest of its recipe."""
+class ChurnModels:
+    """Everything that scores, one object for the model store: the learned model (or
+    None), the recency maps, the settings, why each unavailable method is unavailable
+    and the global champion of the backtest."""
 
-    model: ChurnModel
-    backtest: BacktestResult
-    backtest_model: ChurnModel
+    settings: ChurnSettings
+    lightgbm: ChurnModel | None
+    recency: RecencyScorer
+    unavailable: dict[str, str]
+    champion: str
+
+    @property
+    def available(self) -> list[str]:
+        return [m for m in METHODS if m not in self.unavailable]
+
+    def resolve(self, method: str) -> str:
+        """The method itself when it can score, else the next one down the chain."""
+        if method not in METHODS:
+            raise ValueError(f"unknown churn method {method!r}; expected one of {METHODS}")
+        for candidate in METHODS[METHODS.index(method) :]:
+            if candidate not in self.unavailable:
+                return candidate
+        return METHODS[-1]
+
+
+@dataclass
+class TrainingResult:
+    """The production candidates (trained up to as_of) and the backtest of the recipe.
+
+    model / backtest_model: the learned model for scoring / for the backtest, None when
+    it could not be fitted (candidates says why); models: what scores (ChurnModels);
+    candidates: per method {available, reason, metrics, store_metrics}."""
+
+    model: ChurnModel | None
+    backtest: BacktestResult | None
+    backtest_model: ChurnModel | None
     approved: bool
     reason: str
     train_seconds: float
-    data_fingerprint_frame: pl.DataFrame  # the production training labels (for the card)
+    data_fingerprint_frame: pl.DataFrame
+    models: ChurnModels | None = None
+    candidates: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def champion(self) -> str:
+        return self.models.champion if self.models else "bgnbd"
 
 
 def backtest_cutoff(as_of: date, settings: ChurnSettings) -> date:
     """The newest cutoff whose horizon is fully observed before as_of."""
     return as_of - timedelta(days=settings.horizon_days)
+
+
+def _try_fit(cache: FeatureCache, last_labelled: date, seed: int) -> tuple[ChurnModel | None, str]:
+    try:
+        return fit_at(cache, last_labelled, seed=seed), ""
+    except ValueError as exc:  # too little history or one outcome only: degrade
+        return None, str(exc)
 
 
 def train(
@@ -520,37 +459,155 @@ def train(
     seed: int = 0,
     min_auc_gain: float = 0.0,
 ) -> TrainingResult:
-    """Backtest the recipe on the newest fully observed cutoff, then fit the model
-    that will score (same recipe, one horizon later). Deterministic for a seed."""
+    """Backtest every candidate on the newest fully observed cutoff, then fit what
+    will score (the same recipe, one horizon later). Deterministic for a seed.
+
+    Never fails for thin data: candidates that cannot be fitted or backtested are
+    marked unavailable with the reason ("lightgbm": too little history...), and
+    BG/NBD and recency always remain."""
     settings = settings or ChurnSettings()
     started = time.perf_counter()
+    horizon = timedelta(days=settings.horizon_days)
     cache = FeatureCache(orders, as_of, customers=customers, sessions=sessions, settings=settings)
     test_cutoff = backtest_cutoff(as_of, settings)
-    needed = [test_cutoff]
-    for last_labelled in (test_cutoff - timedelta(days=settings.horizon_days), test_cutoff):
+    needed = [test_cutoff, test_cutoff - horizon]
+    for last_labelled in (test_cutoff - horizon, test_cutoff):
         train_cutoffs, validation_cutoff = plan_cutoffs(last_labelled, settings)
         needed += [*train_cutoffs, validation_cutoff]
-    cache.prefetch(needed)
-    backtest_model = fit_at(
-        cache, test_cutoff - timedelta(days=settings.horizon_days), seed=seed, settings=settings
-    )
-    result = evaluate(backtest_model, cache, test_cutoff)
-    model = fit_at(cache, test_cutoff, seed=seed, settings=settings)
-    approved, reason = result.beats_baselines(min_auc_gain)
-    fingerprint_frame = pl.concat(
-        [
-            cache.labelled(c).select("store_id", "customer_id", "cutoff", "churned")
-            for c in model.train_cutoffs
-        ]
+    cache.prefetch([c for c in needed if c > cache.first_order_date])
+    backtest_model, backtest_error = _try_fit(cache, test_cutoff - horizon, seed)
+    backtest = evaluate(backtest_model, cache, test_cutoff)
+    model, error = _try_fit(cache, test_cutoff, seed)
+    unavailable = {}
+    if model is None:
+        unavailable["lightgbm"] = f"cannot be fitted: {error}"
+    elif backtest_model is None:
+        unavailable["lightgbm"] = f"cannot be backtested: {backtest_error}"
+    elif backtest is None or backtest.metrics is None or backtest.metrics["auc"] is None:
+        unavailable["lightgbm"] = f"no backtest with churners and returners at {test_cutoff}"
+    if backtest is not None:
+        approved, reason = backtest.beats_baselines(min_auc_gain)
+        tested = backtest.method_metrics()
+    else:
+        approved, reason = False, f"rejected: no customer with an order before {test_cutoff}"
+        tested = {}
+    if "lightgbm" in unavailable:
+        approved, reason = False, f"rejected: the learned model {unavailable['lightgbm']}"
+        tested.pop("lightgbm", None)
+    champion, why = pick_champion(tested, min_auc_gain)
+    candidates = {
+        method: {
+            "available": method not in unavailable,
+            "reason": unavailable.get(method, why if method == champion else ""),
+            "metrics": tested.get(method),
+            "store_metrics": backtest.store_metrics.get(method, {}) if backtest else {},
+        }
+        for method in METHODS
+    }
+    if model is not None:
+        fingerprint_frame = pl.concat(
+            [
+                cache.labelled(c).select("store_id", "customer_id", "cutoff", "churned")
+                for c in model.train_cutoffs
+            ]
+        )
+    else:
+        fingerprint_frame = cache.orders.select("store_id", "customer_id", "order_id", "order_date")
+    models = ChurnModels(
+        settings=settings,
+        lightgbm=model if "lightgbm" not in unavailable else None,
+        recency=RecencyScorer.fit(cache.labelled(test_cutoff), settings.horizon_days),
+        unavailable=unavailable,
+        champion=champion,
     )
     return TrainingResult(
         model=model,
-        backtest=result,
+        backtest=backtest,
         backtest_model=backtest_model,
         approved=approved,
         reason=reason,
         train_seconds=round(time.perf_counter() - started, 3),
         data_fingerprint_frame=fingerprint_frame,
+        models=models,
+        candidates=candidates,
+    )
+
+
+def scoring_features(
+    orders: pl.DataFrame,
+    as_of: date,
+    settings: ChurnSettings,
+    *,
+    customers: pl.DataFrame | None = None,
+    sessions: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Features of every customer with a valid order before as_of, built at as_of."""
+    if sessions is not None and not sessions.is_empty():
+        sessions = sessions.filter(pl.col("date") < as_of)
+    return build_features(
+        prepare_orders(orders, as_of),
+        as_of,
+        customers=customers,
+        sessions=sessions,
+        horizon_days=settings.horizon_days,
+        value_window_days=settings.value_window_days,
+    )
+
+
+def score_methods(
+    models: ChurnModels,
+    orders: pl.DataFrame,
+    as_of: date,
+    model_version: str,
+    *,
+    method_of_store: dict[str, str] | None = None,
+    default_method: str | None = None,
+    customers: pl.DataFrame | None = None,
+    sessions: pl.DataFrame | None = None,
+    explain: bool = True,
+    clv: pl.DataFrame | None = None,
+    features: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """scores.churn rows for every customer, each store scored by its own method.
+
+    method_of_store: store_id -> "lightgbm" | "bgnbd" | "recency"; stores not in it use
+    default_method (default: the backtest's global champion). A method that cannot
+    score (not fitted) falls back down the chain lightgbm -> bgnbd -> recency.
+    model_version of each row is f"{model_version}/{method actually used}".
+    clv (store_id, customer_id, predicted_revenue_365d_usd): value at risk =
+    predicted 365-day revenue x churn probability; without it, spend of the last
+    value_window_days x churn probability."""
+    settings = models.settings
+    if features is None:
+        features = scoring_features(orders, as_of, settings, customers=customers, sessions=sessions)
+    if features.is_empty():
+        return empty_scores()
+    wanted = method_of_store or {}
+    default = default_method or models.champion
+    stores = features["store_id"].unique().to_list()
+    used = {s: models.resolve(wanted.get(s, default)) for s in stores}
+    method = features["store_id"].replace_strict(used, return_dtype=pl.String)
+    probability = np.empty(features.height)
+    reasons = pl.Series("top_reasons", [None] * features.height, dtype=pl.String)
+    for name in METHODS:
+        rows = np.flatnonzero((method == name).to_numpy())
+        if rows.size == 0:
+            continue
+        part = features[rows]
+        if name == "lightgbm":
+            probability[rows] = lightgbm_probability(models.lightgbm, part)
+            texts = _lightgbm_reasons(models.lightgbm, part) if explain else None
+        elif name == "bgnbd":
+            probability[rows] = part["bgnbd_p_no_order"].to_numpy()
+            texts = baseline_reasons(part, name, settings.horizon_days) if explain else None
+        else:
+            probability[rows] = models.recency.probability(part)
+            texts = baseline_reasons(part, name, settings.horizon_days) if explain else None
+        if texts is not None:
+            reasons = reasons.scatter(rows, texts)
+    versions = pl.select(pl.concat_str([pl.lit(model_version + "/"), method]).alias("v"))["v"]
+    return _finish_scores(
+        features, probability, reasons if explain else None, versions, as_of, settings, clv
     )
 
 
@@ -563,18 +620,11 @@ def score(
     customers: pl.DataFrame | None = None,
     sessions: pl.DataFrame | None = None,
     explain: bool = True,
+    clv: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Score every customer with an order before as_of (features built at as_of)."""
-    settings = model.settings
-    prepared = prepare_orders(orders, as_of)
-    if sessions is not None and not sessions.is_empty():
-        sessions = sessions.filter(pl.col("date") < as_of)
-    features = build_features(
-        prepared,
-        as_of,
-        customers=customers,
-        sessions=sessions,
-        horizon_days=settings.horizon_days,
-        value_window_days=settings.value_window_days,
+    """Score every customer with an order before as_of with the learned model
+    (score_methods scores per store with any candidate)."""
+    features = scoring_features(
+        orders, as_of, model.settings, customers=customers, sessions=sessions
     )
-    return predict(model, features, as_of, model_version, explain=explain)
+    return predict(model, features, as_of, model_version, explain=explain, clv=clv)

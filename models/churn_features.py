@@ -59,7 +59,12 @@ NUMERIC_FEATURES = (
     "store_season_index",
 )
 CATEGORICAL_FEATURES = ("first_channel", "market")
-FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+# The covariate MBG/NBD (models.bgnbd.fit_covariates) fitted per store and cutoff on
+# how each customer's first order went: the prior the trees start from (init_score).
+# Computed by build_feature_sets(with_prior=True) only: it is a model fit, not a
+# dataframe feature, so the feature benchmarks compare NUMERIC_FEATURES without it.
+PRIOR_FEATURES = ("prior_p_alive", "prior_p_no_order")
+FEATURES = NUMERIC_FEATURES + PRIOR_FEATURES + CATEGORICAL_FEATURES
 
 # Cash on delivery in the spellings stores export ("COD", "Cash on Delivery (COD)",
 # "cash_on_delivery", "contra entrega", "bayar di tempat"); "Cash App" is not COD.
@@ -143,9 +148,11 @@ def build_features(
     sessions: pl.DataFrame | None = None,
     horizon_days: int = 90,
     value_window_days: int = 365,
+    with_prior: bool = True,
 ) -> pl.DataFrame:
     """One row per customer with a valid order before `cutoff`: FEATURES plus
-    helper columns (last_order_date, spend_value_window_usd).
+    helper columns (last_order_date, spend_value_window_usd) and, with_prior, the
+    covariate MBG/NBD prior (PRIOR_FEATURES) and order_days.
 
     `orders` must come from prepare_orders (already filtered to before as_of);
     rows on or after `cutoff` are ignored here. Many cutoffs at once:
@@ -158,6 +165,7 @@ def build_features(
         sessions=sessions,
         horizon_days=horizon_days,
         value_window_days=value_window_days,
+        with_prior=with_prior,
     )[cutoff]
 
 
@@ -392,6 +400,7 @@ def build_feature_sets(
     sessions: pl.DataFrame | None = None,
     horizon_days: int = 90,
     value_window_days: int = 365,
+    with_prior: bool = False,
 ) -> dict[date, pl.DataFrame]:
     """build_features at every cutoff in one vectorised pass: {cutoff: features}.
 
@@ -404,6 +413,8 @@ def build_feature_sets(
     if history.n == 0 or not cutoffs:
         return {cutoff: pl.DataFrame() for cutoff in cutoffs}
     base, ids, sizes, segments = history.base_features(cutoffs, value_window_days)
+    if base.height == 0:  # nobody had ordered before any of the cutoffs
+        return {cutoff: pl.DataFrame() for cutoff in cutoffs}
     c = pl.col("cutoff")
     features = base.with_columns(
         history.customers.select(
@@ -488,6 +499,10 @@ def build_feature_sets(
         ]
     )
     features = _with_bgnbd(features, horizon_days, segments)
+    extra = []
+    if with_prior:
+        features = _with_prior(features, horizon_days, segments)
+        extra = [*PRIOR_FEATURES, *PRIOR_SHIFT_COLUMNS, pl.col("order_days").cast(pl.Float64)]
     selected = features.select(
         "store_id",
         "customer_id",
@@ -495,6 +510,7 @@ def build_feature_sets(
         *[pl.col(name).cast(pl.String) for name in CATEGORICAL_FEATURES],
         "last_order_date",
         "spend_value_window_usd",
+        *extra,
     )
     out, offset = {}, 0
     for cutoff, n_rows in zip(cutoffs, sizes, strict=True):
@@ -617,6 +633,93 @@ def _with_bgnbd(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
     return features.with_columns(**{name: pl.Series(name, out[name]) for name in BGNBD_COLUMNS})
 
 
+# A binary covariate needs this many customers on each side within a store; one-hot
+# channels and markets likewise (rarer values stay in the reference group).
+MIN_COVARIATE_CUSTOMERS = 30
+
+
+# The reason (models.churn_reasons) each covariate of the prior speaks for.
+PRIOR_REASONS = ("discount", "cod", "refunds", "consent", "value", "channel", "market")
+PRIOR_SHIFT_COLUMNS = tuple(f"prior_shift_{reason}" for reason in PRIOR_REASONS)
+
+
+def prior_covariates(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Covariates of one store's customers for the covariate MBG/NBD, and the reason
+    each speaks for: what the first order and the profile show (welcome discount
+    used, cash on delivery, refunded, no e-mail consent, first-order value relative
+    to the store's median, first channel, market). Columns that barely vary within
+    the store are dropped."""
+    value = pl.col("first_order_usd").fill_null(0.0).clip(1.0).log()
+    candidates = [
+        ("discount", (pl.col("first_order_discount_share").fill_null(0.0) > 0.05)),
+        ("cod", (pl.col("first_order_cod").fill_null(0.0) > 0)),
+        ("refunds", (pl.col("first_order_refund_share").fill_null(0.0) > 0)),
+        ("consent", (pl.col("accepts_email_marketing") == 0).fill_null(False)),
+    ]
+    for name, reason in zip(CATEGORICAL_FEATURES, ("channel", "market"), strict=True):
+        counts = features[name].drop_nulls().value_counts(sort=True)
+        common = counts.filter(pl.col("count") >= MIN_COVARIATE_CUSTOMERS)[name].to_list()
+        candidates += [(reason, (pl.col(name) == v).fill_null(False)) for v in common[1:]]
+    columns = features.select(
+        [e.cast(pl.Float64).alias(f"z{i}") for i, (_, e) in enumerate(candidates)]
+        + [(value - value.median()).alias("value")]
+    )
+    reasons = [reason for reason, _ in candidates] + ["value"]
+    kept, kept_reasons = [], []
+    for column, reason in zip(columns.iter_columns(), reasons, strict=True):
+        values = column.to_numpy()
+        if column.name == "value":
+            if np.nanstd(values) > 0.05:
+                kept.append(np.nan_to_num(values))
+                kept_reasons.append(reason)
+        elif min(values.sum(), values.size - values.sum()) >= MIN_COVARIATE_CUSTOMERS:
+            kept.append(values)
+            kept_reasons.append(reason)
+    matrix = np.column_stack(kept) if kept else np.zeros((features.height, 0))
+    return matrix, kept_reasons
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
+    """prior_p_alive / prior_p_no_order: the covariate MBG/NBD fitted per cutoff and
+    store (`segments` as in _with_bgnbd); prior_shift_<reason>: how much each reason's
+    covariates move the prior's log-odds of no order (the prior minus the prior with
+    those covariates at the store's reference level), for top_reasons."""
+    horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
+    x, t_x, T = bgnbd_summary(
+        features.select(
+            "recency_days", "tenure_days", frequency_days=pl.col("order_days").cast(pl.Float64)
+        )
+    )
+    bounds = [*segments.tolist(), features.height]
+    alive, quiet = np.empty(features.height), np.empty(features.height)
+    shifts = {reason: np.zeros(features.height) for reason in PRIOR_REASONS}
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        z, reasons = prior_covariates(features.slice(start, end - start))
+        part = slice(start, end)
+        params = bgnbd.fit_covariates(x[part], t_x[part], T[part], z)
+        alive[part], quiet[part] = bgnbd.covariate_probabilities(
+            params, x[part], t_x[part], T[part], z, horizon_weeks
+        )
+        for reason in set(reasons):
+            columns = [j for j, r in enumerate(reasons) if r == reason]
+            reference = z.copy()
+            reference[:, columns] = 0.0
+            _, without = bgnbd.covariate_probabilities(
+                params, x[part], t_x[part], T[part], reference, horizon_weeks
+            )
+            shifts[reason][part] = _logit(quiet[part]) - _logit(without)
+    return features.with_columns(
+        prior_p_alive=alive,
+        prior_p_no_order=quiet,
+        **{f"prior_shift_{reason}": values for reason, values in shifts.items()},
+    )
+
+
 def churn_labels(orders: pl.DataFrame, cutoff: date, horizon_days: int) -> pl.DataFrame:
     """store_id, customer_id, ordered_in_horizon for customers ordering in [cutoff, cutoff+h)."""
     end = cutoff + timedelta(days=horizon_days)
@@ -650,6 +753,7 @@ class FeatureCache:
         )
         self.settings = settings
         self.history = OrderHistory(self.orders)
+        self.first_order_date = self.orders["order_date"].min() if self.orders.height else as_of
         self._features: dict[date, pl.DataFrame] = {}
 
     def prefetch(self, cutoffs: list[date]) -> None:
@@ -664,6 +768,7 @@ class FeatureCache:
                     sessions=self.sessions,
                     horizon_days=self.settings.horizon_days,
                     value_window_days=self.settings.value_window_days,
+                    with_prior=True,
                 )
             )
 

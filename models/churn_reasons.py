@@ -18,6 +18,8 @@ REASON_OF_FEATURE = {
     "bgnbd_expected_orders": "pattern",
     "mbgnbd_p_alive": "pattern",
     "mbgnbd_p_no_order": "pattern",
+    "prior_p_alive": "pattern",
+    "prior_p_no_order": "pattern",
     "store_season_index": "store",
     "mean_gap_days": "cycle",
     "gap_spread_days": "cycle",
@@ -78,7 +80,7 @@ def reason_texts(horizon_days: int) -> dict[str, pl.Expr]:
         "recency": pl.format("No order for {} days", _int("recency_days")),
         "pattern": pl.format(
             "Their buying pattern gives only a {} chance of ordering in the next {} days",
-            _pct_complement("bgnbd_p_no_order"),
+            _pct_complement("prior_p_no_order"),
             pl.lit(str(horizon_days)),
         ),
         "cycle": pl.when(single_order)
