@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, hyp2f1
 from threadpoolctl import threadpool_limits
 
 DAYS_PER_WEEK = 7.0
@@ -144,6 +144,7 @@ def fit(
     min_customers: int = 30,
     variant: str = "bg",
     resolution_weeks: float = 0.5,
+    ridge: float = 1e-8,
 ) -> BgNbdParams:
     """Maximum-likelihood fit (L-BFGS-B on log parameters); deterministic.
 
@@ -181,14 +182,18 @@ def fit(
     def objective(log_params):
         value = -_log_likelihood(log_params, x, t_x, T, variant, weights) / n
         # A tiny ridge on log-parameters keeps a, b finite when the data cannot
-        # separate "never drops out" from "drops out very rarely".
-        return value + 1e-4 * float(np.sum(log_params**2))
+        # separate "never drops out" from "drops out very rarely" (small enough to
+        # leave identified parameters where the likelihood puts them).
+        return value + ridge * float(np.sum(log_params**2))
 
     def objective_and_gradient(log_params):
         value, gradient = _neg_log_likelihood_and_gradient(log_params, x, t_x, T, variant, weights)
         if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
             return np.inf, np.zeros(4)
-        return value / n + 1e-4 * float(np.sum(log_params**2)), gradient / n + 2e-4 * log_params
+        return (
+            value / n + ridge * float(np.sum(log_params**2)),
+            gradient / n + 2 * ridge * log_params,
+        )
 
     start = np.log([1.0, 1.0 / mean_rate, 1.0, 3.0])
     best = None
@@ -203,7 +208,9 @@ def fit(
                 jac=analytic,
                 method=method,
                 bounds=[(-8.0, 8.0)] * 4 if method == "L-BFGS-B" else None,
-                options={"maxiter": 2000},
+                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8}
+                if analytic
+                else {"maxiter": 2000},
             )
             if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
                 best = result
@@ -441,3 +448,104 @@ def covariate_probabilities(
     alive = 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700.0)))
     quiet_if_alive = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + horizon_weeks)))
     return alive, 1.0 - alive + alive * quiet_if_alive
+
+
+# ------------------------------------------------ exact expectations, Gamma-Gamma spend
+
+
+def conditional_expected_purchases(
+    params: BgNbdParams, x, t_x, T, horizon_weeks: float
+) -> np.ndarray:
+    """E[purchases in (T, T + horizon] | x, t_x, T] under BG/NBD, the exact form of
+    Fader, Hardie & Lee (2005, eq. 10) with the Gauss hypergeometric function (the
+    same expression `lifetimes` evaluates, with its fallback transformation where
+    2F1 overflows)."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    t = float(horizon_weeks)
+    big_a, big_b, big_c = r + x, b + x, a + b + x - 1
+    z = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, z))
+        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, z)) + (
+            big_c - big_a - big_b
+        ) * np.log1p(-z)
+        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        first = (a + b + x - 1) / (a - 1)
+        second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+        denominator = 1.0 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * (
+            (alpha + T) / (alpha + t_x)
+        ) ** (r + x)
+        out = first * second / denominator
+    # Where even the alternative fails (extreme parameters), the first-order form.
+    fallback = expected_purchases(params, x, t_x, T, horizon_weeks)
+    return np.where(np.isfinite(out) & (out >= 0), out, fallback)
+
+
+@dataclass(frozen=True)
+class GammaGammaParams:
+    """Spend per transaction ~ Gamma(p, nu), nu ~ Gamma(q, v) across customers
+    (Fader, Hardie & Lee 2005, "RFM and CLV"); mean spend = p v / (q - 1)."""
+
+    p: float
+    q: float
+    v: float
+    n_customers: int
+    converged: bool
+
+    @property
+    def population_mean(self) -> float:
+        return self.p * self.v / (self.q - 1.0) if self.q > 1.0 else float("nan")
+
+
+def _gamma_gamma_nll(log_params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
+    p, q, v = np.exp(log_params)
+    ll = (
+        gammaln(p * x + q)
+        - gammaln(p * x)
+        - gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(x * m + v)
+    )
+    return -float(np.mean(ll))
+
+
+def fit_gamma_gamma(
+    x: np.ndarray, m: np.ndarray, *, min_customers: int = 10
+) -> GammaGammaParams | None:
+    """Maximum likelihood on customers with at least one repeat transaction (x >= 1)
+    and a positive mean repeat spend m; None when fewer than `min_customers` qualify."""
+    x = np.asarray(x, dtype=float)
+    m = np.asarray(m, dtype=float)
+    keep = (x >= 1) & np.isfinite(m) & (m > 0)
+    x, m = x[keep], m[keep]
+    if x.size < min_customers:
+        return None
+    start = np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)])
+    with threadpool_limits(limits=1):
+        result = minimize(
+            _gamma_gamma_nll, start, args=(x, m), method="L-BFGS-B", bounds=[(-10.0, 10.0)] * 3
+        )
+    p, q, v = (float(value) for value in np.exp(result.x))
+    if not np.isfinite(result.fun) or q <= 1.0:
+        return None
+    return GammaGammaParams(p, q, v, int(x.size), bool(result.success))
+
+
+def expected_spend(params: GammaGammaParams | None, x, m, fallback_mean: float) -> np.ndarray:
+    """E[spend per transaction | x repeat transactions with mean m]: the Gamma-Gamma
+    posterior mean, a weighted average of the population mean and the customer's own;
+    customers without a repeat purchase get the population mean. Without a fit
+    (too few repeat buyers) the customer's own mean where known, else `fallback_mean`."""
+    x = np.asarray(x, dtype=float)
+    m = np.asarray(m, dtype=float)
+    known = (x >= 1) & np.isfinite(m) & (m > 0)
+    if params is None:
+        return np.where(known, m, fallback_mean)
+    p, q, v = params.p, params.q, params.v
+    posterior = p * (v + x * np.where(known, m, 0.0)) / (p * x + q - 1.0)
+    return np.where(known, posterior, params.population_mean)
