@@ -114,23 +114,25 @@ def init_margin(
     return _logit(np.where(uses_prior, prior, bgnbd))
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+def _log_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def choose_prior_stores(stopping: pl.DataFrame, min_rows: int = 200) -> frozenset[str]:
-    """Stores whose held-out customers are predicted better (log loss) by the covariate
-    MBG/NBD prior than by plain BG/NBD; stores with fewer than `min_rows` held-out
-    rows keep BG/NBD, the textbook model."""
+def choose_prior_stores(held_out: pl.DataFrame, min_rows: int = 100) -> frozenset[str]:
+    """Stores whose trees start from the covariate MBG/NBD prior: all but those where
+    plain BG/NBD predicts the held-out customers of the newest labelled cutoff clearly
+    better (per-customer log loss lower by more than two standard errors). Stores with
+    fewer than `min_rows` held-out customers keep BG/NBD, the textbook model."""
     chosen = []
-    for (store,), part in stopping.group_by("store_id"):
+    for (store,), part in held_out.group_by("store_id"):
         if part.height < min_rows:
             continue
         y = part["churned"].to_numpy().astype(float)
-        prior = _log_loss(y, part["prior_p_no_order"].fill_null(0.5).to_numpy())
-        plain = _log_loss(y, part["bgnbd_p_no_order"].fill_null(0.5).to_numpy())
-        if prior < plain:
+        diff = _log_losses(y, part["prior_p_no_order"].fill_null(0.5).to_numpy()) - _log_losses(
+            y, part["bgnbd_p_no_order"].fill_null(0.5).to_numpy()
+        )
+        if diff.mean() <= 2.0 * diff.std(ddof=1) / np.sqrt(diff.size):
             chosen.append(str(store))
     return frozenset(chosen)
 
@@ -235,7 +237,7 @@ def fit_at(
     x_train, y_train = encode(train, vocab), train["churned"].to_numpy()
     x_valid, y_valid = encode(validation, vocab), validation["churned"].to_numpy()
     categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
-    prior_stores = choose_prior_stores(stopping)
+    prior_stores = choose_prior_stores(validation)
     init_train = init_margin(train, settings, prior_stores)
     init_valid = init_margin(validation, settings, prior_stores)
     train_set = lgb.Dataset(
