@@ -549,3 +549,30 @@ def expected_spend(params: GammaGammaParams | None, x, m, fallback_mean: float) 
     p, q, v = params.p, params.q, params.v
     posterior = p * (v + x * np.where(known, m, 0.0)) / (p * x + q - 1.0)
     return np.where(known, posterior, params.population_mean)
+
+
+def covariate_expected_purchases(
+    params: CovariateParams, x, t_x, T, z, horizon_weeks: float
+) -> np.ndarray:
+    """E[purchases in (T, T + horizon] | x, t_x, T] under the covariate MBG/NBD: the
+    MBG/NBD form of Batislam et al. (2007) with each customer's own alpha, a and b."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    r, alpha, a, b = params.per_customer(z)
+    t = float(horizon_weeks)
+    big_a, big_b, big_c = r + x, b + x + 1, a + b + x
+    zz = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, zz))
+        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, zz)) + (
+            big_c - big_a - big_b
+        ) * np.log1p(-zz)
+        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        first = (a + b + x) / (a - 1)
+        second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+        denominator = 1.0 + (a / (b + x)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+        out = first * second / denominator
+    alive, _ = covariate_probabilities(params, x, t_x, T, z, horizon_weeks)
+    fallback = alive * (r + x) / (alpha + T) * t
+    return np.where(np.isfinite(out) & (out >= 0), out, fallback)

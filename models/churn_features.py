@@ -502,7 +502,12 @@ def build_feature_sets(
     extra = []
     if with_prior:
         features = _with_prior(features, horizon_days, segments)
-        extra = [*PRIOR_FEATURES, *PRIOR_SHIFT_COLUMNS, pl.col("order_days").cast(pl.Float64)]
+        extra = [
+            *PRIOR_FEATURES,
+            *PRIOR_SHIFT_COLUMNS,
+            *PRIOR_EXPECTATION_COLUMNS,
+            pl.col("order_days").cast(pl.Float64),
+        ]
     selected = features.select(
         "store_id",
         "customer_id",
@@ -641,6 +646,9 @@ MIN_COVARIATE_CUSTOMERS = 30
 # The reason (models.churn_reasons) each covariate of the prior speaks for.
 PRIOR_REASONS = ("discount", "cod", "refunds", "consent", "value", "channel", "market")
 PRIOR_SHIFT_COLUMNS = tuple(f"prior_shift_{reason}" for reason in PRIOR_REASONS)
+# Expected purchase days under the prior over these horizons (the CLV model's base).
+PRIOR_EXPECTATION_DAYS = (90, 365)
+PRIOR_EXPECTATION_COLUMNS = tuple(f"prior_expected_orders_{h}" for h in PRIOR_EXPECTATION_DAYS)
 
 
 def prior_covariates(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -686,7 +694,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
     """prior_p_alive / prior_p_no_order: the covariate MBG/NBD fitted per cutoff and
-    store (`segments` as in _with_bgnbd); prior_shift_<reason>: how much each reason's
+    store (`segments` as in _with_bgnbd), and its expected purchase days over 90 and 365
+    days (prior_expected_orders_<h>); prior_shift_<reason>: how much each reason's
     covariates move the prior's log-odds of no order (the prior minus the prior with
     those covariates at the store's reference level), for top_reasons."""
     horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
@@ -698,6 +707,7 @@ def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
     bounds = [*segments.tolist(), features.height]
     alive, quiet = np.empty(features.height), np.empty(features.height)
     shifts = {reason: np.zeros(features.height) for reason in PRIOR_REASONS}
+    expected = {h: np.empty(features.height) for h in PRIOR_EXPECTATION_DAYS}
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         z, reasons = prior_covariates(features.slice(start, end - start))
         part = slice(start, end)
@@ -705,6 +715,10 @@ def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
         alive[part], quiet[part] = bgnbd.covariate_probabilities(
             params, x[part], t_x[part], T[part], z, horizon_weeks
         )
+        for h in PRIOR_EXPECTATION_DAYS:
+            expected[h][part] = bgnbd.covariate_expected_purchases(
+                params, x[part], t_x[part], T[part], z, h / bgnbd.DAYS_PER_WEEK
+            )
         for reason in set(reasons):
             columns = [j for j, r in enumerate(reasons) if r == reason]
             reference = z.copy()
@@ -717,6 +731,7 @@ def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
         prior_p_alive=alive,
         prior_p_no_order=quiet,
         **{f"prior_shift_{reason}": values for reason, values in shifts.items()},
+        **{f"prior_expected_orders_{h}": values for h, values in expected.items()},
     )
 
 

@@ -4,24 +4,26 @@ predicted 365-day revenue (USD) and the expected next order date, per customer.
 Pure: polars frames in (staging.orders, optionally customers and sessions), polars
 frames / dataclasses out; no Dagster, no I/O.
 
-Two candidates, champion by holdout error:
+Two candidates, champion by holdout error (pick_champion):
 - "bgnbd_gg", the published standard: BG/NBD for the number of purchase days and
   Gamma-Gamma for the spend per purchase day (Fader, Hardie & Lee 2005), fitted per
   store on history before the scoring day (models.bgnbd; matches `lifetimes`).
-- "lightgbm": BTYD plus residual boosting. LightGBM with a Poisson objective starts
-  from the BG/NBD (+ Gamma-Gamma) expectation over the next `horizon_days` (90) as
-  init_score and learns a multiplicative correction from the churn features
-  (models.churn_features, the covariate MBG/NBD prior included), for orders and for
-  revenue, on stacked past cutoffs with held-out customers for early stopping.
-  Its 90-day correction factor carries to 365 days: expected 365-day orders and
-  revenue = the BTYD 365-day expectation x (learned / BTYD) over 90 days.
+- "lightgbm": BTYD plus residual boosting. The base is the covariate MBG/NBD prior of
+  the churn model (models.churn_features: how the first order went shifts each
+  customer's purchase rate and dropout) for the expected purchase days, times the
+  Gamma-Gamma spend; LightGBM (Poisson objective, init_score = the base over the
+  next `horizon_days`) learns a multiplicative correction from the churn features,
+  for orders and for revenue, on stacked past cutoffs with held-out customers for
+  early stopping. The correction is normalised per store so the store's total stays
+  the base's (fitted at the scoring day, it knows the current level; the trees only
+  know past seasons), and it carries to 365 days.
 
 An "order" here is a purchase day (orders on the same day count once, as BG/NBD
 counts them); revenue is net of refunds (total_usd - refunded_amount_usd).
 
 Expected next order date: as_of + the median time to the next purchase of a customer
 who is alive and buying at their posterior rate (BG/NBD: Gamma(r + x, alpha + T)),
-scaled by the learned factor for the learned model; null when that median is more
+scaled by the learned model's rate against BG/NBD's; null when that median is more
 than `next_order_max_days` (365) away.
 """
 
@@ -223,8 +225,18 @@ def _frame_at(
             btyd = btyd_predictions(
                 summary, fits, tuple(dict.fromkeys((90, settings.horizon_days, 365)))
             )
-            cache[cutoff] = features[cutoff].join(
+            joined = features[cutoff].join(
                 btyd, on=["store_id", "customer_id"], how="inner", maintain_order="left"
+            )
+            # The learned model's base: the covariate MBG/NBD prior's expected purchase
+            # days (models.churn_features) x the Gamma-Gamma spend.
+            cache[cutoff] = joined.with_columns(
+                **{f"prior_orders_{h}": pl.col(f"prior_expected_orders_{h}") for h in (90, 365)},
+                **{
+                    f"prior_revenue_{h}": pl.col(f"prior_expected_orders_{h}")
+                    * pl.col("expected_spend")
+                    for h in (90, 365)
+                },
             )
     return cache[cutoff]
 
@@ -270,8 +282,8 @@ def fit_booster(
     categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
     boosters, best = [], []
     for target, base in (
-        ("actual_orders", f"btyd_orders_{h}"),
-        ("actual_revenue", f"btyd_revenue_{h}"),
+        ("actual_orders", f"prior_orders_{h}"),
+        ("actual_revenue", f"prior_revenue_{h}"),
     ):
         train_set = lgb.Dataset(
             x_train,
@@ -312,7 +324,7 @@ def booster_factors(model: ClvBooster, frame: pl.DataFrame) -> tuple[np.ndarray,
     h = model.horizon_days
     stores = frame["store_id"].to_numpy()
     factors = []
-    for raw, base in ((orders, f"btyd_orders_{h}"), (revenue, f"btyd_revenue_{h}")):
+    for raw, base in ((orders, f"prior_orders_{h}"), (revenue, f"prior_revenue_{h}")):
         factor = np.exp(raw)
         expected = frame[base].to_numpy()
         for store in np.unique(stores):
@@ -429,22 +441,45 @@ def _fit_at(data: _Data, last_labelled: date, seed: int) -> ClvBooster:
     return fit_booster(frames, settings, seed, cutoffs)
 
 
+def method_predictions(
+    frame: pl.DataFrame, booster: ClvBooster | None, learned: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per row, by its method (learned rows: True in `learned`): p_alive, orders_90,
+    orders_365, revenue_90, revenue_365, and the rate factor vs BG/NBD (next order date).
+
+    BG/NBD + Gamma-Gamma: the BTYD columns. Learned: the covariate MBG/NBD prior x the
+    boosters' factors (booster_factors), its P(alive) from the same prior."""
+    out = {
+        "p_alive": frame["p_alive"].to_numpy().copy(),
+        **{f"orders_{h}": frame[f"btyd_orders_{h}"].to_numpy().copy() for h in (90, 365)},
+        **{f"revenue_{h}": frame[f"btyd_revenue_{h}"].to_numpy().copy() for h in (90, 365)},
+        "rate_factor": np.ones(frame.height),
+    }
+    if booster is None or not learned.any():
+        return out
+    part = frame.filter(pl.Series(learned))
+    orders_factor, revenue_factor = booster_factors(booster, part)
+    out["p_alive"][learned] = part["prior_p_alive"].to_numpy()
+    for h in (90, 365):
+        out[f"orders_{h}"][learned] = part[f"prior_orders_{h}"].to_numpy() * orders_factor
+        out[f"revenue_{h}"][learned] = part[f"prior_revenue_{h}"].to_numpy() * revenue_factor
+    base = np.maximum(part["btyd_orders_90"].to_numpy(), 1e-9)
+    out["rate_factor"][learned] = np.clip(out["orders_90"][learned] / base, 0.05, 20.0)
+    return out
+
+
 def apply(
     frame: pl.DataFrame, booster: ClvBooster | None, method: str, horizon: int
 ) -> pl.DataFrame:
-    """Predicted orders / revenue over 90 and 365 days (and `horizon` if other) by method,
-    plus the factor used for the next order date."""
-    h = horizon
-    if method == "lightgbm" and booster is not None:
-        orders_factor, revenue_factor = booster_factors(booster, frame)
-    else:
-        orders_factor = revenue_factor = np.ones(frame.height)
+    """frame + pred_orders_h / pred_revenue_h (over `horizon` days: 90 or 365) and the
+    365-day predictions, every row by `method`."""
+    learned = np.full(frame.height, method == "lightgbm" and booster is not None)
+    p = method_predictions(frame, booster, learned)
     return frame.with_columns(
-        orders_factor=pl.Series(orders_factor),
-        pred_orders_h=pl.col(f"btyd_orders_{h}") * pl.Series(orders_factor),
-        pred_revenue_h=pl.col(f"btyd_revenue_{h}") * pl.Series(revenue_factor),
-        pred_orders_365=pl.col("btyd_orders_365") * pl.Series(orders_factor),
-        pred_revenue_365=pl.col("btyd_revenue_365") * pl.Series(revenue_factor),
+        pred_orders_h=pl.Series(p[f"orders_{horizon}"]),
+        pred_revenue_h=pl.Series(p[f"revenue_{horizon}"]),
+        pred_orders_365=pl.Series(p["orders_365"]),
+        pred_revenue_365=pl.Series(p["revenue_365"]),
     )
 
 
@@ -522,25 +557,40 @@ def evaluate_holdout(
     return out
 
 
+# The learned total of orders over the holdout may be off by AGGREGATE_OK, or by no
+# more than AGGREGATE_TOLERANCE beyond BTYD's own error, whichever is larger.
+AGGREGATE_OK = 0.05
+AGGREGATE_TOLERANCE = 0.02
+
+
 def pick_champion(backtest: dict) -> tuple[str, str]:
-    """The learned model wins only when its per-customer RMSE of orders (90-day holdout)
-    and of revenue (365-day holdout when there is one, else 90-day) are both lower than
-    BG/NBD + Gamma-Gamma's; a tie goes to the standard model."""
+    """The learned model wins only when, against BG/NBD + Gamma-Gamma, its per-customer
+    RMSE of orders (90-day holdout) and of revenue (the 365-day holdout when it has one,
+    else the 90-day one) are both lower and its aggregate error of orders (90 days) is
+    within AGGREGATE_OK or no worse than BTYD's by more than AGGREGATE_TOLERANCE; a tie
+    goes to BTYD."""
     short = backtest.get(90) or {}
     if "lightgbm" not in short.get("metrics", {}):
         return "bgnbd_gg", "the learned model has no backtest: BG/NBD + Gamma-Gamma"
-    long = backtest.get(365) or short
-    learned_orders = short["metrics"]["lightgbm"]["orders"]["rmse"]
-    base_orders = short["metrics"]["bgnbd_gg"]["orders"]["rmse"]
-    learned_revenue = long["metrics"].get("lightgbm", short["metrics"]["lightgbm"])["revenue"][
-        "rmse"
-    ]
+    long = backtest.get(365)
+    if not long or "lightgbm" not in long["metrics"]:
+        long = short
+    learned, base = short["metrics"]["lightgbm"]["orders"], short["metrics"]["bgnbd_gg"]["orders"]
+    learned_revenue = long["metrics"]["lightgbm"]["revenue"]["rmse"]
     base_revenue = long["metrics"]["bgnbd_gg"]["revenue"]["rmse"]
+    learned_aggregate = abs(learned["aggregate_error"] or 0.0)
+    base_aggregate = abs(base["aggregate_error"] or 0.0)
     why = (
-        f"orders RMSE {learned_orders:.4f} vs {base_orders:.4f}; revenue RMSE "
-        f"{learned_revenue:.2f} vs {base_revenue:.2f} ({long['horizon_days']}-day holdout)"
+        f"orders RMSE {learned['rmse']:.4f} vs {base['rmse']:.4f}, aggregate "
+        f"{learned['aggregate_error']:+.1%} vs {base['aggregate_error']:+.1%} (90-day holdout); "
+        f"revenue RMSE {learned_revenue:.2f} vs {base_revenue:.2f} "
+        f"({long['horizon_days']}-day holdout)"
     )
-    if learned_orders < base_orders and learned_revenue < base_revenue:
+    if (
+        learned["rmse"] < base["rmse"]
+        and learned_revenue < base_revenue
+        and learned_aggregate <= max(base_aggregate + AGGREGATE_TOLERANCE, AGGREGATE_OK)
+    ):
         return "lightgbm", "lightgbm beats BG/NBD + Gamma-Gamma: " + why
     return "bgnbd_gg", "BG/NBD + Gamma-Gamma kept: " + why
 
@@ -558,6 +608,8 @@ def fit(
     days when the history allows), then fit what scores. Never fails for thin data:
     the learned model is marked unavailable with the reason, BG/NBD + Gamma-Gamma stays."""
     settings = settings or ClvSettings()
+    if settings.horizon_days not in (90, 365):
+        raise ValueError(f"ClvSettings.horizon_days must be 90 or 365, got {settings.horizon_days}")
     started = time.perf_counter()
     data = _Data(orders, as_of, customers, sessions, settings)
     h = timedelta(days=settings.horizon_days)
@@ -652,16 +704,12 @@ def predict(
     used = {s: model.resolve(wanted.get(s, default)) for s in frame["store_id"].unique().to_list()}
     method = frame["store_id"].replace_strict(used, return_dtype=pl.String)
     learned = (method == "lightgbm").to_numpy()
-    orders_factor = np.ones(frame.height)
-    revenue_factor = np.ones(frame.height)
-    if learned.any():
-        o, r = booster_factors(model.booster, frame.filter(pl.Series(learned)))
-        orders_factor[learned], revenue_factor[learned] = o, r
+    p = method_predictions(frame, model.booster, learned)
     # Median wait to the next purchase of an alive customer at the posterior rate:
     # P(no purchase in t | alive) = (s / (s + t))^k with k = r + x, s = alpha + T (weeks).
     k = frame["rate_shape"].to_numpy()
     s = frame["rate_scale_weeks"].to_numpy()
-    wait_days = 7.0 * s * (np.power(2.0, 1.0 / np.maximum(k, 1e-9)) - 1.0) / orders_factor
+    wait_days = 7.0 * s * (np.power(2.0, 1.0 / np.maximum(k, 1e-9)) - 1.0) / p["rate_factor"]
     wait_days = np.where(
         wait_days <= model.settings.next_order_max_days, np.ceil(wait_days), np.nan
     )
@@ -669,16 +717,10 @@ def predict(
         frame.select("store_id", "customer_id")
         .with_columns(
             as_of=pl.lit(as_of),
-            p_alive=pl.Series(frame["p_alive"].to_numpy()).round(4),
-            expected_orders_90d=pl.Series(frame["btyd_orders_90"].to_numpy() * orders_factor).round(
-                4
-            ),
-            expected_orders_365d=pl.Series(
-                frame["btyd_orders_365"].to_numpy() * orders_factor
-            ).round(4),
-            predicted_revenue_365d_usd=pl.Series(
-                frame["btyd_revenue_365"].to_numpy() * revenue_factor
-            ).round(2),
+            p_alive=pl.Series(p["p_alive"]).round(4),
+            expected_orders_90d=pl.Series(p["orders_90"]).round(4),
+            expected_orders_365d=pl.Series(p["orders_365"]).round(4),
+            predicted_revenue_365d_usd=pl.Series(p["revenue_365"]).round(2),
             expected_next_order_date=pl.lit(as_of)
             + pl.duration(days=pl.Series(wait_days).fill_nan(None).cast(pl.Int64)),
             model_version=pl.concat_str([pl.lit(model_version + "/"), method]),
