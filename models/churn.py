@@ -131,6 +131,8 @@ class ChurnSettings:
         cutoff is the newest labelled one and training labels end before it
         (validation_gap_days, None = horizon_days), which wastes a horizon of an
         already short history and left the booster at one tree on young histories.
+    min_median_tenure_days: training cutoffs whose customers' median tenure is shorter
+        are not stacked (None = horizon_days): they only show brand-new customers.
     active_window_days: ordered within this many days = plausibly active, the
         customers risk_score ranks (models.risk; 365).
     """
@@ -156,6 +158,7 @@ class ChurnSettings:
     validation_gap_days: int | None = None
     validation: str = "customers"
     validation_share: float = 0.25
+    min_median_tenure_days: int | None = None
     active_window_days: int = 365
 
 

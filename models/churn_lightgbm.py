@@ -199,6 +199,16 @@ def holdout_customers(frame: pl.DataFrame, share: float, seed: int) -> pl.DataFr
     return keys.filter(pl.Series(draw < share))
 
 
+def _tenured(labelled: pl.DataFrame, settings: ChurnSettings) -> bool:
+    """A cutoff whose typical customer is newer than `min_median_tenure_days` (default:
+    one horizon) only teaches the trees how brand-new customers behave, which does not
+    carry to an older base (CDNOW's single cohort as of its first months); the BTYD
+    prior is the tool for those, so such cutoffs are not stacked."""
+    least = settings.min_median_tenure_days
+    least = settings.horizon_days if least is None else least
+    return float(labelled["tenure_days"].median()) >= least
+
+
 def fit_at(
     cache: FeatureCache, last_labelled: date, *, seed: int, settings: ChurnSettings | None = None
 ) -> ChurnModel:
@@ -209,7 +219,7 @@ def fit_at(
     kept_cutoffs = []
     for cutoff in train_cutoffs:
         part = cache.labelled(cutoff)
-        if part.height >= settings.min_customers_per_cutoff:
+        if part.height >= settings.min_customers_per_cutoff and _tenured(part, settings):
             train_parts.append(part)
             kept_cutoffs.append(cutoff)
     validation = cache.labelled(validation_cutoff)
