@@ -236,10 +236,13 @@ def fit_at(
         )
         train_parts = [part.join(held_out, on=key, how="anti") for part in train_parts]
     if not train_parts or validation.height < settings.min_customers_per_cutoff:
+        tenure = settings.min_median_tenure_days
+        tenure = settings.horizon_days if tenure is None else tenure
         raise ValueError(
-            f"not enough history to train churn as of {cache.as_of}: need orders before "
-            f"{min(train_cutoffs)} and at least {settings.min_customers_per_cutoff} customers per "
-            f"cutoff (horizon {settings.horizon_days} days); use a later as_of or a shorter horizon"
+            f"not enough history to train churn as of {cache.as_of}: no training cutoff from "
+            f"{min(train_cutoffs)} to {max(train_cutoffs)} has "
+            f"{settings.min_customers_per_cutoff} customers with a labelled "
+            f"{settings.horizon_days}-day horizon and a median tenure of {tenure} days"
         )
     _require_both_outcomes(validation, validation_cutoff, settings.horizon_days)
     train = pl.concat(train_parts, how="vertical_relaxed")
