@@ -322,3 +322,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def stage_clv(workdir: Path, scale: str, seed: int) -> dict:
+    """Bench stage (benchmarks/stages.py signature) on the `ingest` stage's warehouse:
+    CLV fit + score seconds and prediction throughput (models.clv.bench_stage)."""
+    from benchmarks import features_peer
+    from benchmarks.stages import staged_warehouse
+
+    warehouse = staged_warehouse(workdir)
+    as_of = features_peer.default_as_of(warehouse)
+    inputs = features_peer.load_inputs(warehouse, as_of, "polars")
+    return clv.bench_stage(inputs["orders"], inputs["customers"], inputs["sessions"], seed=seed)
