@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from models import bgnbd
+from models.churn_prior import PRIOR_EXPECTATION_COLUMNS, PRIOR_SHIFT_COLUMNS, prior_columns
 
 if TYPE_CHECKING:
     from models.churn import ChurnSettings
@@ -501,7 +502,7 @@ def build_feature_sets(
     features = _with_bgnbd(features, horizon_days, segments)
     extra = []
     if with_prior:
-        features = _with_prior(features, horizon_days, segments)
+        features = prior_columns(features, horizon_days, segments)
         extra = [
             *PRIOR_FEATURES,
             *PRIOR_SHIFT_COLUMNS,
@@ -636,103 +637,6 @@ def _with_bgnbd(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
         for name in BGNBD_COLUMNS:
             out[name][start:end] = part[name]
     return features.with_columns(**{name: pl.Series(name, out[name]) for name in BGNBD_COLUMNS})
-
-
-# A binary covariate needs this many customers on each side within a store; one-hot
-# channels and markets likewise (rarer values stay in the reference group).
-MIN_COVARIATE_CUSTOMERS = 30
-
-
-# The reason (models.churn_reasons) each covariate of the prior speaks for.
-PRIOR_REASONS = ("discount", "cod", "refunds", "consent", "value", "channel", "market")
-PRIOR_SHIFT_COLUMNS = tuple(f"prior_shift_{reason}" for reason in PRIOR_REASONS)
-# Expected purchase days under the prior over these horizons (the CLV model's base).
-PRIOR_EXPECTATION_DAYS = (90, 365)
-PRIOR_EXPECTATION_COLUMNS = tuple(f"prior_expected_orders_{h}" for h in PRIOR_EXPECTATION_DAYS)
-
-
-def prior_covariates(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Covariates of one store's customers for the covariate MBG/NBD, and the reason
-    each speaks for: what the first order and the profile show (welcome discount
-    used, cash on delivery, refunded, no e-mail consent, first-order value relative
-    to the store's median, first channel, market). Columns that barely vary within
-    the store are dropped."""
-    value = pl.col("first_order_usd").fill_null(0.0).clip(1.0).log()
-    candidates = [
-        ("discount", (pl.col("first_order_discount_share").fill_null(0.0) > 0.05)),
-        ("cod", (pl.col("first_order_cod").fill_null(0.0) > 0)),
-        ("refunds", (pl.col("first_order_refund_share").fill_null(0.0) > 0)),
-        ("consent", (pl.col("accepts_email_marketing") == 0).fill_null(False)),
-    ]
-    for name, reason in zip(CATEGORICAL_FEATURES, ("channel", "market"), strict=True):
-        counts = features[name].drop_nulls().value_counts(sort=True)
-        common = counts.filter(pl.col("count") >= MIN_COVARIATE_CUSTOMERS)[name].to_list()
-        candidates += [(reason, (pl.col(name) == v).fill_null(False)) for v in common[1:]]
-    columns = features.select(
-        [e.cast(pl.Float64).alias(f"z{i}") for i, (_, e) in enumerate(candidates)]
-        + [(value - value.median()).alias("value")]
-    )
-    reasons = [reason for reason, _ in candidates] + ["value"]
-    kept, kept_reasons = [], []
-    for column, reason in zip(columns.iter_columns(), reasons, strict=True):
-        values = column.to_numpy()
-        if column.name == "value":
-            if np.nanstd(values) > 0.05:
-                kept.append(np.nan_to_num(values))
-                kept_reasons.append(reason)
-        elif min(values.sum(), values.size - values.sum()) >= MIN_COVARIATE_CUSTOMERS:
-            kept.append(values)
-            kept_reasons.append(reason)
-    matrix = np.column_stack(kept) if kept else np.zeros((features.height, 0))
-    return matrix, kept_reasons
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _with_prior(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
-    """prior_p_alive / prior_p_no_order: the covariate MBG/NBD fitted per cutoff and
-    store (`segments` as in _with_bgnbd), and its expected purchase days over 90 and 365
-    days (prior_expected_orders_<h>); prior_shift_<reason>: how much each reason's
-    covariates move the prior's log-odds of no order (the prior minus the prior with
-    those covariates at the store's reference level), for top_reasons."""
-    horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
-    x, t_x, T = bgnbd_summary(
-        features.select(
-            "recency_days", "tenure_days", frequency_days=pl.col("order_days").cast(pl.Float64)
-        )
-    )
-    bounds = [*segments.tolist(), features.height]
-    alive, quiet = np.empty(features.height), np.empty(features.height)
-    shifts = {reason: np.zeros(features.height) for reason in PRIOR_REASONS}
-    expected = {h: np.empty(features.height) for h in PRIOR_EXPECTATION_DAYS}
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-        z, reasons = prior_covariates(features.slice(start, end - start))
-        part = slice(start, end)
-        params = bgnbd.fit_covariates(x[part], t_x[part], T[part], z)
-        alive[part], quiet[part] = bgnbd.covariate_probabilities(
-            params, x[part], t_x[part], T[part], z, horizon_weeks
-        )
-        for h in PRIOR_EXPECTATION_DAYS:
-            expected[h][part] = bgnbd.covariate_expected_purchases(
-                params, x[part], t_x[part], T[part], z, h / bgnbd.DAYS_PER_WEEK
-            )
-        for reason in set(reasons):
-            columns = [j for j, r in enumerate(reasons) if r == reason]
-            reference = z.copy()
-            reference[:, columns] = 0.0
-            _, without = bgnbd.covariate_probabilities(
-                params, x[part], t_x[part], T[part], reference, horizon_weeks
-            )
-            shifts[reason][part] = _logit(quiet[part]) - _logit(without)
-    return features.with_columns(
-        prior_p_alive=alive,
-        prior_p_no_order=quiet,
-        **{f"prior_shift_{reason}": values for reason, values in shifts.items()},
-        **{f"prior_expected_orders_{h}": values for h, values in expected.items()},
-    )
 
 
 def churn_labels(orders: pl.DataFrame, cutoff: date, horizon_days: int) -> pl.DataFrame:
