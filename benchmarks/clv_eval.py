@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.churn_real import CUTOFFS, btyd_summary, labels, load_cdnow
+from benchmarks.churn_real import CUTOFFS, TENURE_BUCKETS, btyd_summary, labels, load_cdnow
 from models import churn, clv
 from models.risk import band_shares
 
@@ -175,7 +175,14 @@ def sample_churn(frames: dict, landing: Path, seed: int) -> dict:
         demand_calendar=truth["demand_calendar"],
         churn_drivers=truth["churn_drivers"],
     ).rename({"churn_probability": "ceiling"})
-    frame = labels(orders, cutoff).join(ceiling, on=["store_id", "customer_id"], how="left")
+    frame = (
+        labels(orders, cutoff)
+        .join(ceiling, on=["store_id", "customer_id"], how="left")
+        .join(
+            features.select("store_id", "customer_id", "tenure_days"),
+            on=["store_id", "customer_id"],
+        )
+    )
     for method in ("champion", *result.models.available):
         scores = churn.score_methods(
             result.models,
@@ -198,7 +205,17 @@ def sample_churn(frames: dict, landing: Path, seed: int) -> dict:
         for c in ("champion", *result.models.available, "ceiling")
     }
     gap = m["ceiling"]["auc"] - m["bgnbd"]["auc"]
+    by_tenure = {}
+    for low, high in TENURE_BUCKETS:
+        part = frame.filter(pl.col("tenure_days").is_between(low, high, closed="left"))
+        if part.height:
+            yy = part["churned"].to_numpy()
+            by_tenure[f"{low}-{high if high < 100_000 else ''}d"] = {
+                c: churn.classification_metrics(yy, part[c], part[c])
+                for c in ("champion", "bgnbd", "ceiling")
+            }
     return {
+        "by_tenure": by_tenure,
         "cutoff": cutoff.isoformat(),
         "champion": result.champion,
         "metrics": m,
@@ -297,6 +314,16 @@ def main() -> None:
         "| Brier champion | Brier BG/NBD | Brier ceiling |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     print("\n".join(churn_rows))
+    print("\nBy tenure at the cutoff (champion / BG/NBD / ceiling):\n")
+    print("| seed | tenure | customers | AUC | Brier | lift@10% |\n|---|---|---|---|---|---|")
+    for seed in seeds:
+        for bucket, m in report["sample"][seed]["churn"]["by_tenure"].items():
+            a, b, c = m["champion"], m["bgnbd"], m["ceiling"]
+            print(
+                f"| {seed} | {bucket} | {a['n_customers']} | {a['auc']:.4f} / {b['auc']:.4f} / "
+                f"{c['auc']:.4f} | {a['brier']:.4f} / {b['brier']:.4f} / {c['brier']:.4f} | "
+                f"{a['lift_top_decile']:.3f} / {b['lift_top_decile']:.3f} / {c['lift_top_decile']:.3f} |"
+            )
     print(
         "\nSmall sample data, CLV as of a year before the end: 365-day revenue per customer (USD)\n"
     )
