@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, hyp2f1
 from threadpoolctl import threadpool_limits
 
 DAYS_PER_WEEK = 7.0
@@ -144,6 +144,7 @@ def fit(
     min_customers: int = 30,
     variant: str = "bg",
     resolution_weeks: float = 0.5,
+    ridge: float = 1e-8,
 ) -> BgNbdParams:
     """Maximum-likelihood fit (L-BFGS-B on log parameters); deterministic.
 
@@ -181,14 +182,18 @@ def fit(
     def objective(log_params):
         value = -_log_likelihood(log_params, x, t_x, T, variant, weights) / n
         # A tiny ridge on log-parameters keeps a, b finite when the data cannot
-        # separate "never drops out" from "drops out very rarely".
-        return value + 1e-4 * float(np.sum(log_params**2))
+        # separate "never drops out" from "drops out very rarely" (small enough to
+        # leave identified parameters where the likelihood puts them).
+        return value + ridge * float(np.sum(log_params**2))
 
     def objective_and_gradient(log_params):
         value, gradient = _neg_log_likelihood_and_gradient(log_params, x, t_x, T, variant, weights)
         if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
             return np.inf, np.zeros(4)
-        return value / n + 1e-4 * float(np.sum(log_params**2)), gradient / n + 2e-4 * log_params
+        return (
+            value / n + ridge * float(np.sum(log_params**2)),
+            gradient / n + 2 * ridge * log_params,
+        )
 
     start = np.log([1.0, 1.0 / mean_rate, 1.0, 3.0])
     best = None
@@ -203,7 +208,9 @@ def fit(
                 jac=analytic,
                 method=method,
                 bounds=[(-8.0, 8.0)] * 4 if method == "L-BFGS-B" else None,
-                options={"maxiter": 2000},
+                options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-8}
+                if analytic
+                else {"maxiter": 2000},
             )
             if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
                 best = result
@@ -259,3 +266,313 @@ def expected_purchases(params: BgNbdParams, x, t_x, T, horizon_weeks: float) -> 
     T = np.asarray(T, dtype=float)
     rate = (params.r + x) / (params.alpha + T)
     return p_alive(params, x, t_x, T) * rate * horizon_weeks
+
+
+# ----------------------------------------------------------------- with covariates
+
+
+@dataclass(frozen=True)
+class CovariateParams:
+    """MBG/NBD whose customers differ by observed covariates z (Fader & Hardie 2007,
+    "Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD models"):
+    customer i's purchase rate ~ Gamma(r, alpha exp(-z_i . rate_effects)) and dropout
+    p_i ~ Beta with mean sigmoid(logit_dropout + z_i . dropout_effects) and a + b =
+    concentration. Without covariates (or all effects zero) it is the plain MBG/NBD."""
+
+    r: float
+    alpha: float
+    logit_dropout: float
+    concentration: float
+    rate_effects: tuple[float, ...]
+    dropout_effects: tuple[float, ...]
+    n_customers: int
+    converged: bool
+
+    def per_customer(self, z: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(r, alpha_i, a_i, b_i) for covariate rows z (n x k)."""
+        z = np.asarray(z, dtype=float).reshape(len(z), -1)
+        alpha = self.alpha * np.exp(-(z @ np.asarray(self.rate_effects, dtype=float)))
+        mean = 1.0 / (
+            1.0 + np.exp(-(self.logit_dropout + z @ np.asarray(self.dropout_effects, dtype=float)))
+        )
+        return self.r, alpha, mean * self.concentration, (1.0 - mean) * self.concentration
+
+
+def _mbg_terms(r, alpha, a, b, x, t_x, T):
+    """Per-customer MBG/NBD log-likelihood and its partial derivatives in r, alpha, a, b
+    (the same likelihood as _log_likelihood(variant='mbg'), parameters per customer)."""
+    log_alpha_T, log_alpha_tx = np.log(alpha + T), np.log(alpha + t_x)
+    log_beta_ab = gammaln(a) + gammaln(b) - gammaln(a + b)
+    tail = gammaln(a + b + x + 1)
+    alive = gammaln(a) + gammaln(b + x + 1) - tail - log_beta_ab - (r + x) * log_alpha_T
+    dead = gammaln(a + 1) + gammaln(b + x) - tail - log_beta_ab - (r + x) * log_alpha_tx
+    mix = np.logaddexp(alive, dead)
+    s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
+    psi_ab, psi_tail = digamma(a + b), digamma(a + b + x + 1)
+    value = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + mix
+    d_r = (
+        digamma(r + x) - digamma(r) + np.log(alpha) - s_alive * log_alpha_T - s_dead * log_alpha_tx
+    )
+    d_alpha = r / alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
+    d_a = s_alive * (psi_ab - psi_tail) + s_dead * (digamma(a + 1) - digamma(a) + psi_ab - psi_tail)
+    d_b = s_alive * digamma(b + x + 1) + s_dead * digamma(b + x) - psi_tail - digamma(b) + psi_ab
+    return value, d_r, d_alpha, d_a, d_b
+
+
+def fit_covariates(
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    z: np.ndarray,
+    *,
+    min_customers: int = 200,
+    prior_sd: float = 0.5,
+    resolution_weeks: float = 0.5,
+) -> CovariateParams:
+    """Maximum likelihood of the covariate MBG/NBD (L-BFGS-B, analytic gradient).
+
+    z: n x k covariates (binary indicators and centred continuous values). The effects
+    have a Normal(0, prior_sd) prior (maximum a posteriori), so a covariate the data
+    cannot identify, or a small store, stays near the plain MBG/NBD. Too few customers, or no covariates -> the plain MBG/NBD
+    fit with zero effects. Identical (x, t_x, T, z) rows, after rounding t_x and T to
+    `resolution_weeks`, are evaluated once and weighted by their count."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    z = np.asarray(z, dtype=float).reshape(x.size, -1)
+    k = z.shape[1]
+    base = fit(x, t_x, T, variant="mbg", resolution_weeks=resolution_weeks)
+    mean0 = base.a / (base.a + base.b)
+    start = CovariateParams(
+        base.r,
+        base.alpha,
+        float(np.log(mean0 / (1 - mean0))),
+        base.a + base.b,
+        (0.0,) * k,
+        (0.0,) * k,
+        int(x.size),
+        base.converged,
+    )
+    if k == 0 or x.size < min_customers or not base.converged:
+        return start
+    rows = np.column_stack(
+        [x, np.rint(t_x / resolution_weeks), np.rint(T / resolution_weeks), np.round(z, 2)]
+    )
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    ux, utx, uT = unique[:, 0], unique[:, 1] * resolution_weeks, unique[:, 2] * resolution_weeks
+    uz, weights = unique[:, 3:], counts.astype(float)
+    n = float(x.size)
+    ridge = 1.0 / (2.0 * prior_sd**2 * n)  # the prior's share of the averaged likelihood
+
+    def objective(theta):
+        log_r, log_alpha, logit_m, log_k = theta[:4]
+        rate_fx, drop_fx = theta[4 : 4 + k], theta[4 + k :]
+        r, concentration = np.exp(log_r), np.exp(log_k)
+        alpha = np.exp(log_alpha - uz @ rate_fx)
+        mean = 1.0 / (1.0 + np.exp(-(logit_m + uz @ drop_fx)))
+        a, b = mean * concentration, (1.0 - mean) * concentration
+        value, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, ux, utx, uT)
+        if not np.all(np.isfinite(value)):
+            return np.inf, np.zeros_like(theta)
+        w = weights / n
+        g_alpha = w * d_alpha * alpha
+        g_mean = w * (d_a - d_b) * concentration * mean * (1.0 - mean)
+        gradient = np.concatenate(
+            [
+                [
+                    r * np.sum(w * d_r),
+                    np.sum(g_alpha),
+                    np.sum(g_mean),
+                    np.sum(w * (d_a * a + d_b * b)),
+                ],
+                -(uz.T @ g_alpha),
+                uz.T @ g_mean,
+            ]
+        )
+        effects = theta[4:]
+        loss = -float(np.sum(w * value)) + ridge * float(effects @ effects)
+        gradient = -gradient
+        gradient[4:] += 2 * ridge * effects
+        gradient[:4] += 2e-4 * theta[:4]
+        return loss + 1e-4 * float(theta[:4] @ theta[:4]), gradient
+
+    theta0 = np.concatenate(
+        [
+            [
+                np.log(start.r),
+                np.log(start.alpha),
+                start.logit_dropout,
+                np.log(start.concentration),
+            ],
+            np.zeros(2 * k),
+        ]
+    )
+    with threadpool_limits(limits=1):
+        result = minimize(
+            objective,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-8.0, 8.0)] * 4 + [(-5.0, 5.0)] * (2 * k),
+            options={"maxiter": 500},
+        )
+    if not np.isfinite(result.fun):
+        return start
+    theta = result.x
+    return CovariateParams(
+        float(np.exp(theta[0])),
+        float(np.exp(theta[1])),
+        float(theta[2]),
+        float(np.exp(theta[3])),
+        tuple(float(v) for v in theta[4 : 4 + k]),
+        tuple(float(v) for v in theta[4 + k :]),
+        int(x.size),
+        bool(result.success),
+    )
+
+
+def covariate_probabilities(
+    params: CovariateParams, x, t_x, T, z, horizon_weeks: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(alive), P(no purchase in (T, T + horizon])) per customer under the covariate
+    MBG/NBD (the MBG/NBD formulas with each customer's own alpha, a and b)."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    r, alpha, a, b = params.per_customer(z)
+    log_ratio = (
+        np.log(a)
+        - np.log(np.maximum(b + x, 1e-12))
+        + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+    )
+    alive = 1.0 / (1.0 + np.exp(np.minimum(log_ratio, 700.0)))
+    quiet_if_alive = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + horizon_weeks)))
+    return alive, 1.0 - alive + alive * quiet_if_alive
+
+
+# ------------------------------------------------ exact expectations, Gamma-Gamma spend
+
+
+def conditional_expected_purchases(
+    params: BgNbdParams, x, t_x, T, horizon_weeks: float
+) -> np.ndarray:
+    """E[purchases in (T, T + horizon] | x, t_x, T] under BG/NBD, the exact form of
+    Fader, Hardie & Lee (2005, eq. 10) with the Gauss hypergeometric function (the
+    same expression `lifetimes` evaluates, with its fallback transformation where
+    2F1 overflows)."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    t = float(horizon_weeks)
+    big_a, big_b, big_c = r + x, b + x, a + b + x - 1
+    z = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, z))
+        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, z)) + (
+            big_c - big_a - big_b
+        ) * np.log1p(-z)
+        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        first = (a + b + x - 1) / (a - 1)
+        second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+        denominator = 1.0 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * (
+            (alpha + T) / (alpha + t_x)
+        ) ** (r + x)
+        out = first * second / denominator
+    # Where even the alternative fails (extreme parameters), the first-order form.
+    fallback = expected_purchases(params, x, t_x, T, horizon_weeks)
+    return np.where(np.isfinite(out) & (out >= 0), out, fallback)
+
+
+@dataclass(frozen=True)
+class GammaGammaParams:
+    """Spend per transaction ~ Gamma(p, nu), nu ~ Gamma(q, v) across customers
+    (Fader, Hardie & Lee 2005, "RFM and CLV"); mean spend = p v / (q - 1)."""
+
+    p: float
+    q: float
+    v: float
+    n_customers: int
+    converged: bool
+
+    @property
+    def population_mean(self) -> float:
+        return self.p * self.v / (self.q - 1.0) if self.q > 1.0 else float("nan")
+
+
+def _gamma_gamma_nll(log_params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
+    p, q, v = np.exp(log_params)
+    ll = (
+        gammaln(p * x + q)
+        - gammaln(p * x)
+        - gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(x * m + v)
+    )
+    return -float(np.mean(ll))
+
+
+def fit_gamma_gamma(
+    x: np.ndarray, m: np.ndarray, *, min_customers: int = 10
+) -> GammaGammaParams | None:
+    """Maximum likelihood on customers with at least one repeat transaction (x >= 1)
+    and a positive mean repeat spend m; None when fewer than `min_customers` qualify."""
+    x = np.asarray(x, dtype=float)
+    m = np.asarray(m, dtype=float)
+    keep = (x >= 1) & np.isfinite(m) & (m > 0)
+    x, m = x[keep], m[keep]
+    if x.size < min_customers:
+        return None
+    start = np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)])
+    with threadpool_limits(limits=1):
+        result = minimize(
+            _gamma_gamma_nll, start, args=(x, m), method="L-BFGS-B", bounds=[(-10.0, 10.0)] * 3
+        )
+    p, q, v = (float(value) for value in np.exp(result.x))
+    if not np.isfinite(result.fun) or q <= 1.0:
+        return None
+    return GammaGammaParams(p, q, v, int(x.size), bool(result.success))
+
+
+def expected_spend(params: GammaGammaParams | None, x, m, fallback_mean: float) -> np.ndarray:
+    """E[spend per transaction | x repeat transactions with mean m]: the Gamma-Gamma
+    posterior mean, a weighted average of the population mean and the customer's own;
+    customers without a repeat purchase get the population mean. Without a fit
+    (too few repeat buyers) the customer's own mean where known, else `fallback_mean`."""
+    x = np.asarray(x, dtype=float)
+    m = np.asarray(m, dtype=float)
+    known = (x >= 1) & np.isfinite(m) & (m > 0)
+    if params is None:
+        return np.where(known, m, fallback_mean)
+    p, q, v = params.p, params.q, params.v
+    posterior = p * (v + x * np.where(known, m, 0.0)) / (p * x + q - 1.0)
+    return np.where(known, posterior, params.population_mean)
+
+
+def covariate_expected_purchases(
+    params: CovariateParams, x, t_x, T, z, horizon_weeks: float
+) -> np.ndarray:
+    """E[purchases in (T, T + horizon] | x, t_x, T] under the covariate MBG/NBD: the
+    MBG/NBD form of Batislam et al. (2007) with each customer's own alpha, a and b."""
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    T = np.asarray(T, dtype=float)
+    r, alpha, a, b = params.per_customer(z)
+    t = float(horizon_weeks)
+    big_a, big_b, big_c = r + x, b + x + 1, a + b + x
+    zz = t / (alpha + T + t)
+    with np.errstate(all="ignore"):
+        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, zz))
+        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, zz)) + (
+            big_c - big_a - big_b
+        ) * np.log1p(-zz)
+        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        first = (a + b + x) / (a - 1)
+        second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
+        denominator = 1.0 + (a / (b + x)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
+        out = first * second / denominator
+    alive, _ = covariate_probabilities(params, x, t_x, T, z, horizon_weeks)
+    fallback = alive * (r + x) / (alpha + T) * t
+    return np.where(np.isfinite(out) & (out >= 0), out, fallback)

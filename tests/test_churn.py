@@ -450,10 +450,25 @@ def test_orders_only_minimal_columns_train_and_score():
     assert result.backtest.metrics["auc"] > 0.6
 
 
-def test_too_little_history_fails_with_a_clear_message():
+def test_too_little_history_degrades_to_the_baselines_with_a_reason():
+    # 100 customers over 120 days: too little to fit or backtest the learned model.
     orders, _ = simulate_orders(n_customers=100, days=120, seed=1)
-    with pytest.raises(ValueError, match="not enough history"):
-        churn.train(orders, START + timedelta(days=120), seed=1)
+    as_of = START + timedelta(days=120)
+    result = churn.train(orders, as_of, seed=1)
+    lightgbm = result.candidates["lightgbm"]
+    assert not lightgbm["available"] and "not enough history" in lightgbm["reason"]
+    assert result.model is None or result.models.lightgbm is None
+    assert not result.approved
+    assert result.candidates["bgnbd"]["available"] and result.candidates["recency"]["available"]
+    assert result.champion in ("bgnbd", "recency")
+    # Every customer is still scored, by the method the store asked for or the next
+    # one down the chain, and the version names the method used.
+    scores = churn.score_methods(
+        result.models, orders, as_of, "v", method_of_store={"s1": "lightgbm"}
+    )
+    assert scores.height == orders.filter(pl.col("order_date") < as_of)["customer_id"].n_unique()
+    assert (scores["model_version"] == "v/bgnbd").all()
+    assert scores["churn_probability"].is_between(0.0, 1.0).all()
 
 
 def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_path):
@@ -484,13 +499,18 @@ def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_
     oracle_metrics = churn.classification_metrics(
         y, joined["churn_probability"], joined["churn_probability"]
     )
-    model = backtest.metrics
     assert abs(joined["churn_probability"].mean() - y.mean()) < 0.03  # the oracle is calibrated
-    assert oracle_metrics["auc"] > model["auc"]
-    assert oracle_metrics["brier"] < model["brier"]
-    assert model["auc"] > backtest.baseline_metrics["recency"]["auc"] + 0.03
-    assert model["auc"] > backtest.baseline_metrics["bgnbd"]["auc"] - 0.01
-    assert model["brier"] < backtest.baseline_metrics["recency"]["brier"]
+    # On about 800 customers per store the learned model may or may not beat BG/NBD;
+    # the champion (what scores) must rank far better than recency, match BG/NBD and
+    # stay below the oracle.
+    champion = backtest.method_metrics()[result.champion]
+    assert result.champion in ("lightgbm", "bgnbd"), result.candidates
+    assert oracle_metrics["auc"] > champion["auc"]
+    assert oracle_metrics["brier"] < champion["brier"]
+    assert champion["auc"] > backtest.baseline_metrics["recency"]["auc"] + 0.03
+    assert champion["auc"] >= backtest.baseline_metrics["bgnbd"]["auc"]
+    assert champion["brier"] <= backtest.baseline_metrics["bgnbd"]["brier"]
+    assert champion["brier"] < backtest.baseline_metrics["recency"]["brier"]
     # Information only (not the bar): the realised-dropout-date 'oracle' ranks higher.
     realised = realised_oracle(truth["customers"], backtest.predictions, backtest.cutoff, 90)
     realised_auc = roc_auc_score(realised["churned"], realised["realised_oracle"])
@@ -515,7 +535,7 @@ def test_feature_sets_of_many_cutoffs_equal_one_cutoff_at_a_time():
     as_of = START + timedelta(days=500)
     prepared = churn.prepare_orders(orders, as_of)
     cutoffs = [as_of, as_of - timedelta(days=90), as_of - timedelta(days=200), START]
-    together = churn.build_feature_sets(prepared, cutoffs, horizon_days=90)
+    together = churn.build_feature_sets(prepared, cutoffs, horizon_days=90, with_prior=True)
     assert together[START].is_empty()  # nobody ordered before the first day
     for cutoff in cutoffs[:3]:
         alone = churn.build_features(prepared, cutoff, horizon_days=90)
@@ -567,6 +587,8 @@ def test_top_reasons_equal_the_straightforward_ranking_with_ties(planted):
     # Rounded to one decimal: many exact ties, zeros and negatives.
     contributions = np.round(rng.normal(0.0, 1.0, (features.height, len(churn.FEATURES))), 1)
     contributions[:40] = -np.abs(contributions[:40])  # nothing raises the risk
+    contributions[40:60] = -np.abs(contributions[40:60])
+    contributions[40:60, :2] = np.abs(contributions[40:60, :2]) + 0.1  # recency, frequency
     fast = churn.top_reasons(features, contributions, 90).to_list()
     assert fast == _straightforward_top_reasons(features, contributions, 90)
     assert fast[:40] == ["No strong churn signal"] * 40

@@ -1,0 +1,281 @@
+"""Customer value: BG/NBD + Gamma-Gamma against `lifetimes`' numbers on CDNOW, the
+covariate MBG/NBD against a planted truth, the CLV model and the risk bands on the
+generator's tiny data, and thin real data (30 bike shops) that must degrade, not fail.
+
+The `lifetimes` figures below were computed with lifetimes 0.11.3 (BetaGeoFitter,
+GammaGammaFitter, penalizer 0) on exactly these summaries (CDNOW before 1997-10-01);
+the package is not a dependency, so its numbers are pinned here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.optimize import approx_fprime
+
+from benchmarks.churn_real import btyd_summary, load_bike_shops, load_cdnow
+from models import bgnbd, churn, clv
+from models.risk import RiskSettings, assign_risk, band_shares
+
+CUTOFF = date(1997, 10, 1)
+LIFETIMES_BGNBD = {"r": 0.250657, "alpha": 4.764954, "a": 0.746021, "b": 2.216007}
+LIFETIMES_GG = {"p": 6.275359, "q": 3.62445, "v": 14.983689}
+# Customers 00001, 00002, 00003, 00101, 05001, 20001 (rows 0, 1, 2, 100, 5000, 20000).
+LIFETIMES_ROWS = [0, 1, 2, 100, 5000, 20000]
+LIFETIMES_EXPECTED_90D = [0.070523, 0.07304, 0.222936, 0.07449, 0.074986, 0.089978]
+LIFETIMES_P_ALIVE = [1.0, 1.0, 0.359191, 1.0, 1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def cdnow():
+    return load_cdnow()
+
+
+def test_bgnbd_and_gamma_gamma_match_lifetimes_on_cdnow(cdnow):
+    summary = btyd_summary(cdnow, CUTOFF)
+    x, t_x, T = (summary[c].to_numpy() for c in ("x", "t_x", "T"))
+    params = bgnbd.fit(x, t_x, T, resolution_weeks=1 / 7)
+    for name, value in LIFETIMES_BGNBD.items():
+        assert getattr(params, name) == pytest.approx(value, abs=1e-3), name
+    h = 90 / 7
+    expected = bgnbd.conditional_expected_purchases(params, x, t_x, T, h)[LIFETIMES_ROWS]
+    np.testing.assert_allclose(expected, LIFETIMES_EXPECTED_90D, atol=1e-3)
+    alive = bgnbd.p_alive(params, x, t_x, T)[LIFETIMES_ROWS]
+    np.testing.assert_allclose(alive, LIFETIMES_P_ALIVE, atol=1e-3)
+    # P(at least one order) = P(alive) (1 - ((alpha+T)/(alpha+T+h))^(r+x)), as the
+    # benchmark computes it from lifetimes' parameters.
+    p = LIFETIMES_BGNBD
+    lifetimes_quiet = 1 - bgnbd.p_alive(
+        bgnbd.BgNbdParams(**p, n_customers=0, converged=True), x, t_x, T
+    ) * (1 - ((p["alpha"] + T) / (p["alpha"] + T + h)) ** (p["r"] + x))
+    ours = bgnbd.p_no_purchase(params, x, t_x, T, h)
+    assert np.abs(ours - lifetimes_quiet).max() < 1e-3
+    # Gamma-Gamma on customers with a repeat purchase and positive mean repeat spend.
+    days = clv.btyd_summary(clv.daily_values(clv.prepare_orders(cdnow, CUTOFF)), CUTOFF)
+    repeat = days.filter((pl.col("x") > 0) & (pl.col("m") > 0))
+    gg = bgnbd.fit_gamma_gamma(repeat["x"].to_numpy(), repeat["m"].to_numpy())
+    for name, value in LIFETIMES_GG.items():
+        assert getattr(gg, name) == pytest.approx(value, rel=1e-3), name
+
+
+def test_conditional_expectation_matches_simulation():
+    # Customers with a given history under known parameters: simulate their future.
+    params = bgnbd.BgNbdParams(r=0.8, alpha=6.0, a=0.9, b=3.0, n_customers=0, converged=True)
+    rng = np.random.default_rng(3)
+    x, t_x, T, h = 2.0, 20.0, 40.0, 26.0
+    n = 200_000
+    alive = rng.random(n) < bgnbd.p_alive(params, [x], [t_x], [T])[0]
+    rate = rng.gamma(params.r + x, 1.0 / (params.alpha + T), n)
+    p = rng.beta(params.a, params.b + x, n)  # dropout posterior given x survivals
+    count = np.zeros(n)
+    t = np.zeros(n)
+    active = alive.copy()
+    while active.any():
+        t[active] += rng.exponential(1.0 / rate[active])
+        bought = active & (t <= h)
+        count[bought] += 1
+        active = bought & (rng.random(n) >= p)
+    exact = bgnbd.conditional_expected_purchases(params, [x], [t_x], [T], h)[0]
+    assert count.mean() == pytest.approx(exact, rel=0.02)
+
+
+def simulate_covariate_mbg(n: int, seed: int):
+    """MBG/NBD customers whose dropout and rate depend on two binary covariates."""
+    rng = np.random.default_rng(seed)
+    z = (rng.random((n, 2)) < 0.4).astype(float)
+    rate = rng.gamma(0.8, 1.0 / (6.0 * np.exp(-(z @ np.array([0.3, 0.0])))), n)
+    mean = 1 / (1 + np.exp(-(-0.5 + z @ np.array([1.2, -0.8]))))
+    p = rng.beta(mean * 3.0, (1 - mean) * 3.0)
+    T = rng.uniform(10, 80, n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        if rng.random() < p[i]:
+            continue  # MBG: may leave right after the first purchase
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / rate[i])
+            if t > T[i]:
+                break
+            x[i] += 1
+            t_x[i] = t
+            if rng.random() < p[i]:
+                break
+    return x, t_x, T, z
+
+
+def test_covariate_mbgnbd_recovers_planted_effects_and_its_gradient_is_exact():
+    x, t_x, T, z = simulate_covariate_mbg(6000, seed=1)
+    params = bgnbd.fit_covariates(x, t_x, T, z, resolution_weeks=0.01)
+    assert params.dropout_effects[0] == pytest.approx(1.2, abs=0.35)
+    assert params.dropout_effects[1] == pytest.approx(-0.8, abs=0.35)
+    assert abs(params.rate_effects[1]) < 0.25
+    # The analytic per-customer derivatives equal finite differences.
+    r, alpha, a, b = 0.7, np.full(x.size, 5.0), np.full(x.size, 0.8), np.full(x.size, 2.0)
+
+    def total(v):
+        return bgnbd._mbg_terms(v[0], v[1], v[2], v[3], x, t_x, T)[0].sum()
+
+    _, d_r, d_alpha, d_a, d_b = bgnbd._mbg_terms(r, alpha, a, b, x, t_x, T)
+    numeric = approx_fprime(np.array([r, 5.0, 0.8, 2.0]), total, 1e-6)
+    np.testing.assert_allclose(
+        [d_r.sum(), d_alpha.sum(), d_a.sum(), d_b.sum()], numeric, rtol=1e-4, atol=1e-2
+    )
+    # No covariates: the plain MBG/NBD.
+    plain = bgnbd.fit_covariates(x, t_x, T, np.zeros((x.size, 0)))
+    assert plain.rate_effects == () and plain.dropout_effects == ()
+
+
+# ----------------------------------------------------------------------- tiny sample
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_sample, tmp_path_factory):
+    from storepulse.ingest import ingest_landing
+    from storepulse.warehouse import Warehouse, query
+
+    path = tmp_path_factory.mktemp("clv") / "w.duckdb"
+    with Warehouse(path).writer() as con:
+        ingest_landing(con, tiny_sample)
+        orders = query(con, "select * from staging.orders")
+        customers = query(con, "select * from staging.customers")
+        sessions = query(con, "select * from staging.sessions")
+    as_of = orders["order_date"].max() + timedelta(days=1)
+    return orders, customers, sessions, as_of
+
+
+@pytest.fixture(scope="module")
+def tiny_clv(tiny):
+    orders, customers, sessions, as_of = tiny
+    result = clv.fit(orders, as_of, customers=customers, sessions=sessions, seed=0)
+    scores = clv.score(
+        result.model, orders, as_of, "clv-v1", customers=customers, sessions=sessions
+    )
+    return result, scores
+
+
+def test_clv_scores_follow_the_contract(tiny, tiny_clv):
+    orders, _, _, as_of = tiny
+    result, scores = tiny_clv
+    valid = orders.filter(~pl.col("is_cancelled").fill_null(False) & (pl.col("order_date") < as_of))
+    assert list(scores.columns) == list(clv.CLV_COLUMNS)
+    assert scores.height == valid.select("store_id", "customer_id").unique().height
+    assert (
+        scores.select(pl.all().exclude("expected_next_order_date").null_count()).sum_horizontal()[0]
+        == 0
+    )
+    assert scores["p_alive"].is_between(0.0, 1.0).all()
+    assert (scores["expected_orders_365d"] >= scores["expected_orders_90d"]).all()
+    assert (scores["predicted_revenue_365d_usd"] >= 0).all()
+    dates = scores["expected_next_order_date"].drop_nulls()
+    assert dates.len() > 0 and (dates > as_of).all()
+    assert (dates <= as_of + timedelta(days=365)).all()
+    assert (scores["model_version"] == f"clv-v1/{result.champion}").all()
+    # Customers who buy often and recently are expected sooner and worth more.
+    top = scores.sort("expected_orders_365d", descending=True).head(50)
+    bottom = scores.sort("expected_orders_365d").head(50)
+    assert (
+        top["predicted_revenue_365d_usd"].mean() > 5 * bottom["predicted_revenue_365d_usd"].mean()
+    )
+
+
+def test_clv_holdout_metrics_and_champion(tiny_clv):
+    result, _ = tiny_clv
+    holdout = result.backtest[90]
+    base = holdout["metrics"]["bgnbd_gg"]
+    # The BTYD baseline is an honest forecaster on the generator's process: its total
+    # over the 90-day holdout is close to what happened, and ranks customers.
+    assert abs(base["orders"]["aggregate_error"]) < 0.15
+    deciles = base["calibration"]
+    assert deciles[-1]["actual"] > 3 * max(deciles[0]["actual"], 0.01)
+    for store, metrics in holdout["store_metrics"]["bgnbd_gg"].items():
+        assert metrics["orders"]["n_customers"] > 100, store
+    champion = holdout["metrics"][result.champion]
+    assert champion["orders"]["rmse"] <= base["orders"]["rmse"]
+    assert set(result.candidates) == set(clv.METHODS)
+
+
+def test_risk_bands_rank_within_each_stores_active_customers(tiny):
+    orders, customers, sessions, as_of = tiny
+    result = churn.train(orders, as_of, customers=customers, sessions=sessions, seed=42)
+    values = clv.score(clv.fit(orders, as_of, seed=0).model, orders, as_of, "v")
+    scores = churn.score_methods(
+        result.models, orders, as_of, "v", customers=customers, sessions=sessions, clv=values
+    )
+    shares = band_shares(scores)
+    assert (shares["high_share"].is_between(0.10, 0.30)).all(), shares
+    lapsed = scores.filter(pl.col("risk_band") == "lapsed")
+    assert lapsed["risk_score"].null_count() == lapsed.height
+    active = scores.filter(pl.col("risk_band") != "lapsed")
+    assert ((active["risk_score"] > 80) == (active["risk_band"] == "high")).all()
+    # Value at risk = predicted 365-day revenue x churn probability.
+    joined = scores.join(values, on=["store_id", "customer_id"])
+    np.testing.assert_allclose(
+        joined["value_at_risk_usd"],
+        (joined["predicted_revenue_365d_usd"] * joined["churn_probability"]).round(2),
+        atol=0.011,
+    )
+
+
+def test_risk_score_is_a_percentile_within_the_store():
+    frame = pl.DataFrame(
+        {
+            "store_id": ["a"] * 10 + ["b"] * 3,
+            "churn_probability": [0.1 * i for i in range(10)] + [0.9, 0.95, 0.99],
+            "recency_days": [10.0] * 9 + [400.0] + [5.0] * 3,
+        }
+    )
+    out = assign_risk(frame, RiskSettings())
+    a = out.filter(pl.col("store_id") == "a")
+    assert a["risk_band"].to_list()[-1] == "lapsed"  # silent for over a year
+    assert a["risk_score"].to_list()[:9] == [12, 23, 34, 45, 56, 67, 78, 89, 100]
+    assert a["risk_band"].to_list()[:9] == ["low"] * 4 + ["medium"] * 3 + ["high"] * 2
+    b = out.filter(pl.col("store_id") == "b")
+    assert b["risk_score"].to_list() == [34, 67, 100]  # relative to its own store
+
+
+# -------------------------------------------------------------------------- thin data
+
+
+def test_thin_real_history_degrades_with_reasons():
+    bikes = load_bike_shops()
+    assert bikes["customer_id"].n_unique() == 30 and bikes.height == 322
+    as_of = date(2011, 10, 1)
+    history = bikes.filter(pl.col("order_date") < as_of)
+    churned = churn.train(history, as_of, seed=0)
+    assert not churned.candidates["lightgbm"]["available"]
+    assert churned.candidates["lightgbm"]["reason"]
+    scores = churn.score_methods(churned.models, history, as_of, "v")
+    assert scores.height == history["customer_id"].n_unique()
+    assert scores["model_version"].str.ends_with(f"/{churned.champion}").all()
+    value = clv.fit(history, as_of, seed=0)
+    assert value.champion == "bgnbd_gg" and "lightgbm" in value.model.unavailable
+    clv_scores = clv.score(value.model, history, as_of, "v")
+    assert clv_scores.height == scores.height
+    assert clv_scores["predicted_revenue_365d_usd"].is_finite().all()
+
+
+def test_a_75_day_store_scores_with_the_baselines():
+    bikes = load_bike_shops()
+    as_of = date(2011, 12, 29)
+    young = bikes.filter(pl.col("order_date") >= as_of - timedelta(days=75))
+    result = churn.train(young, as_of, seed=0)
+    assert result.champion == "bgnbd"  # nothing labelled to backtest on
+    scores = churn.score_methods(
+        result.models, young, as_of, "v", method_of_store={"bike-shops": "lightgbm"}
+    )
+    assert (scores["model_version"] == "v/bgnbd").all()
+    with pytest.raises(ValueError, match="unknown churn method"):
+        result.models.resolve("magic")
+
+
+def test_pick_champion_ties_go_to_the_simpler_method():
+    same = {"auc": 0.8, "brier": 0.1}
+    champion, _ = churn.pick_champion({"lightgbm": same, "bgnbd": same, "recency": same})
+    assert champion == "recency"
+    better = {"auc": 0.81, "brier": 0.09}
+    champion, why = churn.pick_champion({"lightgbm": better, "bgnbd": same, "recency": None})
+    assert champion == "lightgbm" and "beats" in why
+    assert churn.pick_champion({})[0] == "bgnbd"
