@@ -48,6 +48,13 @@ from models.churn_features import (
 from models.churn_lightgbm import category_vocab, encode, holdout_customers
 
 MODEL_NAME = "clv"
+from models.clv_metrics import (
+    decile_calibration,
+    flat_metrics,
+    learned_beats,
+    value_metrics,
+)
+
 METHODS = ("lightgbm", "bgnbd_gg")  # most complex first; the fallback chain
 CLV_COLUMNS = (
     "store_id",
@@ -483,38 +490,6 @@ def apply(
     )
 
 
-def value_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict:
-    """Per-customer RMSE and MAE, and the aggregate: predicted total vs actual total."""
-    actual = np.asarray(actual, dtype=float)
-    predicted = np.asarray(predicted, dtype=float)
-    total, predicted_total = float(actual.sum()), float(predicted.sum())
-    return {
-        "rmse": round(float(np.sqrt(np.mean((predicted - actual) ** 2))), 4)
-        if actual.size
-        else None,
-        "mae": round(float(np.mean(np.abs(predicted - actual))), 4) if actual.size else None,
-        "actual_total": round(total, 2),
-        "predicted_total": round(predicted_total, 2),
-        "aggregate_error": round((predicted_total - total) / total, 4) if total > 0 else None,
-        "n_customers": int(actual.size),
-    }
-
-
-def decile_calibration(actual: np.ndarray, predicted: np.ndarray) -> list[dict]:
-    """Customers in ten groups by predicted orders: mean predicted vs mean actual."""
-    order = np.argsort(np.asarray(predicted), kind="stable")
-    groups = np.array_split(order, 10)
-    return [
-        {
-            "decile": i + 1,
-            "customers": int(g.size),
-            "predicted": round(float(np.mean(predicted[g])), 4) if g.size else None,
-            "actual": round(float(np.mean(actual[g])), 4) if g.size else None,
-        }
-        for i, g in enumerate(groups)
-    ]
-
-
 def _metrics(frame: pl.DataFrame) -> dict:
     actual_orders = frame["actual_orders"].to_numpy()
     pred_orders = frame["pred_orders_h"].to_numpy()
@@ -557,40 +532,19 @@ def evaluate_holdout(
     return out
 
 
-# The learned total of orders over the holdout may be off by AGGREGATE_OK, or by no
-# more than AGGREGATE_TOLERANCE beyond BTYD's own error, whichever is larger.
-AGGREGATE_OK = 0.05
-AGGREGATE_TOLERANCE = 0.02
-
-
 def pick_champion(backtest: dict) -> tuple[str, str]:
-    """The learned model wins only when, against BG/NBD + Gamma-Gamma, its per-customer
-    RMSE of orders (90-day holdout) and of revenue (the 365-day holdout when it has one,
-    else the 90-day one) are both lower and its aggregate error of orders (90 days) is
-    within AGGREGATE_OK or no worse than BTYD's by more than AGGREGATE_TOLERANCE; a tie
-    goes to BTYD."""
-    short = backtest.get(90) or {}
-    if "lightgbm" not in short.get("metrics", {}):
+    """The global champion by `learned_beats` (the lifecycle applies the same rule per
+    store)."""
+    learned, base = flat_metrics(backtest, "lightgbm"), flat_metrics(backtest, "bgnbd_gg")
+    if learned is None or base is None:
         return "bgnbd_gg", "the learned model has no backtest: BG/NBD + Gamma-Gamma"
-    long = backtest.get(365)
-    if not long or "lightgbm" not in long["metrics"]:
-        long = short
-    learned, base = short["metrics"]["lightgbm"]["orders"], short["metrics"]["bgnbd_gg"]["orders"]
-    learned_revenue = long["metrics"]["lightgbm"]["revenue"]["rmse"]
-    base_revenue = long["metrics"]["bgnbd_gg"]["revenue"]["rmse"]
-    learned_aggregate = abs(learned["aggregate_error"] or 0.0)
-    base_aggregate = abs(base["aggregate_error"] or 0.0)
     why = (
-        f"orders RMSE {learned['rmse']:.4f} vs {base['rmse']:.4f}, aggregate "
-        f"{learned['aggregate_error']:+.1%} vs {base['aggregate_error']:+.1%} (90-day holdout); "
-        f"revenue RMSE {learned_revenue:.2f} vs {base_revenue:.2f} "
-        f"({long['horizon_days']}-day holdout)"
+        f"orders RMSE {learned['rmse_orders']:.4f} vs {base['rmse_orders']:.4f}, aggregate "
+        f"{learned['aggregate_error'] or 0:+.1%} vs {base['aggregate_error'] or 0:+.1%} "
+        f"(90-day holdout); revenue RMSE {learned['rmse_revenue']:.2f} vs "
+        f"{base['rmse_revenue']:.2f} ({learned['revenue_holdout_days']}-day holdout)"
     )
-    if (
-        learned["rmse"] < base["rmse"]
-        and learned_revenue < base_revenue
-        and learned_aggregate <= max(base_aggregate + AGGREGATE_TOLERANCE, AGGREGATE_OK)
-    ):
+    if learned_beats(learned, base):
         return "lightgbm", "lightgbm beats BG/NBD + Gamma-Gamma: " + why
     return "bgnbd_gg", "BG/NBD + Gamma-Gamma kept: " + why
 

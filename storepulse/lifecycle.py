@@ -33,7 +33,7 @@ import json
 import pickle
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,6 +103,11 @@ class ModelSpec:
     # run's by more than this share (relative), on a backtest of comparable size.
     regression_margin: float = 0.15
     labels: dict[str, str] = field(default_factory=dict)  # method -> words for people
+    # A model whose rule is more than one metric (CLV: orders and revenue error and the
+    # aggregate) gives it here: (challenger metrics, incumbent metrics) -> it wins.
+    beats: Callable[[dict, dict], bool] | None = None
+    # The settings field that overrides min_gain per run (Launchpad), if any.
+    min_gain_setting: str | None = None
 
     def label(self, method: str) -> str:
         return self.labels.get(method, method)
@@ -155,8 +160,10 @@ class Release:
 
 def _better(spec: ModelSpec, challenger: dict, incumbent: dict) -> bool:
     """The challenger beats the incumbent by more than min_gain (and is no worse on the
-    guard metric)."""
+    guard metric), or by the spec's own rule."""
     a, b = challenger.get(spec.primary), incumbent.get(spec.primary)
+    if spec.beats is not None and a is not None and b is not None:
+        return spec.beats(challenger, incumbent)
     if a is None or b is None:
         return a is not None and b is None
     gain = (a - b) if spec.higher_is_better else (b - a)
@@ -173,7 +180,11 @@ def _better(spec: ModelSpec, challenger: dict, incumbent: dict) -> bool:
 
 
 def _winner(spec: ModelSpec, metrics: dict[str, dict]) -> str | None:
-    """Simplest first; a method displaces the current winner only by beating it."""
+    """Simplest first; a method displaces the current winner only by beating it. When
+    no method could be evaluated (too little history for any backtest), the most
+    capable method that can run (the top of the fallback chain)."""
+    if metrics and not any(m.get(spec.primary) is not None for m in metrics.values()):
+        return [m for m in spec.methods if m in metrics][-1]
     winner = None
     for method in spec.methods:
         if method not in metrics:
@@ -203,7 +214,16 @@ def choose(spec: ModelSpec, candidates: Candidates) -> Decision:
             "no candidate could be evaluated: "
             + "; ".join(f"{spec.label(m)}: {why}" for m, why in candidates.unavailable.items())
         )
-    summary = f"{spec.label(champion)} wins the backtest ({_compare(spec, candidates.overall, champion)})"
+    if candidates.overall[champion].get(spec.primary) is None:
+        summary = (
+            f"{spec.label(champion)}: no backtest could be run on this history, so the most "
+            "capable method that can run scores"
+        )
+    else:
+        summary = (
+            f"{spec.label(champion)} wins the backtest "
+            f"({_compare(spec, candidates.overall, champion)})"
+        )
     if champion != spec.learned and spec.learned in candidates.overall:
         summary += f"; {spec.label(spec.learned)} did not beat it by more than {spec.min_gain:g}"
     if spec.learned in candidates.unavailable:
@@ -218,9 +238,7 @@ def choose(spec: ModelSpec, candidates: Candidates) -> Decision:
             winner = _winner(spec, metrics)
             if winner is not None:
                 by_store[store] = winner
-                why[store] = (
-                    f"its own backtest (n={n:,}): {_compare(spec, metrics, winner)}"
-                )
+                why[store] = f"its own backtest (n={n:,}): {_compare(spec, metrics, winner)}"
                 continue
         by_store[store] = champion
         why[store] = (
@@ -303,6 +321,8 @@ def train(
         inputs = spec.load(con, as_of)
     candidates = spec.train(inputs, as_of, settings)
     version = version_of(spec, as_of, spec.fingerprint(inputs), settings)
+    if spec.min_gain_setting and hasattr(settings, spec.min_gain_setting):
+        spec = replace(spec, min_gain=float(getattr(settings, spec.min_gain_setting)))
     decision = choose(spec, candidates)
     champion_metrics = candidates.overall[decision.champion]
     trained_at = datetime.now(UTC).replace(tzinfo=None)
@@ -333,8 +353,11 @@ def train(
                 version=version,
                 trained_at=trained_at,
                 train_window=candidates.train_window,
-                metrics={**champion_metrics, "method": decision.champion,
-                         **candidates.run_metrics},  # fmt: skip
+                metrics={
+                    **champion_metrics,
+                    "method": decision.champion,
+                    **candidates.run_metrics,
+                },  # fmt: skip
                 baseline_metrics={
                     m: v for m, v in candidates.overall.items() if m != decision.champion
                 },
@@ -463,14 +486,26 @@ def record_store_status(
                 "ops.store_status",
                 pl.DataFrame(
                     [
-                        {"as_of": as_of, "store_id": o.store_id, "step": o.step,
-                         "status": o.status, "method": o.method, "message": o.message,
-                         "recorded_at": now}  # fmt: skip
+                        {
+                            "as_of": as_of,
+                            "store_id": o.store_id,
+                            "step": o.step,
+                            "status": o.status,
+                            "method": o.method,
+                            "message": o.message,
+                            "recorded_at": now,
+                        }  # fmt: skip
                         for o in outcomes
                     ],
-                    schema={"as_of": pl.Date, "store_id": pl.String, "step": pl.String,
-                            "status": pl.String, "method": pl.String, "message": pl.String,
-                            "recorded_at": pl.Datetime("us")},  # fmt: skip
+                    schema={
+                        "as_of": pl.Date,
+                        "store_id": pl.String,
+                        "step": pl.String,
+                        "status": pl.String,
+                        "method": pl.String,
+                        "message": pl.String,
+                        "recorded_at": pl.Datetime("us"),
+                    },  # fmt: skip
                 ),
             )
 
@@ -478,8 +513,13 @@ def record_store_status(
 def status_frame(outcomes: list[StoreOutcome]) -> pl.DataFrame:
     return pl.DataFrame(
         [asdict(o) for o in outcomes],
-        schema={"store_id": pl.String, "step": pl.String, "status": pl.String,
-                "method": pl.String, "message": pl.String},  # fmt: skip
+        schema={
+            "store_id": pl.String,
+            "step": pl.String,
+            "status": pl.String,
+            "method": pl.String,
+            "message": pl.String,
+        },  # fmt: skip
     )
 
 

@@ -8,13 +8,14 @@ import dataclasses
 
 import pytest
 
-from models import churn, demand, reorder, rfm
-from pipelines.assets.churn import ChurnConfig
+from models import churn, clv, demand, reorder, rfm
+from pipelines.assets.churn import ChurnConfig, ClvConfig
 from pipelines.assets.demand import DemandConfig, ReorderConfig
 from pipelines.assets.segments import RfmConfig
 
 PAIRS = [
     (ChurnConfig, churn.ChurnSettings),
+    (ClvConfig, clv.ClvSettings),
     (DemandConfig, demand.DemandSettings),
     (ReorderConfig, reorder.ReorderSettings),
     (RfmConfig, rfm.RfmSettings),

@@ -27,6 +27,8 @@ CUSTOMER_ASSETS = [
     segments.customer_rfm,
     marts.kpi_monthly,
     marts.cohort_retention,
+    churn_assets.clv_model,
+    churn_assets.clv_scores,
     churn_assets.churn_model,
     churn_assets.churn_scores,
 ]
@@ -186,26 +188,33 @@ def test_customer_assets_on_tiny_generated_data(sp_home, tiny_sample):
     assert rfm.height == customers
     assert rfm["segment"].null_count() == 0 and rfm["action"].null_count() == 0
     assert set(kpi["store_id"]) == set(stores)
-    assert runs.height == 1
+    assert runs.height == 1 and runs["approved"][0], runs["reason"][0]
     metrics = json.loads(runs["metrics"][0])
-    baselines = json.loads(runs["baseline_metrics"][0])
+    others = json.loads(runs["baseline_metrics"][0])
     assert {"auc", "pr_auc", "brier", "lift_top_decile"} <= set(metrics)
-    assert set(baselines) == {"recency", "bgnbd"}
+    champion = runs["champion"][0]
+    assert metrics["method"] == champion and set(others) == {"recency", "bgnbd", "lightgbm"} - {
+        champion
+    }
+    # The champion's backtest AUC is the best within the tie margin (ties: simpler wins).
+    assert metrics["auc"] >= max(m["auc"] for m in others.values()) - 1e-9 or champion != "lightgbm"
     version = runs["version"][0]
     assert (paths.model_store / "churn" / version / "card.json").exists()
     check = next(
         e
         for e in result.get_asset_check_evaluations()
-        if e.check_name == churn_assets.BEATS_BASELINES
+        if e.check_name == churn_assets.CHURN_APPROVED
     )
-    assert check.passed == bool(runs["approved"][0])
-    if check.passed:
-        # scores/churn ran with the model just approved
-        assert churn_assets.CHURN_SCORES in materialized
-        with Warehouse(paths.warehouse).reader() as con:
-            scores = query(con, "select * from scores.churn")
-        assert scores.height == customers
-        assert set(scores["model_version"]) == {version}
+    assert check.passed
+    champions = json.loads(runs["champions"][0])
+    with Warehouse(paths.warehouse).reader() as con:
+        scores = query(con, "select * from scores.churn")
+        values = query(con, "select * from scores.clv")
+        status = query(con, "select step, status from ops.store_status")
+    assert scores.height == customers == values.height
+    used = dict(scores.select("store_id", "model_version").unique().iter_rows())
+    assert used == {s: f"{version}/{champions[s]}" for s in used}
+    assert set(status["status"]) == {"ok"} and set(status["step"]) == {"churn", "clv"}
 
 
 def write_orders_only_landing(landing: Path) -> pl.DataFrame:
@@ -236,12 +245,13 @@ def test_orders_only_store_gets_segments_kpis_and_scores(sp_home):
         sessions = query(con, "select count(*) as n from staging.sessions")["n"][0]
     assert staged == orders.height and sessions == 0
 
-    # Nightly path on a fresh home: scores/churn trains first, then scores.
+    # Nightly path on a fresh home: scores/clv and scores/churn train first, then score.
     nightly = dg.materialize(
         [
             segments.customer_rfm,
             marts.kpi_monthly,
             marts.cohort_retention,
+            churn_assets.clv_scores,
             churn_assets.churn_scores,
         ],
         resources=resources(),
@@ -252,18 +262,21 @@ def test_orders_only_store_gets_segments_kpis_and_scores(sp_home):
         assert query(con, "select count(*) as n from marts.customer_rfm")["n"][0] == customers
         scores = query(con, "select * from scores.churn")
         kpi = query(con, "select * from marts.kpi_monthly")
-        runs = query(con, "select version, approved, reason from ops.model_runs")
+        runs = query(con, "select version, approved, reason, champion from ops.model_runs"
+                     " where model = 'churn'")  # fmt: skip
         first_version = latest_approved(con, "churn")
     assert scores.height == customers
     assert kpi.height == 36 and kpi["sessions"].null_count() == 36
     assert runs.height == 1 and runs["approved"][0], runs["reason"][0]
-    assert set(scores["model_version"]) == {first_version}
+    assert set(scores["model_version"]) == {f"{first_version}/{runs['champion'][0]}"}
 
-    # Weekly retraining with an impossible bar: the blocking check fails, the model
-    # is recorded as not approved, and the last approved model keeps scoring.
+    # Weekly retraining with an impossible bar for the learned model: a baseline becomes
+    # champion. That is normal operation, unless the champion's AUC clearly dropped
+    # against last week's; either way the decision and its reason are recorded, the
+    # check says which, and nightly scores with the newest approved version.
     impossible = dg.RunConfig(ops={"models__churn": churn_assets.ChurnConfig(min_auc_gain=1.0)})
     weekly = dg.materialize(
-        [churn_assets.churn_model, churn_assets.churn_scores],
+        [churn_assets.churn_model],
         resources=resources(),
         run_config=impossible,
         raise_on_error=False,
@@ -271,20 +284,20 @@ def test_orders_only_store_gets_segments_kpis_and_scores(sp_home):
     check = next(
         e
         for e in weekly.get_asset_check_evaluations()
-        if e.check_name == churn_assets.BEATS_BASELINES
+        if e.check_name == churn_assets.CHURN_APPROVED
     )
-    assert not check.passed
-    # blocking: scores/churn did not run after the failed check
-    assert churn_assets.CHURN_SCORES not in {
-        e.asset_key for e in weekly.get_asset_materialization_events()
-    }
+    with Warehouse(paths.warehouse).reader() as con:
+        runs = query(con, "select version, approved, champion, reason from ops.model_runs"
+                     " where model = 'churn' order by trained_at")  # fmt: skip
+    assert runs.height == 2 and runs["champion"][1] in ("bgnbd", "recency")
+    assert "did not beat it by more than 1" in runs["reason"][1]
+    assert check.passed == runs["approved"][1]
     nightly_again = dg.materialize([churn_assets.churn_scores], resources=resources())
     assert nightly_again.success
     with Warehouse(paths.warehouse).reader() as con:
-        runs = query(con, "select version, approved from ops.model_runs order by trained_at")
         scores = query(con, "select distinct model_version from scores.churn")
-    assert runs["approved"].to_list() == [True, False]
-    assert scores["model_version"].to_list() == [first_version]
+        newest = latest_approved(con, "churn")
+    assert scores["model_version"].to_list()[0].startswith(newest + "/")
 
 
 def test_replay_as_of_a_past_date_reads_nothing_later(sp_home):
