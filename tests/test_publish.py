@@ -19,6 +19,7 @@ from storepulse.publish import latest_set, publish_history, publish_store, verif
 from storepulse.publish import report as report_module
 from storepulse.publish.destinations import (
     KLAVIYO_HEADER,
+    KLAVIYO_PROPERTIES_HEADER,
     MAILCHIMP_HEADER,
     META_HEADER,
     iso_country,
@@ -67,9 +68,32 @@ def test_klaviyo_file_has_email_first_and_only_consenting_customers(published):
     assert row["First Name"] == "Alice"  # trimmed
     assert row["Country"] == "GB"  # 'UK' in the data: ISO-3166 alpha-2 is GB
     assert row["Phone Number"] == "447700900123"
-    assert row["Segment"] == "Champions"
-    assert row["Churn Risk"] == "20"
-    assert float(row["Predicted Value"]) == pytest.approx(900.0 * (1 - 0.2))
+    assert row["RFM Segment"] == "Champions"
+    assert (row["Churn Risk"], row["Churn Risk Score"]) == ("low", "20")
+    assert float(row["Predicted CLV"]) == pytest.approx(3 * 180.0)
+    assert row["Expected Date Of Next Order"] == (AS_OF + timedelta(days=10)).isoformat()
+
+
+def test_klaviyo_properties_file_imports_under_klaviyos_rules(published):
+    """customers.klaviyo_properties.csv: Email first, then the four properties; e-mail
+    consent only; dates YYYY-MM-DD; Churn Risk low/medium/high; text that would run as
+    a spreadsheet formula is neutralised; one row per e-mail."""
+    _, sets = published
+    props = read_csv(sets[STORE_A] / "customers.klaviyo_properties.csv")
+    assert tuple(props.columns) == KLAVIYO_PROPERTIES_HEADER
+    consented = {"alice.smith@example.com", "bob@example.com", "eve@example.com"}
+    assert set(props["Email"]) <= consented and props["Email"].is_unique().all()
+    assert "carol@example.com" not in set(props["Email"])  # no e-mail consent
+    assert set(props["Churn Risk"].drop_nulls()) <= {"low", "medium", "high"}
+    for day in props["Expected Date Of Next Order"].drop_nulls():
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", day)
+    assert not any(
+        str(v).startswith(("=", "+", "-", "@")) for col in props.columns for v in props[col]
+    )
+    manifest = json.loads((sets[STORE_A] / "manifest.json").read_text())
+    assert "customers.klaviyo_properties.csv" in {f["path"] for f in manifest["files"]}
+    b = read_csv(sets[STORE_B] / "customers.klaviyo_properties.csv")
+    assert not set(b["Email"]) & consented  # never another store's customers
 
 
 def test_mailchimp_header_tags_and_formula_cells_are_neutralised(published):
@@ -278,6 +302,16 @@ def test_missing_model_tables_still_give_a_complete_set(tmp_path):
     assert any("scores.demand_forecast is not built yet" in n for n in result.notes)
 
 
+def test_report_shows_customer_value_by_segment_and_who_is_due_next(published):
+    _, sets = published
+    a_html = (sets[STORE_A] / "report.html").read_text()
+    assert "Predicted value of the next 12 months, by segment" in a_html
+    assert "Customers expected to order next, week by week" in a_html
+    # The win-back list is sized in predicted value at risk, not in counts alone.
+    assert re.search(r"win-back list of high-value customers at risk has <strong>\d+</strong> "
+                     r"customers \(\$[\d,]+ of value at risk\)", a_html)  # fmt: skip
+
+
 def test_report_says_which_method_made_the_numbers_for_this_store_only(published):
     _, sets = published
     a_html = (sets[STORE_A] / "report.html").read_text()
@@ -318,6 +352,7 @@ def test_history_snapshots_every_marts_and_scores_table(con, tmp_path):
         "marts.channel_roi",
         "marts.budget_plan",
         "scores.churn",
+        "scores.clv",
         "scores.demand_forecast",
     }
     for name, rows in counts.items():

@@ -209,6 +209,27 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, store_b_has_ads: bool = Fals
             pl.lit("churn-v1").alias("model_version"),
         ),
     )
+    # Customer value: predicted 365-day revenue = 3x value at risk; next orders spread out.
+    replace_table(
+        con,
+        "scores.clv",
+        pl.DataFrame(
+            [
+                {
+                    "store_id": store,
+                    "customer_id": customer,
+                    "as_of": AS_OF,
+                    "p_alive": 1 - p,
+                    "expected_orders_90d": 1 - p,
+                    "expected_orders_365d": 3 * (1 - p),
+                    "predicted_revenue_365d_usd": 3 * value,
+                    "expected_next_order_date": AS_OF + timedelta(days=10 * (i + 1)),
+                    "model_version": "clv-v1/bgnbd_gg",
+                }
+                for i, (store, customer, p, _, _, value) in enumerate(CHURN)
+            ]
+        ),
+    )
     forecast = [
         {
             "store_id": STORE_A,

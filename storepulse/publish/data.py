@@ -56,6 +56,16 @@ MODEL_TABLES: dict[str, tuple[str, ...]] = {
         "value_at_risk_usd",
         "model_version",
     ),
+    "scores.clv": (
+        "store_id",
+        "customer_id",
+        "p_alive",
+        "expected_orders_90d",
+        "expected_orders_365d",
+        "predicted_revenue_365d_usd",
+        "expected_next_order_date",
+        "model_version",
+    ),
     "scores.demand_forecast": ("store_id", "sku", "date", "p10", "p50", "p90", "model_version"),
     "marts.reorder_plan": (
         "store_id",
@@ -340,8 +350,8 @@ def audience(data: StoreData) -> pl.DataFrame:
     Customers come from marts.customer_rfm and scores.churn; contact details and
     consent from staging.customers, matched on customer_id (or on e-mail when the
     orders had no customer id and the e-mail became the id). No customers row means
-    no consent. predicted_value_usd = monetary_usd x (1 - churn_probability): the
-    value expected to stay if nothing is done.
+    no consent. predicted_clv_usd and expected_next_order_date come from scores.clv
+    (the predicted net revenue of the next 365 days, models/clv.py).
     """
     rfm = data.table("marts.customer_rfm")
     churn = data.table("scores.churn")
@@ -389,6 +399,23 @@ def audience(data: StoreData) -> pl.DataFrame:
         )
     )
     joined = base.join(churn_frame, on="customer_id", how="full", coalesce=True)
+    value = data.table("scores.clv")
+    value_frame = (
+        value.frame.select(
+            pl.col("customer_id").cast(pl.String),
+            pl.col("predicted_revenue_365d_usd").cast(pl.Float64).alias("predicted_clv_usd"),
+            pl.col("expected_next_order_date").cast(pl.Date),
+        )
+        if value.usable
+        else pl.DataFrame(
+            schema={
+                "customer_id": pl.String,
+                "predicted_clv_usd": pl.Float64,
+                "expected_next_order_date": pl.Date,
+            }
+        )
+    )
+    joined = joined.join(value_frame, on="customer_id", how="left")
     customers = data.customers
     by_id = joined.join(customers, on="customer_id", how="left", maintain_order="left")
     # Orders without a customer id use the normalised e-mail as the id: match those on e-mail.
@@ -403,10 +430,7 @@ def audience(data: StoreData) -> pl.DataFrame:
     )
     contact = [c for c in CUSTOMER_COLUMNS if c != "customer_id"]
     out = by_id.with_columns(pl.col(c).fill_null(fallback[c]) for c in contact)
-    return out.with_columns(
-        pl.lit(data.store_id).alias("store_id"),
-        (pl.col("monetary_usd") * (1 - pl.col("churn_probability"))).alias("predicted_value_usd"),
-    ).sort("customer_id")
+    return out.with_columns(pl.lit(data.store_id).alias("store_id")).sort("customer_id")
 
 
 def win_back_list(audience_frame: pl.DataFrame) -> pl.DataFrame:

@@ -29,19 +29,30 @@ AUDIENCE_COLUMNS = (
     "segment",
     "lifecycle_stage",
     "risk_score",
-    "predicted_value_usd",
+    "risk_band",
+    "predicted_clv_usd",
+    "expected_next_order_date",
 )
 
+# Klaviyo custom profile properties storepulse fills (the same names in the segment
+# lists and in customers.klaviyo_properties.csv, so one property never holds two meanings).
+KLAVIYO_PROPERTIES = ("Predicted CLV", "Expected Date Of Next Order", "Churn Risk", "RFM Segment")
 KLAVIYO_HEADER = (
     "Email",
     "First Name",
     "Last Name",
     "Phone Number",
     "Country",
-    "Segment",
+    "RFM Segment",
     "Churn Risk",
-    "Predicted Value",
+    "Churn Risk Score",
+    "Predicted CLV",
+    "Expected Date Of Next Order",
 )
+KLAVIYO_PROPERTIES_HEADER = ("Email", *KLAVIYO_PROPERTIES)
+# Klaviyo's churn risk is low / medium / high; a customer silent for over a year
+# ("lapsed": outside the plausibly active customers risk_score ranks) is high there.
+KLAVIYO_CHURN_RISK = {"low": "low", "medium": "medium", "high": "high", "lapsed": "high"}
 MAILCHIMP_HEADER = ("Email Address", "First Name", "Last Name", "Tags")
 META_HEADER = ("email", "phone", "fn", "ln", "country")
 
@@ -161,15 +172,31 @@ def _country_column(frame: pl.DataFrame) -> pl.Series:
     )
 
 
+def _klaviyo_properties(rows: pl.DataFrame) -> dict[str, pl.Series | list]:
+    return {
+        "RFM Segment": rows["segment"].cast(pl.String),
+        "Churn Risk": rows["risk_band"]
+        .cast(pl.String)
+        .replace_strict(KLAVIYO_CHURN_RISK, default=None, return_dtype=pl.String),
+        "Predicted CLV": rows["predicted_clv_usd"].cast(pl.Float64).round(2),
+        # Klaviyo reads YYYY-MM-DD as a date property.
+        "Expected Date Of Next Order": rows["expected_next_order_date"]
+        .cast(pl.Date)
+        .dt.strftime("%Y-%m-%d"),
+    }
+
+
 def klaviyo_frame(audience: pl.DataFrame) -> pl.DataFrame:
-    """Klaviyo list import: `Email` first, then profile and storepulse properties.
+    """Klaviyo list import: `Email` first, then profile fields and storepulse's properties.
 
     Phone Number is digits with the country code and no '+': a leading '+' would be
     neutralised as a spreadsheet formula, and Klaviyo accepts the digits with the
-    Country column. Churn Risk is the 0-100 risk score; Predicted Value is the
-    expected retained value in USD (see storepulse.publish.data).
+    Country column. Churn Risk is low / medium / high (KLAVIYO_CHURN_RISK) and Churn
+    Risk Score the 0-100 score (above 80: the top of the at-risk list); Predicted CLV
+    the predicted net revenue of the next 365 days in USD (scores.clv).
     """
     rows = _email_consented(audience)
+    properties = _klaviyo_properties(rows)
     out = pl.DataFrame(
         {
             "Email": [normalise_email(v) for v in rows["email"].to_list()],
@@ -177,9 +204,11 @@ def klaviyo_frame(audience: pl.DataFrame) -> pl.DataFrame:
             "Last Name": _trimmed(rows["last_name"]),
             "Phone Number": [meta_normalise_phone(v) for v in rows["phone"].to_list()],
             "Country": _country_column(rows),
-            "Segment": rows["segment"].cast(pl.String),
-            "Churn Risk": rows["risk_score"].cast(pl.Float64).round(0).cast(pl.Int64),
-            "Predicted Value": rows["predicted_value_usd"].cast(pl.Float64).round(2),
+            "RFM Segment": properties["RFM Segment"],
+            "Churn Risk": properties["Churn Risk"],
+            "Churn Risk Score": rows["risk_score"].cast(pl.Float64).round(0).cast(pl.Int64),
+            "Predicted CLV": properties["Predicted CLV"],
+            "Expected Date Of Next Order": properties["Expected Date Of Next Order"],
         },
         schema={
             "Email": pl.String,
@@ -187,12 +216,37 @@ def klaviyo_frame(audience: pl.DataFrame) -> pl.DataFrame:
             "Last Name": pl.String,
             "Phone Number": pl.String,
             "Country": pl.String,
-            "Segment": pl.String,
-            "Churn Risk": pl.Int64,
-            "Predicted Value": pl.Float64,
-        },
+            "RFM Segment": pl.String,
+            "Churn Risk": pl.String,
+            "Churn Risk Score": pl.Int64,
+            "Predicted CLV": pl.Float64,
+            "Expected Date Of Next Order": pl.String,
+        },  # fmt: skip
     )
     return neutralise_text_columns(out)
+
+
+def klaviyo_properties_frame(audience: pl.DataFrame) -> pl.DataFrame:
+    """customers.klaviyo_properties.csv: `Email` and storepulse's profile properties for
+    every customer with e-mail consent, for Klaviyo's "update profile properties"
+    import (the same normalisation and formula neutralisation as the lists)."""
+    rows = _email_consented(audience).filter(
+        pl.col("predicted_clv_usd").is_not_null() | pl.col("risk_band").is_not_null()
+    )
+    out = pl.DataFrame(
+        {
+            "Email": [normalise_email(v) for v in rows["email"].to_list()],
+            **_klaviyo_properties(rows),
+        },  # fmt: skip
+        schema={
+            "Email": pl.String,
+            "Predicted CLV": pl.Float64,
+            "Expected Date Of Next Order": pl.String,
+            "Churn Risk": pl.String,
+            "RFM Segment": pl.String,
+        },  # fmt: skip
+    ).select(KLAVIYO_PROPERTIES_HEADER)
+    return neutralise_text_columns(out.unique("Email", keep="first", maintain_order=True))
 
 
 def mailchimp_tags(segment: object, lifecycle_stage: object, extra: str | None) -> str:

@@ -2,6 +2,7 @@
 
 Layout (DESIGN §6):
     segments/<segment-slug>.klaviyo.csv | .mailchimp.csv | .meta.csv   (one trio per list)
+    customers.klaviyo_properties.csv (Klaviyo profile properties of consented customers)
     scores.parquet, forecast.parquet, reorder_plan.csv, budget_plan.csv
     report.html, manifest.json (every other file with rows, bytes and sha256)
 
@@ -40,6 +41,7 @@ from storepulse.publish.data import (
 )
 from storepulse.publish.destinations import (
     klaviyo_frame,
+    klaviyo_properties_frame,
     mailchimp_frame,
     meta_frame,
     neutralise_text_columns,
@@ -171,9 +173,13 @@ def _write_segments(
     return {slug: members for slug, (members, _) in lists.items()}
 
 
+KLAVIYO_PROPERTIES_FILE = "customers.klaviyo_properties.csv"
+
+
 def _write_tables(out: Path, data: StoreData, people: pl.DataFrame, result: PublishResult) -> None:
     scores = _scores_frame(data)
     scores.write_parquet(out / "scores.parquet")
+    _write_csv(klaviyo_properties_frame(people), out / KLAVIYO_PROPERTIES_FILE)
     for name, target in (
         ("scores.demand_forecast", "forecast.parquet"),
         ("marts.reorder_plan", "reorder_plan.csv"),
@@ -201,6 +207,15 @@ def _scores_frame(data: StoreData) -> pl.DataFrame:
         {c: f"churn_{c}" for c in ("as_of", "model_version") if c in churn_frame.columns}
     )
     merged = rfm_frame.join(churn_frame, on="customer_id", how="full", coalesce=True)
+    value = data.table("scores.clv")
+    if value.status == "ok":
+        value_frame = value.frame.drop("store_id").with_columns(
+            pl.col("customer_id").cast(pl.String)
+        )
+        value_frame = value_frame.rename(
+            {c: f"clv_{c}" for c in ("as_of", "model_version") if c in value_frame.columns}
+        )
+        merged = merged.join(value_frame, on="customer_id", how="left")
     return merged.with_columns(pl.lit(data.store_id).alias("store_id")).sort("customer_id")
 
 

@@ -370,6 +370,13 @@ def churn_section(
     value_at_risk = float(high["value_at_risk_usd"].cast(pl.Float64).sum() or 0.0)
     win_back = lists.get("win-back-high-value", audience.clear())
     reachable = int(win_back["accepts_email_marketing"].fill_null(False).sum())
+    win_back_value = float(
+        (win_back["predicted_clv_usd"].cast(pl.Float64) * win_back["churn_probability"])
+        .fill_null(0.0)
+        .sum()
+        or 0.0
+    )
+    active = frame.filter(pl.col("risk_band").cast(pl.String) != "lapsed")
     bands = (
         frame.group_by(pl.col("risk_band").cast(pl.String))
         .agg(
@@ -379,10 +386,12 @@ def churn_section(
         .sort("value_at_risk", descending=True)
     )
     body = (
-        f"<p>{esc(f'{high.height:,}')} of {esc(f'{frame.height:,}')} scored customers are at "
-        f"high risk of not ordering again (score above 80), holding "
-        f"{esc(money(value_at_risk))} of value. The win-back list of high-value customers at "
-        f"risk has <strong>{esc(f'{win_back.height:,}')}</strong> customers, "
+        f"<p>Among the {esc(f'{active.height:,}')} customers who ordered in the last year, "
+        f"{esc(f'{high.height:,}')} are the top of the at-risk list (risk score above 80), "
+        f"holding {esc(money(value_at_risk))} of predicted value at risk "
+        "(next year's predicted revenue x the chance they do not order again). The win-back "
+        f"list of high-value customers at risk has <strong>{esc(f'{win_back.height:,}')}"
+        f"</strong> customers ({esc(money(win_back_value))} of value at risk), "
         f"{esc(f'{reachable:,}')} of them reachable by e-mail.</p>"
         + table_html(
             bands,
@@ -392,6 +401,8 @@ def churn_section(
                 "value_at_risk": ("Value at risk", money),
             },
         )
+        + _value_by_segment(audience)
+        + _next_order_calendar(audience, data.as_of)
     )
     fig, ax = figure()
     scores = frame["risk"].drop_nulls().to_list()
@@ -400,13 +411,13 @@ def churn_section(
     for left, patch in zip(edges[:-1], patches, strict=False):
         if left >= 80:
             patch.set_facecolor(RED)
-    ax.set_title("Customers by churn risk score (red: high risk)")
-    ax.set_xlabel("risk score (0 = will buy again, 100 = likely gone)")
+    ax.set_title("Customers who ordered in the last year, by churn risk score (red: high risk)")
+    ax.set_xlabel("risk score (0 = will buy again, 100 = most likely gone)")
     if win_back.height:
         advice = (
             f"Send the {win_back.height:,} customers on the win-back list "
-            "(segments/win-back-high-value.*) a personal offer this week; they are your most "
-            "valuable customers and the most likely to leave."
+            "(segments/win-back-high-value.*) a personal offer this week: together they hold "
+            f"{money(win_back_value)} of next year's revenue at risk."
         )
     else:
         advice = (
@@ -414,6 +425,56 @@ def churn_section(
             "watch this list next week."
         )
     return Section(title, body, svg(fig), esc(advice))
+
+
+def _value_by_segment(audience: pl.DataFrame) -> str:
+    """Predicted customer value (next 365 days) per RFM segment."""
+    if "predicted_clv_usd" not in audience.columns or audience["predicted_clv_usd"].is_null().all():
+        return ""
+    table = (
+        audience.filter(pl.col("segment").is_not_null())
+        .group_by("segment")
+        .agg(
+            pl.len().alias("customers"),
+            _float("predicted_clv_usd").sum().alias("value"),
+            _float("predicted_clv_usd").mean().alias("per_customer"),
+        )
+        .sort("value", descending=True)
+    )
+    return "<h3>Predicted value of the next 12 months, by segment</h3>" + table_html(
+        table,
+        {
+            "segment": ("Segment", None),
+            "customers": ("Customers", lambda v: f"{v:,}"),
+            "value": ("Predicted revenue", money),
+            "per_customer": ("Per customer", money),
+        },
+    )
+
+
+def _next_order_calendar(audience: pl.DataFrame, as_of) -> str:
+    """How many customers are due to order in each of the next eight weeks."""
+    if "expected_next_order_date" not in audience.columns:
+        return ""
+    due = audience.filter(pl.col("expected_next_order_date").is_not_null()).with_columns(
+        ((pl.col("expected_next_order_date") - pl.lit(as_of)).dt.total_days() // 7).alias("week")
+    )
+    weeks = (
+        due.filter(pl.col("week").is_between(0, 7))
+        .group_by("week")
+        .agg(pl.len().alias("customers"))
+        .sort("week")
+        .with_columns((pl.lit(as_of) + pl.duration(days=7 * pl.col("week"))).alias("from"))
+    )
+    if weeks.is_empty():
+        return ""
+    return "<h3>Customers expected to order next, week by week</h3>" + table_html(
+        weeks.select("from", "customers"),
+        {
+            "from": ("Week from", lambda v: f"{v:%d %b %Y}"),
+            "customers": ("Customers due", lambda v: f"{v:,}"),
+        },
+    )
 
 
 def forecast_section(data: StoreData) -> Section:
