@@ -300,6 +300,13 @@ def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
     }
 
 
+def stage_clv(workdir: Path, scale: str, seed: int) -> dict:
+    """Customer value: fit + score seconds and scoring throughput (benchmarks/clv_eval.py)."""
+    from benchmarks import clv_eval
+
+    return clv_eval.stage_clv(workdir, scale, seed)
+
+
 STAGES = {
     "sample_data": stage_sample_data,
     "duckdb_read_csv": stage_duckdb_read_csv,
@@ -311,6 +318,7 @@ STAGES = {
     "features_ours": stage_features_ours,
     "features_pandas": stage_features_pandas,
     "churn_scoring": stage_churn_scoring,
+    "clv": stage_clv,
     "weekly_training": stage_weekly_training,
     "nightly": stage_nightly,
     "publish_scaling": stage_publish_scaling,
