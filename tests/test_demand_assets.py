@@ -8,6 +8,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
+from pipelines import model_assets
 from pipelines.assets import demand as demand_assets
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.model_store import latest_approved
@@ -45,12 +46,12 @@ def test_weekly_training_then_nightly_forecast_and_reorder_plan(tiny_sample, sp_
     assert result.success
 
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {demand_assets.CHAMPION_APPROVED: True, demand_assets.NO_STORE_FAILED: True}
+    assert checks == {demand_assets.CHAMPION_APPROVED: True, model_assets.NO_STORE_FAILED: True}
 
     model_md = materialized_metadata(result, demand_assets.DEMAND_MODEL)
     assert model_md["approved"].value is True
     assert "data:image/png;base64" in model_md["actual_vs_forecast"].value
-    assert "seasonal_naive" in model_md["backtest"].value
+    assert "seasonal_naive" in model_md["candidates"].value
 
     with Warehouse(paths.warehouse).reader() as con:
         runs = query(con, "select * from ops.model_runs where model = 'demand'")

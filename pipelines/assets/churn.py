@@ -13,7 +13,6 @@ only the loaders, the two specs and the assets' metadata.
   revenue x churn probability.
 """
 
-import time
 from datetime import date, timedelta
 
 import dagster as dg
@@ -22,25 +21,24 @@ from pydantic import Field
 
 from models import churn, clv
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, plot, preview
+from pipelines.model_assets import (
+    approved_check,
+    no_failure_check,
+    no_failure_result,
+    score_all,
+    train_result,
+)
 from pipelines.resources import RunSettings, StorepulseResource
-from storepulse import lifecycle
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs
 from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_SKIPPED,
     Candidates,
     CannotScore,
     ModelSpec,
     NothingToTrain,
-    StoreOutcome,
     frame_fingerprint,
-    record_store_status,
-    score_stores,
-    status_frame,
 )
-from storepulse.publish import store_ids
-from storepulse.warehouse import query, replace_table, table_exists
+from storepulse.warehouse import query, table_exists
 
 CHURN_MODEL = dg.AssetKey(["models", "churn"])
 CHURN_SCORES = dg.AssetKey(["scores", "churn"])
@@ -48,7 +46,6 @@ CLV_MODEL = dg.AssetKey(["models", "clv"])
 CLV_SCORES = dg.AssetKey(["scores", "clv"])
 CHURN_APPROVED = "churn_champion_approved"
 CLV_APPROVED = "clv_champion_approved"
-NO_STORE_FAILED = "no_store_failed"
 INPUTS = [*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED]
 
 
@@ -248,78 +245,6 @@ CLV_SPEC = ModelSpec(
 # --------------------------------------------------------------------------- weekly
 
 
-def _train_asset(context, spec, config, storepulse, run_settings, check_name):
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-    try:
-        release = lifecycle.train(
-            storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store
-        )
-    except NothingToTrain as skipped:
-        context.log.warning(f"{spec.name}: {skipped}; skipped")
-        return dg.MaterializeResult(
-            metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
-            check_results=[dg.AssetCheckResult(check_name=check_name, passed=True,
-                                               severity=dg.AssetCheckSeverity.WARN)],
-        )  # fmt: skip
-    card = release.card
-    (context.log.info if release.approved else context.log.warning)(
-        f"{release.version}: {card['reason']}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "as_of": as_of.isoformat(),
-            "model_version": release.version,
-            "approved": release.approved,
-            "champion": release.decision.champion,
-            "decision": card["reason"],
-            "candidates": preview(candidates_table(card["candidates"])),
-            "champion_by_store": preview(champions_table(release)),
-            "unavailable": metrics(release.unavailable),
-            "train_window": card["train_window"],
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=check_name,
-                passed=release.approved,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"champion": release.decision.champion, "reason": card["reason"]},
-            )
-        ],
-    )
-
-
-def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:
-    rows = [
-        {"method": m, **{k: v for k, v in values.items() if isinstance(v, int | float)}}
-        for m, values in candidates.items()
-    ]
-    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-
-
-def champions_table(release: lifecycle.Release) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {"store_id": store, "method": method, "why": release.decision.why.get(store, "")}
-            for store, method in sorted(release.decision.by_store.items())
-        ],
-        schema={"store_id": pl.String, "method": pl.String, "why": pl.String},
-    )
-
-
-def _approved_check(key: dg.AssetKey, name: str, what: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name,
-        asset=key,
-        blocking=True,
-        description=(
-            f"The {what} champion (chosen per store where a store has enough customers) is not "
-            "clearly worse than the last approved version's; a baseline winning is normal. A "
-            "regression keeps the last approved version scoring."
-        ),
-    )
-
-
 @dg.asset(
     key=CLV_MODEL,
     group_name="churn",
@@ -327,7 +252,7 @@ def _approved_check(key: dg.AssetKey, name: str, what: str) -> dg.AssetCheckSpec
     kinds={"lightgbm", "polars"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[_approved_check(CLV_MODEL, CLV_APPROVED, "customer value")],
+    check_specs=[approved_check(CLV_MODEL, CLV_APPROVED, "customer value")],
     description=(
         "Customer-value candidates (storepulse/lifecycle.py): BG/NBD + Gamma-Gamma per store, "
         "and BTYD with residual boosting on the churn features; backtested on the newest fully "
@@ -341,7 +266,7 @@ def clv_model(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    return _train_asset(context, CLV_SPEC, config, storepulse, run_settings, CLV_APPROVED)
+    return train_result(context, CLV_SPEC, config, storepulse, run_settings, CLV_APPROVED)
 
 
 @dg.asset(
@@ -351,7 +276,7 @@ def clv_model(
     kinds={"lightgbm", "polars"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[_approved_check(CHURN_MODEL, CHURN_APPROVED, "churn")],
+    check_specs=[approved_check(CHURN_MODEL, CHURN_APPROVED, "churn")],
     description=(
         "Churn candidates (storepulse/lifecycle.py): LightGBM boosted from a covariate "
         "MBG/NBD prior, BG/NBD P(no order within the horizon), and the days-since-last-order "
@@ -365,70 +290,17 @@ def churn_model(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    return _train_asset(context, CHURN_SPEC, config, storepulse, run_settings, CHURN_APPROVED)
+    return train_result(context, CHURN_SPEC, config, storepulse, run_settings, CHURN_APPROVED)
 
 
 # --------------------------------------------------------------------------- nightly
 
 
-def _of_store(inputs: dict, store: str) -> dict:
-    return {
-        name: frame.filter(pl.col("store_id") == store) if "store_id" in frame.columns else frame
-        for name, frame in inputs.items()
-    }
-
-
-def _score(context, spec, config, storepulse, run_settings, step, score_one, empty, table):
-    """Release (trained first when needed), score store by store, write the table and
-    ops.store_status; returns (as_of, release, scores, outcomes)."""
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        stores = store_ids(con)
-        inputs = load_inputs(con, as_of)
-    try:
-        release = lifecycle.release_for_scoring(
-            storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store,
-            context.log.info,
-        )  # fmt: skip
-    except NothingToTrain as skipped:
-        outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
-        with storepulse.writer() as con:
-            replace_table(con, table, empty)
-            record_store_status(con, as_of, step, outcomes)
-        return as_of, None, empty, outcomes
-
-    def one(store: str, method: str) -> pl.DataFrame:
-        mine = _of_store(inputs, store)
-        if mine["orders"].is_empty():
-            raise CannotScore(f"no orders before {as_of}")
-        return score_one(release, mine, as_of, store, method)
-
-    results, outcomes = score_stores(release, stores, one, step)
-    scores = pl.concat(list(results.values()), how="vertical_relaxed") if results else empty
-    with storepulse.writer() as con:
-        replace_table(con, table, scores)
-        record_store_status(con, as_of, step, outcomes)
-    for outcome in outcomes:
-        if outcome.status not in ("ok",):
-            context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
-    return as_of, release, scores, outcomes
-
-
-def _no_failure(outcomes: list[StoreOutcome]) -> dg.AssetCheckResult:
-    failed = [o for o in outcomes if o.status == STATUS_FAILED]
-    return dg.AssetCheckResult(
-        check_name=NO_STORE_FAILED,
-        passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failed": metrics({o.store_id: o.message for o in failed})},
-    )
-
-
-def _no_failure_spec(key: dg.AssetKey, step: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        NO_STORE_FAILED, asset=key,
-        description=f"No store's {step} scores failed outright (ops.store_status, step {step}).",
-    )  # fmt: skip
+def _of_store(inputs: dict, store: str, as_of: date) -> dict:
+    mine = {name: frame.filter(pl.col("store_id") == store) for name, frame in inputs.items()}
+    if mine["orders"].is_empty():
+        raise CannotScore(f"no orders before {as_of}")
+    return mine
 
 
 @dg.asset(
@@ -438,7 +310,7 @@ def _no_failure_spec(key: dg.AssetKey, step: str) -> dg.AssetCheckSpec:
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[_no_failure_spec(CLV_SCORES, "clv")],
+    check_specs=[no_failure_check(CLV_SCORES, "clv")],
     description=(
         "Customer value of every customer with an order before as_of: P(alive), expected "
         "orders in 90 and 365 days, predicted 365-day revenue (USD), expected next order date; "
@@ -453,18 +325,18 @@ def clv_scores(
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     def score_one(release, inputs, as_of, store, method):
+        mine = _of_store(inputs, store, as_of)
         return clv.score(
-            release.artifact, inputs["orders"], as_of, release.version,
-            customers=inputs["customers"], sessions=inputs["sessions"],
+            release.artifact, mine["orders"], as_of, release.version,
+            customers=mine["customers"], sessions=mine["sessions"],
             method_of_store={store: method},
         )  # fmt: skip
 
-    started = time.perf_counter()
-    as_of, release, scores, outcomes = _score(
-        context, CLV_SPEC, config, storepulse, run_settings, "clv", score_one,
-        clv.empty_clv(), "scores.clv",
+    run = score_all(
+        context, CLV_SPEC, config, storepulse, run_settings,
+        step="clv", table="scores.clv", empty=clv.empty_clv(), score_one=score_one,
     )  # fmt: skip
-    seconds = time.perf_counter() - started
+    scores = run.scores
     by_store = (
         scores.group_by("store_id")
         .agg(
@@ -473,22 +345,18 @@ def clv_scores(
             expected_orders_90d=pl.col("expected_orders_90d").sum().round(1),
             mean_p_alive=pl.col("p_alive").mean().round(3),
             due_next_30_days=(
-                pl.col("expected_next_order_date") < as_of + timedelta(days=30)
+                pl.col("expected_next_order_date") < run.as_of + timedelta(days=30)
             ).sum(),
         )
         .sort("store_id")
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": scores.height,
-            "as_of": as_of.isoformat(),
-            "model_version": release.version if release else "none",
-            "store_status": preview(status_frame(outcomes)),
+            **run.metadata(),
             "by_store": preview(by_store),
-            "scoring_seconds": round(seconds, 3),
             "preview": preview(scores.sort("predicted_revenue_365d_usd", descending=True)),
         },
-        check_results=[_no_failure(outcomes)],
+        check_results=[no_failure_result(run.outcomes)],
     )
 
 
@@ -499,7 +367,7 @@ def clv_scores(
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[_no_failure_spec(CHURN_SCORES, "churn")],
+    check_specs=[no_failure_check(CHURN_SCORES, "churn")],
     description=(
         "Churn risk of every customer with an order before as_of, each store from its "
         "champion (LightGBM, BG/NBD or the recency rule; model_version names it): calibrated "
@@ -523,19 +391,19 @@ def churn_scores(
         )
 
     def score_one(release, inputs, as_of, store, method):
+        mine = _of_store(inputs, store, as_of)
         return churn.score_methods(
-            release.artifact, inputs["orders"], as_of, release.version,
-            method_of_store={store: method}, customers=inputs["customers"],
-            sessions=inputs["sessions"], explain=config.explain_top_reasons,
+            release.artifact, mine["orders"], as_of, release.version,
+            method_of_store={store: method}, customers=mine["customers"],
+            sessions=mine["sessions"], explain=config.explain_top_reasons,
             clv=values.filter(pl.col("store_id") == store) if values is not None else None,
         )  # fmt: skip
 
-    started = time.perf_counter()
-    as_of, release, scores, outcomes = _score(
-        context, CHURN_SPEC, config, storepulse, run_settings, "churn", score_one,
-        churn.empty_scores(), "scores.churn",
+    run = score_all(
+        context, CHURN_SPEC, config, storepulse, run_settings,
+        step="churn", table="scores.churn", empty=churn.empty_scores(), score_one=score_one,
     )  # fmt: skip
-    seconds = time.perf_counter() - started
+    scores = run.scores
     bands = (
         scores.group_by("risk_band")
         .agg(
@@ -547,19 +415,14 @@ def churn_scores(
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": scores.height,
-            "as_of": as_of.isoformat(),
-            "model_version": release.version if release else "none",
-            "model_approved": release.approved if release else False,
-            "store_status": preview(status_frame(outcomes)),
+            **run.metadata(),
             "risk_bands": preview(bands),
             "value_at_risk_usd": float(scores["value_at_risk_usd"].sum() or 0.0),
-            "scoring_seconds": round(seconds, 3),
-            "customers_per_second": round(scores.height / seconds) if seconds > 0 else None,
+            "customers_per_second": round(scores.height / run.seconds) if run.seconds else None,
             "probability_histogram": _histogram(scores),
             "preview": preview(scores.sort("value_at_risk_usd", descending=True)),
         },
-        check_results=[_no_failure(outcomes)],
+        check_results=[no_failure_result(run.outcomes)],
     )
 
 

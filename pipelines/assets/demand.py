@@ -15,22 +15,22 @@ from pydantic import Field
 from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.model_assets import (
+    approved_check,
+    no_failure_check,
+    no_failure_result,
+    score_all,
+    train_result,
+)
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
 from storepulse.inputs.demand import load_history, load_inventory
 from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
     Candidates,
     CannotScore,
     ModelSpec,
     NothingToTrain,
-    StoreOutcome,
     frame_fingerprint,
-    record_store_status,
-    score_stores,
-    status_frame,
 )
 from storepulse.warehouse import query, replace_table, table_exists
 
@@ -38,7 +38,6 @@ DEMAND_MODEL = dg.AssetKey(["models", "demand"])
 DEMAND_FORECAST = dg.AssetKey(["scores", "demand_forecast"])
 REORDER_PLAN = dg.AssetKey(["marts", "reorder_plan"])
 CHAMPION_APPROVED = "demand_champion_approved"
-NO_STORE_FAILED = "demand_no_store_failed"
 INPUT_KINDS = ("orders", "order_lines", "inventory", "products", "stores")
 TOP_SKUS_PLOTTED = 6
 
@@ -176,16 +175,6 @@ SPEC = ModelSpec(
 )
 
 
-def _stores(con) -> list[str]:
-    return sorted(
-        query(
-            con,
-            "select store_id from staging.stores union select distinct store_id "
-            "from staging.orders",
-        )["store_id"].to_list()
-    )
-
-
 @dg.asset(
     key=DEMAND_MODEL,
     group_name="demand",
@@ -193,19 +182,7 @@ def _stores(con) -> list[str]:
     kinds={"lightgbm", "polars"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[
-        dg.AssetCheckSpec(
-            CHAMPION_APPROVED,
-            asset=DEMAND_MODEL,
-            blocking=True,
-            description=(
-                "The champion (LightGBM, the seasonal naive or the 28-day moving average, "
-                "whichever wins the backtest WAPE, per store where a store has enough days) "
-                "is not clearly worse than the last approved version's. A baseline winning is "
-                "normal; a regression keeps the last approved version scoring."
-            ),
-        )
-    ],
+    check_specs=[approved_check(DEMAND_MODEL, CHAMPION_APPROVED, "demand")],
     description=(
         "Demand candidates, one lifecycle (storepulse/lifecycle.py): one global LightGBM "
         "(Tweedie) over store x SKU daily units, direct multi-horizon, censored on stock-out "
@@ -221,80 +198,23 @@ def demand_model(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        history = load_history(con, as_of)
-    try:
-        release = lifecycle.train(
-            storepulse.warehouse(), SPEC, as_of, config, storepulse.paths().model_store
-        )
-    except NothingToTrain as skipped:
-        context.log.warning(f"demand model: {skipped}; skipped")
-        return dg.MaterializeResult(
-            metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=CHAMPION_APPROVED,
-                    passed=True,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"skipped": str(skipped)},
-                )
-            ],
-        )
-    card = release.card
-    (context.log.info if release.approved else context.log.warning)(
-        f"{release.version}: {card['reason']}"
-    )
-    metadata = {
-        "as_of": as_of.isoformat(),
-        "model_version": release.version,
-        "approved": release.approved,
-        "champion": release.decision.champion,
-        "decision": card["reason"],
-        "backtest": preview(_rounded(candidates_table(card["candidates"]))),
-        "champion_by_store": preview(champions_table(release)),
-        "unavailable": metrics(release.unavailable),
-        "skipped_stores": metrics(history.skipped_stores),
-    }
-    training = release.artifact.model
-    if training is not None and release.report is not None:
-        bt, _history = release.report
-        metadata |= {
+    def plots(release: lifecycle.Release) -> dict:
+        training = release.artifact.model
+        if training is None or release.report is None:
+            return {}
+        bt, history = release.report
+        return {
             "backtest_cutoff": bt.cutoff.isoformat(),
             "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
             "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
             "actual_vs_forecast": _backtest_plot(bt, history),
             "interval_calibration": metrics(training.interval.__dict__),
             "train_rows": training.train_rows,
+            "skipped_stores": metrics(history.skipped_stores),
             "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
         }
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CHAMPION_APPROVED,
-                passed=release.approved,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"champion": release.decision.champion, "reason": card["reason"]},
-            )
-        ],
-    )
 
-
-def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:
-    rows = [{"method": m, **{k: v for k, v in values.items() if isinstance(v, int | float)}}
-            for m, values in candidates.items()]  # fmt: skip
-    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
-
-
-def champions_table(release: lifecycle.Release) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {"store_id": store, "method": method, "why": release.decision.why.get(store, "")}
-            for store, method in sorted(release.decision.by_store.items())
-        ],
-        schema={"store_id": pl.String, "method": pl.String, "why": pl.String},
-    )
+    return train_result(context, SPEC, config, storepulse, run_settings, CHAMPION_APPROVED, plots)
 
 
 @dg.asset(
@@ -304,13 +224,7 @@ def champions_table(release: lifecycle.Release) -> pl.DataFrame:
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",
-    check_specs=[
-        dg.AssetCheckSpec(
-            NO_STORE_FAILED,
-            asset=DEMAND_FORECAST,
-            description="No store's forecast failed outright (ops.store_status, step demand).",
-        )
-    ],
+    check_specs=[no_failure_check(DEMAND_FORECAST, "demand")],
     description=(
         "Daily demand forecast per store x SKU for horizon_days from as_of: p10/p50/p90 "
         "(quantiles of the day's units) and expected_units (the mean, for sums over days), "
@@ -326,53 +240,28 @@ def demand_forecast(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    warehouse = storepulse.warehouse()
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        stores = _stores(con)
-        history = load_history(con, as_of)
-    try:
-        release = lifecycle.release_for_scoring(
-            warehouse, SPEC, as_of, config, storepulse.paths().model_store, context.log.info
-        )
-    except NothingToTrain as skipped:
-        outcomes = [StoreOutcome(s, "demand", STATUS_SKIPPED, None, str(skipped)) for s in stores]
-        with storepulse.writer() as con:
-            rows = replace_table(con, "scores.demand_forecast", _empty_forecast())
-            record_store_status(con, as_of, "demand", outcomes)
-        context.log.warning(f"demand forecast: {skipped}")
-        return dg.MaterializeResult(
-            metadata={"dagster/row_count": rows, "as_of": as_of.isoformat(),
-                      "skipped": str(skipped), "store_status": preview(status_frame(outcomes))},
-            check_results=[dg.AssetCheckResult(check_name=NO_STORE_FAILED, passed=True)],
-        )  # fmt: skip
-    skipped = {**history.skipped_stores}
-
-    def forecast_store(store: str, method: str) -> pl.DataFrame:
+    def forecast_store(release, history, as_of, store: str, method: str) -> pl.DataFrame:
         mine = demand.history_for_store(history, store)
         if mine.daily.is_empty():
             raise CannotScore(
-                skipped.get(store) or "no order lines before as_of: demand needs order_lines"
+                history.skipped_stores.get(store)
+                or "no order lines before as_of: demand needs order_lines"
             )
-        return release.artifact.forecast(mine, method).with_columns(
-            pl.lit(release.model_version(method)).alias("model_version"),
-            pl.lit(as_of).alias("as_of"),
+        return (
+            release.artifact.forecast(mine, method)
+            .with_columns(
+                pl.lit(release.model_version(method)).alias("model_version"),
+                pl.lit(as_of).alias("as_of"),
+            )
+            .select(FORECAST_COLUMNS)
         )
 
-    started = time.perf_counter()
-    forecasts, outcomes = score_stores(release, stores, forecast_store, "demand")
-    seconds = time.perf_counter() - started
-    table = (
-        pl.concat(list(forecasts.values()), how="vertical_relaxed").select(FORECAST_COLUMNS)
-        if forecasts
-        else _empty_forecast()
-    )
-    with storepulse.writer() as con:
-        rows = replace_table(con, "scores.demand_forecast", table)
-        record_store_status(con, as_of, "demand", outcomes)
-    for outcome in outcomes:
-        if outcome.status != STATUS_OK:
-            context.log.warning(f"demand, {outcome.store_id}: {outcome.status}: {outcome.message}")
+    run = score_all(
+        context, SPEC, config, storepulse, run_settings,
+        step="demand", table="scores.demand_forecast", empty=_empty_forecast(),
+        score_one=forecast_store,
+    )  # fmt: skip
+    table = run.scores
     by_store = (
         table.group_by("store_id")
         .agg(
@@ -383,30 +272,14 @@ def demand_forecast(
         )
         .sort("store_id")
     )
-    failed = [o for o in outcomes if o.status == STATUS_FAILED]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "model_version": release.version,
-            "model_approved": release.approved,
-            "trained_now": release.trained_now,
-            "horizon_days": release.artifact.horizon_days,
-            "store_status": preview(status_frame(outcomes)),
-            "by_store": preview(by_store),
-            "forecast_seconds": round(seconds, 3),
-            "history_and_forecast": _forecast_plot(table, history),
+    metadata = {**run.metadata(), "by_store": preview(by_store)}
+    if run.release is not None:
+        metadata |= {
+            "horizon_days": run.release.artifact.horizon_days,
+            "history_and_forecast": _forecast_plot(table, run.inputs),
             "preview": preview(_rounded(table.drop("model_version", "as_of"))),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=NO_STORE_FAILED,
-                passed=not failed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"failed": metrics({o.store_id: o.message for o in failed})},
-            )
-        ],
-    )
+        }
+    return dg.MaterializeResult(metadata=metadata, check_results=[no_failure_result(run.outcomes)])
 
 
 FORECAST_COLUMNS = ("store_id", "sku", "date", "p10", "p50", "p90", "expected_units",

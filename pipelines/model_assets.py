@@ -1,0 +1,213 @@
+"""What every model's assets share: the weekly training step and the nightly
+store-by-store scoring step around storepulse/lifecycle.py, their checks and the
+metadata a person reads in the UI (candidates, champions, store status)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from pipelines.metadata import metrics, preview
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
+from storepulse.lifecycle import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    ModelSpec,
+    NothingToTrain,
+    Release,
+    StoreOutcome,
+    record_store_status,
+    score_stores,
+    status_frame,
+)
+from storepulse.publish import store_ids
+from storepulse.warehouse import replace_table
+
+NO_STORE_FAILED = "no_store_failed"
+
+
+def approved_check(key: dg.AssetKey, name: str, what: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=key,
+        blocking=True,
+        description=(
+            f"The {what} champion (chosen per store where a store has enough data) is not "
+            "clearly worse than the last approved version's; a baseline winning is normal. A "
+            "regression keeps the last approved version scoring."
+        ),
+    )
+
+
+def no_failure_check(key: dg.AssetKey, step: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        NO_STORE_FAILED,
+        asset=key,
+        description=f"No store's {step} output failed outright (ops.store_status, step {step}).",
+    )
+
+
+def no_failure_result(outcomes: list[StoreOutcome]) -> dg.AssetCheckResult:
+    failed = [o for o in outcomes if o.status == STATUS_FAILED]
+    return dg.AssetCheckResult(
+        check_name=NO_STORE_FAILED,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"failed": metrics({o.store_id: o.message for o in failed})},
+    )
+
+
+def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:
+    rows = [
+        {"method": m, **{k: v for k, v in values.items() if isinstance(v, int | float)}}
+        for m, values in candidates.items()
+    ]
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+
+
+def champions_table(release: Release) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"store_id": store, "method": method, "why": release.decision.why.get(store, "")}
+            for store, method in sorted(release.decision.by_store.items())
+        ],
+        schema={"store_id": pl.String, "method": pl.String, "why": pl.String},
+    )
+
+
+def train_result(
+    context: dg.AssetExecutionContext,
+    spec: ModelSpec,
+    config: Any,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    check_name: str,
+    extra: Callable[[Release], dict] | None = None,
+) -> dg.MaterializeResult:
+    """The weekly step: train every candidate, choose, record; metadata and the check.
+    `extra(release)` adds the model's own metadata (plots, importance)."""
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+    try:
+        release = lifecycle.train(
+            storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store
+        )
+    except NothingToTrain as skipped:
+        context.log.warning(f"{spec.name}: {skipped}; skipped")
+        return dg.MaterializeResult(
+            metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=check_name,
+                    passed=True,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"skipped": str(skipped)},
+                )
+            ],
+        )
+    card = release.card
+    (context.log.info if release.approved else context.log.warning)(
+        f"{release.version}: {card['reason']}"
+    )
+    metadata = {
+        "as_of": as_of.isoformat(),
+        "model_version": release.version,
+        "approved": release.approved,
+        "champion": release.decision.champion,
+        "decision": card["reason"],
+        "candidates": preview(
+            candidates_table(card["candidates"]).with_columns(pl.col(pl.Float64).round(4))
+        ),  # fmt: skip
+        "champion_by_store": preview(champions_table(release), rows=50),
+        "unavailable": metrics(release.unavailable),
+        "train_window": card["train_window"],
+    }
+    metadata |= extra(release) if extra else {}
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=check_name,
+                passed=release.approved,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"champion": release.decision.champion, "reason": card["reason"]},
+            )
+        ],
+    )
+
+
+@dataclass
+class ScoreRun:
+    as_of: Any
+    release: Release | None  # None when nothing could be trained
+    scores: pl.DataFrame
+    outcomes: list[StoreOutcome]
+    inputs: Any
+    seconds: float
+
+    def metadata(self) -> dict:
+        return {
+            "dagster/row_count": self.scores.height,
+            "as_of": self.as_of.isoformat(),
+            "model_version": self.release.version if self.release else "none",
+            "model_approved": self.release.approved if self.release else False,
+            "trained_now": self.release.trained_now if self.release else False,
+            "store_status": preview(status_frame(self.outcomes), rows=50),
+            "scoring_seconds": round(self.seconds, 3),
+        }
+
+
+def score_all(
+    context: dg.AssetExecutionContext,
+    spec: ModelSpec,
+    config: Any,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    *,
+    step: str,
+    table: str,
+    empty: pl.DataFrame,
+    score_one: Callable[[Release, Any, Any, str, str], pl.DataFrame],
+) -> ScoreRun:
+    """The nightly step: the release (trained first when needed), every store scored
+    with its champion down the fallback chain (`score_one(release, inputs, as_of, store,
+    method)`; raise lifecycle.CannotScore when a method cannot run for the store), the
+    table replaced and ops.store_status written for `step`."""
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        stores = store_ids(con)
+        inputs = spec.load(con, as_of)
+    started = time.perf_counter()
+    try:
+        release = lifecycle.release_for_scoring(
+            storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store,
+            context.log.info,
+        )  # fmt: skip
+    except NothingToTrain as skipped:
+        context.log.warning(f"{step}: {skipped}")
+        outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
+        with storepulse.writer() as con:
+            replace_table(con, table, empty)
+            record_store_status(con, as_of, step, outcomes)
+        return ScoreRun(as_of, None, empty, outcomes, inputs, time.perf_counter() - started)
+    results, outcomes = score_stores(
+        release,
+        stores,
+        lambda store, method: score_one(release, inputs, as_of, store, method),
+        step,
+    )
+    scores = pl.concat(list(results.values()), how="vertical_relaxed") if results else empty
+    with storepulse.writer() as con:
+        replace_table(con, table, scores)
+        record_store_status(con, as_of, step, outcomes)
+    for outcome in outcomes:
+        if outcome.status != STATUS_OK:
+            context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
+    return ScoreRun(as_of, release, scores, outcomes, inputs, time.perf_counter() - started)
