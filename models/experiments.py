@@ -12,16 +12,18 @@ Definitions (docs/growth.md states them for merchants):
 - **Metrics** per customer over the window: `conversion` (placed at least one
   valid order, 0/1) and `revenue_per_customer` (net revenue in USD: order totals
   minus refunds).
-- **Lift** of a variant against the control: the relative difference of the
-  means, with a confidence interval (delta method) and a two-sided p-value of the
-  difference (Welch z-test; large samples).
+- **Lift** of a variant against the control: the difference of the means relative
+  to the control's mean, with a confidence interval (the difference's interval over
+  the control mean, so interval and p-value always agree) and a two-sided p-value
+  of the difference (Welch z-test; large samples).
 - **CUPED** (Deng et al. 2013): each customer's metric is adjusted by their
   pre-period spend (`pre_period_days` of net revenue before assignment),
   y - theta * (x - mean x), theta = cov(y, x) / var(x) over the experiment.
   Randomisation makes the adjustment unbiased; it removes the part of the
   variance that pre-period behaviour explains (the reported
-  `variance_reduction` = 1 - var(adjusted) / var(raw)). Lift, interval and
-  p-value are the CUPED ones; the raw ones are kept beside them.
+  `variance_reduction` = 1 - var(adjusted) / var(raw); `ci_width_reduction` = how
+  much narrower the interval of the difference got). Lift, interval and p-value are
+  the CUPED ones; the raw ones are kept beside them.
 - **Sample-ratio mismatch**: a chi-square test of the variant counts against the
   planned split (equal unless given). p < `srm_alpha` (0.001) means the assignment
   is broken and the test is not read.
@@ -308,9 +310,12 @@ def _compare(y_t: np.ndarray, y_c: np.ndarray, alpha: float) -> Comparison:
     # No spread at all (every customer the same): equal means are no difference.
     p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
     if m_c != 0:
-        lift = m_t / m_c - 1
-        se_lift = math.sqrt(v_t / (n_t * m_c**2) + m_t**2 * v_c / (n_c * m_c**4))
-        low, high = lift - z * se_lift, lift + z * se_lift
+        # The interval of the difference, relative to the control's mean: it agrees with
+        # the p-value (the control mean is taken as known, fine at these sample sizes).
+        lift = diff / m_c
+        low, high = (diff - z * se) / m_c, (diff + z * se) / m_c
+        if m_c < 0:
+            low, high = high, low
     else:
         lift = low = high = float("nan")
     return Comparison(diff, lift, low, high, p, se)
@@ -408,15 +413,11 @@ def _read_experiment(
                 else:
                     sd = math.sqrt(max(float(a_c.var(ddof=1)) if a_c.size > 1 else 0.0, 0.0))
                     mde_abs = mde_mean(sd, n, alpha, settings.power) if sd > 0 else None
-                raw_width = raw.ci_high - raw.ci_low
                 row.update(
                     difference=cuped.difference, lift=cuped.lift, ci_low=cuped.ci_low,
                     ci_high=cuped.ci_high, p_value=cuped.p_value, raw_lift=raw.lift,
                     raw_ci_low=raw.ci_low, raw_ci_high=raw.ci_high, raw_p_value=raw.p_value,
-                    ci_width_reduction=(
-                        1 - (cuped.ci_high - cuped.ci_low) / raw_width
-                        if raw_width and raw_width == raw_width else None
-                    ),
+                    ci_width_reduction=1 - cuped.se / raw.se if raw.se > 0 else None,
                     mde=(mde_abs / base if mde_abs is not None and base else None),
                 )  # fmt: skip
             results[metric][variant] = row
