@@ -7,10 +7,13 @@ partner who brings loyal customers is handed, more often, customers who did come
 back; a discount-hunter partner customers who never returned or sent the first
 order back. Nothing about the customers changes; only who brought them.
 
-Codes: a brought customer's first order that used the store's welcome code uses the
-partner's code instead (the rest are untracked, as in real programmes); some of
-their later coupon orders reuse it; and codes leak to coupon sites, so other
-customers' orders carry them too (discount hunters' codes leak most). Fees are set
+Codes: a brought customer's first order carries the partner's code (in place of the
+store's welcome code: only customers whose first order used that offer are partner
+customers; the other influencer and affiliate customers stay with the channel, as the
+generator keeps every existing UTM tag); some of their later coupon orders reuse it;
+and codes leak to coupon sites, so other customers' orders carry them too (discount
+hunters' codes leak most): those orders are attributed to the partner but not caused
+by it. Fees are set
 so that partner value varies widely and a few cost more than they bring.
 
 Truth (`_truth/partners.csv`, `_truth/partner_orders.csv`): what a scorecard should
@@ -114,7 +117,14 @@ def draw_partners(
     first_rows = np.flatnonzero(orders["_is_first"].to_numpy())
     customer = orders["_customer_index"].to_numpy()
     first_customer = customer[first_rows]
-    candidates = first_rows[np.isin(channel[first_customer], ["affiliate", "influencer"])]
+    # A partner's customers are the ones who came through it with its code: their first
+    # order used the store's welcome offer, which the partner's code stands for. The other
+    # influencer/affiliate customers stay with the channel (no partner of the programme
+    # brought them; their UTM tags are left as they are).
+    candidates = first_rows[
+        np.isin(channel[first_customer], ["affiliate", "influencer"])
+        & (codes[first_rows] == WELCOME_CODE)
+    ]
     empty = Partners(pl.DataFrame(), codes, _empty_truth())
     if profile.orders_only or candidates.size < MIN_PARTNER_CUSTOMERS:
         return empty
