@@ -17,9 +17,11 @@ Definitions (docs/growth.md):
   at least 90 days before as_of, the share who ordered again within 90 days;
   `store_repeat_rate_90d` is the same for every new customer of the store in the
   period.
-- **brought_revenue_usd**: net revenue of the linked orders plus every later order
-  of the customers the partner brought (a partner who brings loyal customers earns
-  their next orders too; no order counted twice).
+- **brought_revenue_usd**: net revenue of every order of the customers the partner
+  brought, from their first order on, with or without the code (a partner who brings
+  loyal customers earns their next orders too). Linked orders of customers the store
+  already had (`existing_customer_orders`: a code found on a coupon site, a customer
+  who would have bought anyway) cost commission but are not counted as value.
 - **cost_usd** = fixed fee + commission. The commission is `commission_rate` of the
   net revenue of the linked orders. The fixed fee is spread over the contract's days
   (start_date to end_date) and counted up to the day before as_of; without an
@@ -31,7 +33,9 @@ Definitions (docs/growth.md):
 - **Flags** (overall rows): `costs more than it brings` (roi < 0), `customers do not
   come back` (repeat rate at most `low_repeat_ratio` of the store's, over at least
   `min_customers` eligible customers), `high refunds` (refund rate at least
-  `high_refund_ratio` times the store's, over at least `min_orders` orders).
+  `high_refund_ratio` times the store's, over at least `min_orders` orders), `code
+  mostly used by existing customers` (half its linked orders or more, over at least
+  `min_orders`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ SCORECARD_SCHEMA = {
     "revenue_usd": pl.Float64, "refunded_usd": pl.Float64, "net_revenue_usd": pl.Float64,
     "aov_usd": pl.Float64, "refund_rate": pl.Float64, "repeat_rate_90d": pl.Float64,
     "customers_eligible_90d": pl.Int64, "store_repeat_rate_90d": pl.Float64,
-    "store_refund_rate": pl.Float64, "brought_revenue_usd": pl.Float64,
+    "store_refund_rate": pl.Float64, "existing_customer_orders": pl.Int64,
+    "brought_revenue_usd": pl.Float64,
     "commission_usd": pl.Float64, "fixed_fee_usd": pl.Float64, "cost_usd": pl.Float64,
     "roi": pl.Float64, "cac_usd": pl.Float64, "flags": pl.String,
 }  # fmt: skip
@@ -203,19 +208,25 @@ def _figures(
             & (pl.col("second_at") <= pl.col("first_at") + timedelta(days=REPEAT_WINDOW_DAYS))
         ).alias("repeated"),
     )
-    # Brought revenue: linked orders, plus later orders of the customers they brought.
+    # Brought revenue: every order of the customers the owner brought, from their first
+    # order on. Linked orders of customers the store already had (a code found on a coupon
+    # site) cost commission but bring nothing new: counted apart, not as value.
     owner_of_customer = new.select(*keys, "customer_id").unique(
         ["store_id", "customer_id"], keep="first"
     )
-    later = (
-        all_orders.join(owner_of_customer, on=["store_id", "customer_id"], how="inner")
-        .join(linked.select("store_id", "order_id"), on=["store_id", "order_id"], how="anti")
-        .select(*keys, "order_date", "net_usd")
+    brought = all_orders.join(
+        owner_of_customer, on=["store_id", "customer_id"], how="inner"
+    ).select(*keys, "order_date", "net_usd")
+    existing = linked.join(owner_of_customer, on=[*keys, "customer_id"], how="anti").select(
+        *keys, "order_date", "customer_id"
     )
-    brought = pl.concat([linked.select(*keys, "order_date", "net_usd"), later])
 
     def aggregate(
-        linked: pl.DataFrame, new: pl.DataFrame, brought: pl.DataFrame, by: list[str]
+        linked: pl.DataFrame,
+        new: pl.DataFrame,
+        brought: pl.DataFrame,
+        existing: pl.DataFrame,
+        by: list[str],
     ) -> pl.DataFrame:
         orders = linked.group_by(by).agg(
             pl.len().cast(pl.Int64).alias("orders"),
@@ -230,9 +241,13 @@ def _figures(
             (pl.col("repeated") & pl.col("eligible")).sum().alias("_repeaters"),
         )
         value = brought.group_by(by).agg(pl.col("net_usd").sum().alias("brought_revenue_usd"))
+        old_customers = existing.group_by(by).agg(
+            pl.len().cast(pl.Int64).alias("existing_customer_orders")
+        )
         return (
             orders.join(customers, on=by, how="full", coalesce=True)
             .join(value, on=by, how="full", coalesce=True)
+            .join(old_customers, on=by, how="full", coalesce=True)
             .with_columns(
                 pl.when(pl.col("customers_eligible_90d") > 0)
                 .then(pl.col("_repeaters") / pl.col("customers_eligible_90d"))
@@ -241,7 +256,7 @@ def _figures(
             .drop("_repeaters")
         )
 
-    frames = (linked, new, brought)
+    frames = (linked, new, brought, existing)
     monthly = aggregate(
         *(f.with_columns(_month("order_date").alias("month")) for f in frames), [*keys, "month"]
     )
@@ -426,6 +441,7 @@ def _finish(
             pl.col("revenue_usd").fill_null(0.0),
             pl.col("refunded_usd").fill_null(0.0),
             pl.col("brought_revenue_usd").fill_null(0.0),
+            pl.col("existing_customer_orders").fill_null(0),
         )
         .with_columns(
             (pl.col("revenue_usd") - pl.col("refunded_usd")).alias("net_revenue_usd"),
@@ -471,6 +487,11 @@ def _flags(settings: PartnerSettings) -> pl.Expr:
         & (pl.col("refund_rate") >= settings.high_refund_ratio * pl.col("store_refund_rate"))
         & (pl.col("refund_rate") > 0)
     )
+    coupon = (
+        overall
+        & (pl.col("orders") >= settings.min_orders)
+        & (pl.col("existing_customer_orders") >= 0.5 * pl.col("orders"))
+    )
     parts = [
         pl.when(costly).then(
             pl.format(
@@ -491,6 +512,13 @@ def _flags(settings: PartnerSettings) -> pl.Expr:
                 "high refunds ({}% of orders vs {}% for the store)",
                 (pl.col("refund_rate") * 100).round(0).cast(pl.Int64),
                 (pl.col("store_refund_rate") * 100).round(0).cast(pl.Int64),
+            )
+        ),
+        pl.when(coupon).then(
+            pl.format(
+                "code mostly used by existing customers ({} of {} orders): is it on a coupon site?",
+                pl.col("existing_customer_orders"),
+                pl.col("orders"),
             )
         ),
     ]
