@@ -37,8 +37,8 @@ MODEL_VERSION = "order_risk:rules+isolation_forest:v1"
 SCORE_SCHEMA = {
     "store_id": pl.String, "order_id": pl.String, "customer_id": pl.String,
     "created_at": pl.Datetime("us"), "total_usd": pl.Float64, "payment_method": pl.String,
-    "risk_score": pl.Float64, "flagged": pl.Boolean, "flags": pl.String,
-    "anomaly_percentile": pl.Float64, "model_version": pl.String,
+    "risk_score": pl.Float64, "flagged": pl.Boolean, "flags": pl.String, "rules": pl.String,
+    "anomaly_percentile": pl.Float64, "to_review": pl.Boolean, "model_version": pl.String,
 }  # fmt: skip
 FEATURES = (
     "log_total_usd", "basket_ratio", "is_first_order", "log_account_age_hours",
@@ -289,19 +289,31 @@ def order_features(
     )  # fmt: skip
 
 
-def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]]]:
+RULES = {
+    "burst": "burst of small orders from new accounts",
+    "country_mismatch": "billing and shipping countries differ",
+    "big_first_order": "first order far above the usual basket",
+    "cod_refusals": "cash on delivery after refused parcels",
+    "shared_phone": "one phone, many accounts",
+    "unusual": "unusual for the store (isolation forest)",
+}
+
+
+def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]], list[list[str]]]:
     n = f.height
     points = np.zeros(n)
     reasons: list[list[str]] = [[] for _ in range(n)]
+    fired: list[list[str]] = [[] for _ in range(n)]
     money = f["total_usd"].fill_null(0.0).to_numpy()
     ratio = f["basket_ratio"].to_numpy()
     first = f["is_first_order"].to_numpy() > 0
 
-    def add(mask: np.ndarray, pts: np.ndarray | float, text) -> None:
+    def add(rule: str, mask: np.ndarray, pts: np.ndarray | float, text) -> None:
         pts = np.broadcast_to(pts, (n,))
         for i in np.flatnonzero(mask):
             points[i] += pts[i]
             reasons[i].append(text(i))
+            fired[i].append(rule)
 
     burst = f["burst_orders"].to_numpy()
     expected = f["burst_expected"].to_numpy()
@@ -310,6 +322,7 @@ def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]
     store_burst = (burst >= s.burst_min_orders) & (p_burst < s.burst_p_value)
     account_burst = account_1h >= s.account_burst_orders
     add(
+        "burst",
         store_burst | account_burst,
         55.0,
         lambda i: (
@@ -323,6 +336,7 @@ def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]
     mismatch = (f["country_mismatch"].to_numpy() > 0) & first & (ratio >= s.mismatch_basket_ratio)
     billing, ship = f["billing_country"].to_list(), f["ship_country"].to_list()
     add(
+        "country_mismatch",
         mismatch,
         np.where(unusual, 55.0, 40.0),
         lambda i: (
@@ -331,12 +345,18 @@ def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]
         ),
     )
     big = first & (ratio >= s.big_basket_ratio)
-    add(big, 20.0, lambda i: f"first order {ratio[i]:.1f}x the store's usual basket")
+    add(
+        "big_first_order",
+        big,
+        20.0,
+        lambda i: f"first order {ratio[i]:.1f}x the store's usual basket",
+    )
     refusals = f["prior_cod_refusals"].to_numpy()
     prior_cod = np.maximum(f["prior_cod_orders"].to_numpy(), refusals)
     refusal_share = np.divide(refusals, prior_cod, out=np.zeros_like(refusals), where=prior_cod > 0)
     cod = (f["is_cod"].to_numpy() > 0) & (refusals >= 1)
     add(
+        "cod_refusals",
         cod,
         np.where(refusals >= 2, 55.0, 30.0) * refusal_share,
         lambda i: (
@@ -347,6 +367,7 @@ def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]
     sharing = f["accounts_sharing_phone"].to_numpy()
     shared = sharing >= s.shared_phone_accounts - 1
     add(
+        "shared_phone",
         shared,
         np.where(
             sharing >= s.shared_phone_accounts,
@@ -355,7 +376,7 @@ def _rules(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[list[str]
         ),
         lambda i: f"phone shared by {int(sharing[i])} accounts",
     )
-    return points, reasons
+    return points, reasons, fired
 
 
 def _anomaly(f: pl.DataFrame, s: RiskSettings) -> tuple[np.ndarray, list[str | None]]:
@@ -404,7 +425,7 @@ def score_orders(
     scored = features.filter(pl.col("created_at").cast(pl.Date) >= start)
     if scored.is_empty():
         return pl.DataFrame(schema=SCORE_SCHEMA)
-    points, reasons = _rules(scored, settings)
+    points, reasons, fired = _rules(scored, settings)
     percentile, words = _anomaly(scored, settings)
     top = 1 - settings.anomaly_top_share
     pct = np.nan_to_num(percentile, nan=0.0)
@@ -414,6 +435,7 @@ def score_orders(
     for i in np.flatnonzero(anomaly_points >= settings.anomaly_points / 2):
         if words[i]:
             reasons[i].append(f"unusual for this store ({words[i]})")
+            fired[i].append("unusual")
     score = np.minimum(points + anomaly_points, 100.0)
     flagged = (score >= settings.flag_score) & np.array([bool(r) for r in reasons])
     return (
@@ -424,7 +446,9 @@ def score_orders(
             pl.Series("risk_score", np.round(score, 1)),
             pl.Series("flagged", flagged),
             pl.Series("flags", ["; ".join(r) if r else None for r in reasons], dtype=pl.String),
+            pl.Series("rules", [",".join(r) if r else None for r in fired], dtype=pl.String),
             pl.Series("anomaly_percentile", percentile),
+            pl.lit(False).alias("to_review"),
             pl.lit(MODEL_VERSION).alias("model_version"),
         )
         .cast(SCORE_SCHEMA)
@@ -435,13 +459,22 @@ def score_orders(
 def orders_to_review(
     scores: pl.DataFrame, open_orders: pl.DataFrame, as_of: date, review_days: int
 ) -> pl.DataFrame:
-    """Flagged orders of the last `review_days` that are still open (not cancelled,
-    refunded or voided): the list a merchant checks before shipping."""
+    """scores with `to_review` set on the flagged orders of the last `review_days` that
+    are still open (open_orders: store_id, order_id of orders not cancelled, refunded or
+    voided): the list a merchant checks before shipping."""
     since = as_of - timedelta(days=review_days)
-    return (
-        scores.filter(pl.col("flagged") & (pl.col("created_at").cast(pl.Date) >= since))
-        .join(open_orders.select("store_id", "order_id"), on=["store_id", "order_id"], how="semi")
-        .sort(["store_id", "risk_score"], descending=[False, True])
+    is_open = scores.select("store_id", "order_id").join(
+        open_orders.select("store_id", "order_id").with_columns(pl.lit(True).alias("_open")),
+        on=["store_id", "order_id"],
+        how="left",
+        maintain_order="left",
+    )["_open"]
+    return scores.with_columns(
+        (
+            pl.col("flagged")
+            & (pl.col("created_at").cast(pl.Date) >= since)
+            & is_open.fill_null(False)
+        ).alias("to_review")
     )
 
 

@@ -92,8 +92,8 @@ class OrderRiskConfig(dg.Config):
         "first orders, first orders far above the usual basket, cash on delivery from "
         "customers who refused parcels before, one phone across many accounts, plus an "
         "IsolationForest anomaly score per store. Only what a reviewer knew within a day of "
-        "the order is used, never its outcome. Flagged open orders of the last review_days "
-        "become each store's orders_to_review.csv."
+        "the order is used, never its outcome. to_review marks the flagged open orders of "
+        "the last review_days: each store's orders_to_review.csv."
     ),
 )
 def order_risk(
@@ -139,8 +139,9 @@ def order_risk(
                 )  # fmt: skip
             )
             continue
+        scored = risk_model.orders_to_review(scored, open_orders, as_of, settings.review_days)
         frames.append(scored)
-        review = risk_model.orders_to_review(scored, open_orders, as_of, settings.review_days)
+        review = scored.filter(pl.col("to_review"))
         anomaly = (
             ""
             if scored["anomaly_percentile"].is_not_null().any()
@@ -195,14 +196,14 @@ def order_risk(
 
 
 def _reason_counts(flagged: pl.DataFrame) -> pl.DataFrame:
-    if flagged.is_empty():
-        return pl.DataFrame({"reason": [], "orders": []})
+    """How often each rule fired among the flagged orders."""
     return (
-        flagged.select(pl.col("flags").str.split("; ").alias("reason"))
-        .explode("reason")
-        .with_columns(pl.col("reason").str.extract(r"^([^:(0-9$]+)", 1).str.strip_chars())
-        .group_by("reason")
+        flagged.filter(pl.col("rules").is_not_null())
+        .select(pl.col("rules").str.split(",").alias("rule"))
+        .explode("rule")
+        .group_by("rule")
         .agg(pl.len().alias("orders"))
+        .with_columns(pl.col("rule").replace(risk_model.RULES).alias("meaning"))
         .sort("orders", descending=True)
     )
 
