@@ -12,7 +12,13 @@ Definitions (docs/growth.md):
 - **orders, revenue_usd, refunded_usd, net_revenue_usd, aov_usd** over the linked
   orders of the period; **refund_rate** = share of linked orders with a refund.
 - **new_customers**: linked orders that were the customer's first order in the
-  store. Those customers are the ones the partner **brought**.
+  store and came through the partner's own channel (`influencer` for KOLs,
+  `affiliate` for affiliates) or an untracked one (direct). Those customers are the
+  ones the partner **brought**. A first order with the code that came through another
+  tracked channel (a paid ad, an e-mail, organic search, another partner's link)
+  found the code elsewhere, on a coupon site most often: counted as
+  `code_only_new_customers`, not credited (the usual de-duplication of affiliate
+  programmes; `credit_other_channels` turns it off).
 - **repeat_rate_90d**: of the customers brought in the period whose first order is
   at least 90 days before as_of, the share who ordered again within 90 days;
   `store_repeat_rate_90d` is the same for every new customer of the store in the
@@ -47,6 +53,9 @@ import polars as pl
 
 REPEAT_WINDOW_DAYS = 90
 PAID_CHANNELS = ("meta", "google", "tiktok", "pinterest")
+# The channel a partner's own links arrive through, and channels that track nothing.
+OWN_CHANNEL = {"kol": "influencer", "affiliate": "affiliate"}
+UNTRACKED_CHANNELS = ("direct", "other")
 SCORECARD_SCHEMA = {
     "store_id": pl.String, "partner_id": pl.String, "partner_name": pl.String,
     "kind": pl.String, "platform": pl.String, "period": pl.String, "period_start": pl.Date,
@@ -55,6 +64,7 @@ SCORECARD_SCHEMA = {
     "aov_usd": pl.Float64, "refund_rate": pl.Float64, "repeat_rate_90d": pl.Float64,
     "customers_eligible_90d": pl.Int64, "store_repeat_rate_90d": pl.Float64,
     "store_refund_rate": pl.Float64, "existing_customer_orders": pl.Int64,
+    "code_only_new_customers": pl.Int64,
     "brought_revenue_usd": pl.Float64,
     "commission_usd": pl.Float64, "fixed_fee_usd": pl.Float64, "cost_usd": pl.Float64,
     "roi": pl.Float64, "cac_usd": pl.Float64, "flags": pl.String,
@@ -74,6 +84,10 @@ class PartnerSettings:
     high_refund_ratio: float = 2.0
     min_orders: int = 10
     include_paid_channels: bool = True
+    # A new customer whose first order carries the code but came through another tracked
+    # channel (a paid ad, an e-mail, organic search, another partner's link) found the
+    # code elsewhere (a coupon site): not credited to the partner unless this is on.
+    credit_other_channels: bool = False
 
     def validate(self) -> None:
         if not 0 <= self.low_repeat_ratio <= 1:
@@ -195,7 +209,11 @@ def _figures(
     all_orders: every valid order of the stores (for the brought customers' later orders).
     """
     eligible_before = as_of - timedelta(days=REPEAT_WINDOW_DAYS)
-    new = linked.filter(pl.col("order_number") == 1).select(
+    if "_credited" not in linked.columns:
+        linked = linked.with_columns(pl.lit(True).alias("_credited"))
+    first = pl.col("order_number") == 1
+    code_only = linked.filter(first & ~pl.col("_credited")).select(*keys, "order_date")
+    new = linked.filter(first & pl.col("_credited")).select(
         *keys, "customer_id", pl.col("created_at").alias("first_at"), "order_date"
     )
     second = all_orders.filter(pl.col("order_number") == 2).select(
@@ -217,8 +235,10 @@ def _figures(
     brought = all_orders.join(
         owner_of_customer, on=["store_id", "customer_id"], how="inner"
     ).select(*keys, "order_date", "net_usd")
-    existing = linked.join(owner_of_customer, on=[*keys, "customer_id"], how="anti").select(
-        *keys, "order_date", "customer_id"
+    existing = (
+        linked.filter(~(first & ~pl.col("_credited")))
+        .join(owner_of_customer, on=[*keys, "customer_id"], how="anti")
+        .select(*keys, "order_date", "customer_id")
     )
 
     def aggregate(
@@ -226,6 +246,7 @@ def _figures(
         new: pl.DataFrame,
         brought: pl.DataFrame,
         existing: pl.DataFrame,
+        code_only: pl.DataFrame,
         by: list[str],
     ) -> pl.DataFrame:
         orders = linked.group_by(by).agg(
@@ -244,10 +265,14 @@ def _figures(
         old_customers = existing.group_by(by).agg(
             pl.len().cast(pl.Int64).alias("existing_customer_orders")
         )
+        elsewhere = code_only.group_by(by).agg(
+            pl.len().cast(pl.Int64).alias("code_only_new_customers")
+        )
         return (
             orders.join(customers, on=by, how="full", coalesce=True)
             .join(value, on=by, how="full", coalesce=True)
             .join(old_customers, on=by, how="full", coalesce=True)
+            .join(elsewhere, on=by, how="full", coalesce=True)
             .with_columns(
                 pl.when(pl.col("customers_eligible_90d") > 0)
                 .then(pl.col("_repeaters") / pl.col("customers_eligible_90d"))
@@ -256,7 +281,7 @@ def _figures(
             .drop("_repeaters")
         )
 
-    frames = (linked, new, brought, existing)
+    frames = (linked, new, brought, existing, code_only)
     monthly = aggregate(
         *(f.with_columns(_month("order_date").alias("month")) for f in frames), [*keys, "month"]
     )
@@ -315,8 +340,22 @@ def partner_scorecard(
         return Scorecard(empty, unlinked_codes(linked_all))
     partners = partners.unique(["store_id", "partner_id"], keep="first")
     linked_all = link_orders(orders, partners)
-    linked = linked_all.filter(pl.col("partner_id").is_not_null())
     keys = ["store_id", "partner_id"]
+    own = pl.col("kind").replace_strict(OWN_CHANNEL, default=None)
+    linked = (
+        linked_all.filter(pl.col("partner_id").is_not_null())
+        .join(partners.select(*keys, "kind"), on=keys, how="left")
+        .with_columns(
+            (
+                pl.lit(settings.credit_other_channels)
+                | pl.col("channel").is_null()
+                | pl.col("channel").is_in(UNTRACKED_CHANNELS)
+                | (pl.col("channel") == own)
+                | own.is_null()
+            ).alias("_credited")
+        )
+        .drop("kind")
+    )
     figures = _figures(linked, orders, keys, as_of)
     commissions = linked.join(
         partners.select(*keys, "commission_rate"), on=keys, how="left"
@@ -442,6 +481,7 @@ def _finish(
             pl.col("refunded_usd").fill_null(0.0),
             pl.col("brought_revenue_usd").fill_null(0.0),
             pl.col("existing_customer_orders").fill_null(0),
+            pl.col("code_only_new_customers").fill_null(0),
         )
         .with_columns(
             (pl.col("revenue_usd") - pl.col("refunded_usd")).alias("net_revenue_usd"),

@@ -52,6 +52,8 @@ _ORDERS = [
     ("o10", "g1", "2025-03-15 10:00", 90.0, 0.0, None, "prospecting", "meta", False),
     ("o11", "d3", "2025-04-01 10:00", 25.0, 0.0, "DEALS", None, "affiliate", True),
     ("o12", "m3", "2025-06-01 10:00", 40.0, 0.0, "MIA10", None, "direct", False),
+    # Mia's code, but the customer came through a Google ad: found on a coupon site.
+    ("o13", "m4", "2025-03-20 10:00", 30.0, 0.0, "MIA10", "search_generic", "google", False),
 ]
 ALL_ORDERS = pl.DataFrame(
     [
@@ -102,11 +104,11 @@ AD_SPEND = pl.DataFrame(
 EXPECTED_OVERALL = {
     # orders, revenue, refunded, new customers, eligible (first order by 1 Apr), repeat rate,
     # existing-customer orders, brought revenue, commission, fee, cost, roi, cac
-    "P1": dict(orders=4, revenue_usd=280.0, refunded_usd=80.0, new_customers=3,
-               customers_eligible_90d=3, repeat_rate_90d=1 / 3, existing_customer_orders=0,
-               brought_revenue_usd=250.0, commission_usd=20.0, fixed_fee_usd=300.0,
-               cost_usd=320.0, roi=(250 - 320) / 320, cac_usd=320 / 3, refund_rate=0.25,
-               aov_usd=70.0),
+    "P1": dict(orders=5, revenue_usd=310.0, refunded_usd=80.0, new_customers=3,
+               code_only_new_customers=1, customers_eligible_90d=3, repeat_rate_90d=1 / 3,
+               existing_customer_orders=0, brought_revenue_usd=250.0, commission_usd=23.0,
+               fixed_fee_usd=300.0, cost_usd=323.0, roi=(250 - 323) / 323, cac_usd=323 / 3,
+               refund_rate=0.2, aov_usd=62.0),
     "P2": dict(orders=3, revenue_usd=85.0, refunded_usd=0.0, new_customers=2,
                customers_eligible_90d=2, repeat_rate_90d=0.0, existing_customer_orders=1,
                brought_revenue_usd=50.0, commission_usd=17.0, fixed_fee_usd=0.0,
@@ -122,8 +124,8 @@ EXPECTED_OVERALL = {
 EXPECTED_MIA_FEES = {date(2025, 1, 1): 300 * 31 / 90, date(2025, 2, 1): 300 * 28 / 90,
                      date(2025, 3, 1): 300 * 31 / 90}  # fmt: skip
 # New customers with a first order by 1 Apr: m1 (back on 15 Feb), m2, m3 (back after
-# 116 days), d1, d2, e1 (back after 64 days), e2, g1 -> 2 of 8.
-EXPECTED_STORE_REPEAT = 2 / 8
+# 116 days), d1, d2, e1 (back after 64 days), e2, g1, m4 -> 2 of 9.
+EXPECTED_STORE_REPEAT = 2 / 9
 
 
 # ----------------------------------------------------------------------- experiments

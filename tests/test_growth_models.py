@@ -71,7 +71,8 @@ def test_fixed_fee_is_spread_over_contract_days_and_months_add_up(scorecard):
     fees = dict(months.select("period_start", "fixed_fee_usd").iter_rows())
     for month, fee in EXPECTED_MIA_FEES.items():
         assert fees[month] == pytest.approx(fee)
-    for column in ("orders", "revenue_usd", "cost_usd", "brought_revenue_usd", "new_customers"):
+    for column in ("orders", "revenue_usd", "cost_usd", "brought_revenue_usd", "new_customers",
+                   "code_only_new_customers"):  # fmt: skip
         assert months[column].sum() == pytest.approx(_overall(scorecard, "P1")[column]), column
     # Ghost has no end date: the fee is paid once, on its start date.
     ghost = scorecard.rows.filter((pl.col("partner_id") == "P3") & (pl.col("period") == "month"))
@@ -82,7 +83,7 @@ def test_store_repeat_rate_and_flags(scorecard):
     assert _overall(scorecard, "P1")["store_repeat_rate_90d"] == pytest.approx(
         EXPECTED_STORE_REPEAT
     )
-    assert _overall(scorecard, "P1")["flags"].startswith("costs more than it brings (320 cost")
+    assert _overall(scorecard, "P1")["flags"].startswith("costs more than it brings (323 cost")
     assert _overall(scorecard, "P3")["flags"].startswith("costs more than it brings")
     assert _overall(scorecard, "P2")["flags"] is None  # 2 customers: too few to judge repeats
     strict = partners.partner_scorecard(
@@ -93,7 +94,20 @@ def test_store_repeat_rate_and_flags(scorecard):
         partners.PartnerSettings(min_customers=2, min_orders=3),
     )
     flags = _overall(strict, "P2")["flags"]
-    assert "customers do not come back (0% repeat in 90 days vs 25% for the store)" in flags
+    assert "customers do not come back (0% repeat in 90 days vs 22% for the store)" in flags
+
+
+def test_a_code_from_another_tracked_channel_is_not_a_customer_the_partner_brought():
+    credited = partners.partner_scorecard(
+        valid_ranked_orders(),
+        PARTNERS,
+        AS_OF,
+        AD_SPEND,
+        partners.PartnerSettings(credit_other_channels=True),
+    )
+    row = _overall(credited, "P1")
+    assert (row["new_customers"], row["code_only_new_customers"]) == (4, 0)
+    assert row["brought_revenue_usd"] == 280.0  # m4's $30 now counts
 
 
 def test_a_code_no_partner_has_is_counted_not_dropped(scorecard):

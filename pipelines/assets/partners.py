@@ -54,6 +54,12 @@ class PartnerConfig(dg.Config):
         description="Score the store's paid channels (last click, ad spend) beside the partners.",
     )
 
+    credit_other_channels: bool = Field(
+        default=partner_model.PartnerSettings.credit_other_channels,
+        description="Credit a partner with new customers whose first order carried its code "
+        "but came through another tracked channel (off: such codes were found elsewhere).",
+    )
+
     def settings(self) -> partner_model.PartnerSettings:
         return partner_model.PartnerSettings(
             low_repeat_ratio=self.low_repeat_ratio,
@@ -61,6 +67,7 @@ class PartnerConfig(dg.Config):
             high_refund_ratio=self.high_refund_ratio,
             min_orders=self.min_orders,
             include_paid_channels=self.include_paid_channels,
+            credit_other_channels=self.credit_other_channels,
         )
 
 
