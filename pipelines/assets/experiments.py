@@ -174,7 +174,7 @@ def experiment_readout(
                 STEP,
                 STATUS_OK,
                 "fixed_horizon_cuped",
-                f"{decided.height} experiments read ({summary})",
+                f"{decided.height} experiment{'' if decided.height == 1 else 's'} read ({summary})",
             )  # fmt: skip
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=experiment_model.READOUT_SCHEMA)

@@ -32,7 +32,15 @@ import polars as pl
 
 from models.experiments import mde_mean, mde_proportion
 
-from .growth import ExtraOrders, OrderSpec, StoreClock, build_orders, empty_extra, order_seconds
+from .growth import (
+    ExtraOrders,
+    OrderSpec,
+    StoreClock,
+    build_orders,
+    concat_extra,
+    empty_extra,
+    order_seconds,
+)
 from .store import StoreData
 
 ALPHA = 0.05
@@ -305,13 +313,7 @@ def draw_experiments(
         assignments = assignments.drop("customer_id")
     else:
         assignments = assignments.drop("email")
-    extra = empty_extra(data) if not extras else _concat(data, extras)
+    extra = concat_extra(data, extras)
     return Experiments(
         assignments, extra, {"experiments": pl.DataFrame(truths, schema=TRUTH_SCHEMA)}
     )
-
-
-def _concat(data: StoreData, parts: list[ExtraOrders]) -> ExtraOrders:
-    from .growth import concat_extra
-
-    return concat_extra(data, parts)
