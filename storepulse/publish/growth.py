@@ -39,6 +39,18 @@ ORDERS_TO_REVIEW_FILE = "orders_to_review.csv"
 PARTNERS_TITLE = "Partners (KOLs and affiliates)"
 EXPERIMENTS_TITLE = "A/B tests"
 ORDERS_TITLE = "Orders to review before shipping"
+# What to do about an order each rule flagged, in the order a merchant would act.
+REVIEW_STEPS = {
+    "burst": "cancel the bursts of small orders from new accounts (card testing) before "
+    "they turn into chargebacks",
+    "country_mismatch": "ask for proof of identity on big first orders billed in one country "
+    "and shipped to another",
+    "big_first_order": "check big first orders before shipping them",
+    "cod_refusals": "call customers who refused cash-on-delivery parcels before shipping "
+    "another one",
+    "shared_phone": "allow the welcome offer once per phone (resellers open many accounts)",
+    "unusual": "look twice at the orders marked unusual",
+}
 REVIEW_COLUMNS = (
     "order_id", "created_at", "customer_id", "total_usd", "payment_method", "risk_score",
     "flags", "rules",
@@ -365,10 +377,13 @@ def order_review_section(data: StoreData) -> Section:
         ax.grid(axis="x", alpha=0.3)
         plot = svg(fig)
     if review.height:
-        advice = (
-            f"Hold these {review.height:,} orders until checked: call the customer for cash "
-            "on delivery, ask for proof of identity on big first orders shipped abroad, and "
-            "cancel bursts of small orders from new accounts (card testing)."
+        fired = set()
+        if "rules" in review.columns:
+            for rules in review["rules"].drop_nulls().to_list():
+                fired.update(rules.split(","))
+        steps = [step for rule, step in REVIEW_STEPS.items() if rule in fired]
+        advice = f"Hold these {review.height:,} orders until checked" + (
+            ": " + "; ".join(steps) + "." if steps else "."
         )
     else:
         advice = "Nothing to hold today: no open order of the last days looks risky."
