@@ -5,10 +5,26 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines import checks, jobs, schedules, sensors
-from pipelines.assets import ad_roi, churn, demand, ingest, marts, publish, segments, staging
+from pipelines.assets import (
+    ad_roi,
+    churn,
+    demand,
+    experiments,
+    ingest,
+    marts,
+    order_risk,
+    partners,
+    publish,
+    segments,
+    staging,
+)
 from pipelines.resources import run_settings_resource, storepulse_resource
 
-ASSET_MODULES = [ingest, staging, marts, segments, churn, demand, ad_roi, publish]
+ASSET_MODULES = [
+    ingest, staging, marts, segments, churn, demand, ad_roi,
+    partners, experiments, order_risk,
+    publish,
+]  # fmt: skip
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),

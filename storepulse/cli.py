@@ -67,7 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("init-home", help="create STOREPULSE_HOME and install dagster.yaml there")
+
+    size = sub.add_parser(
+        "sample-size",
+        help="customers per variant an A/B test needs to detect a lift (power analysis)",
+    )
+    baseline = size.add_mutually_exclusive_group(required=True)
+    baseline.add_argument(
+        "--baseline-rate", type=_share, help="conversion rate of the control, e.g. 0.03"
+    )
+    baseline.add_argument(
+        "--baseline-mean", type=float, help="mean of a metric such as revenue per customer"
+    )
+    size.add_argument(
+        "--baseline-sd", type=float, help="its standard deviation (with --baseline-mean)"
+    )
+    size.add_argument(
+        "--lift", type=float, required=True, help="relative lift to detect, e.g. 0.1 for +10%%"
+    )
+    size.add_argument("--power", type=_share, default=0.8, help="chance to detect it (0.8)")
+    size.add_argument("--alpha", type=_share, default=0.05, help="significance, two-sided (0.05)")
     return parser
+
+
+def _share(value: str) -> float:
+    number = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a share between 0 and 1 (e.g. 0.05)")
+    return number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "forget":
         return cmd_forget(args)
+    if args.command == "sample-size":
+        return cmd_sample_size(args)
     if args.command == "init-home":
         paths = init_home()
         import dagster as dg
@@ -118,6 +147,35 @@ def cmd_sample_data(args) -> int:
     for kind, rows in sorted(summary.rows_by_kind.items()):
         print(f"  {kind:<24} {rows:>12,} rows")
     print(f"Ground truth (never read by the pipeline): {Path(args.out) / '_truth'}")
+    return 0
+
+
+def cmd_sample_size(args) -> int:
+    from models.experiments import sample_size_mean, sample_size_proportion
+
+    try:
+        if args.baseline_rate is not None:
+            n = sample_size_proportion(args.baseline_rate, args.lift, args.alpha, args.power)
+            what = (
+                f"a {args.lift:+.0%} lift of a {args.baseline_rate:.2%} conversion rate (to "
+                f"{args.baseline_rate * (1 + args.lift):.2%})"
+            )
+        else:
+            if args.baseline_sd is None:
+                print("sample-size: --baseline-mean needs --baseline-sd", file=sys.stderr)
+                return 2
+            n = sample_size_mean(
+                args.baseline_mean, args.baseline_sd, args.lift, args.alpha, args.power
+            )
+            what = f"a {args.lift:+.0%} lift of a mean of {args.baseline_mean:,.2f}"
+    except ValueError as exc:
+        print(f"sample-size: {exc}", file=sys.stderr)
+        return 2
+    print(f"{n:,} customers per variant ({2 * n:,} for an A/B test)")
+    print(
+        f"to detect {what} with {args.power:.0%} power at {args.alpha:.0%} significance "
+        "(two-sided); read the test once, when that many customers have been through it."
+    )
     return 0
 
 

@@ -8,9 +8,12 @@ import dataclasses
 
 import pytest
 
-from models import churn, clv, demand, reorder, rfm
+from models import churn, clv, demand, experiments, order_risk, partners, reorder, rfm
 from pipelines.assets.churn import ChurnConfig, ClvConfig
 from pipelines.assets.demand import DemandConfig, ReorderConfig
+from pipelines.assets.experiments import ExperimentConfig
+from pipelines.assets.order_risk import OrderRiskConfig
+from pipelines.assets.partners import PartnerConfig
 from pipelines.assets.segments import RfmConfig
 
 PAIRS = [
@@ -19,6 +22,9 @@ PAIRS = [
     (DemandConfig, demand.DemandSettings),
     (ReorderConfig, reorder.ReorderSettings),
     (RfmConfig, rfm.RfmSettings),
+    (PartnerConfig, partners.PartnerSettings),
+    (ExperimentConfig, experiments.ExperimentSettings),
+    (OrderRiskConfig, order_risk.RiskSettings),
 ]
 
 

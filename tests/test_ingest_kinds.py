@@ -101,9 +101,11 @@ def test_ab_tool_assignments_are_assignments_not_customers(base, tmp_path):
         1.0,
     )
     assert_customers_intact(con, base[1])
+    # (the sample's own A/B test is there too: count this file's experiment)
     staged = query(
         con,
-        "select variant, count(*) as n from staging.experiment_assignments group by 1 order by 1",
+        "select variant, count(*) as n from staging.experiment_assignments"
+        " where experiment_id = 'welcome-10' group by 1 order by 1",
     )
     assert staged.rows() == [("A", 150), ("B", 150)]
 
@@ -242,8 +244,12 @@ def test_partners_file_is_taken_as_partners(base, tmp_path):
     )
     con, report = with_extra(base, tmp_path, "partners.csv", partners)
     assert report.file(f"{STORE}/partners.csv").kind == "partners"
+    # (the sample's other store has partners of its own)
     rows = query(
-        con, "select partner_id, discount_code, commission_rate from staging.partners order by 1"
+        con,
+        "select partner_id, discount_code, commission_rate from staging.partners"
+        " where store_id = ? order by 1",
+        [STORE],
     )
     assert rows.rows() == [("p1", "MIA10", 0.1), ("p2", "DEALHUB", 0.12)]
     assert_customers_intact(con, base[1])

@@ -24,7 +24,7 @@ from storepulse.sample_data.exports import GOOGLE_HEADER, SHOPIFY_COLUMNS, TIKTO
 
 CANONICAL_HEADERS = {
     "customers.csv": "store_id,customer_id,email,phone,first_name,last_name,country,created_at,accepts_email_marketing,accepts_sms_marketing,ad_personalization_consent",
-    "orders.csv": "store_id,order_id,customer_id,email,created_at,currency,subtotal,discount,shipping,tax,total,financial_status,refunded_amount,cancelled_at,payment_method,utm_source,utm_medium,utm_campaign,device,ship_country",
+    "orders.csv": "store_id,order_id,customer_id,email,created_at,currency,subtotal,discount,shipping,tax,total,financial_status,refunded_amount,cancelled_at,payment_method,utm_source,utm_medium,utm_campaign,device,ship_country,discount_code,billing_country",
     "order_lines.csv": "store_id,order_id,line_no,sku,quantity,unit_price,line_discount",
     "products.csv": "store_id,sku,title,category,price,unit_cost,launched_at",
     "inventory.csv": "snapshot_date,store_id,sku,warehouse,on_hand,lead_time_days",
@@ -364,11 +364,16 @@ def test_truth_customers_are_consistent(tiny_sample: Path):
     assert truth["purchase_rate_per_day"].min() > 0
     assert 0.0 < truth["dropout_date"].is_null().mean() < 1.0
     assert 0.0 < truth["is_high_value"].mean() < 0.4
+    # Accounts opened by fraudsters and resellers are customers rows too, but no part of
+    # the purchase process: they are in _truth/risky_orders.csv instead.
+    risky = load_truth(tiny_sample)["risky_orders"]
     for store in _stores(tiny_sample)["store_id"]:
         ids = set(
             pl.read_csv(tiny_sample / store / "customers.csv", infer_schema=False)["customer_id"]
         )
-        assert ids == set(truth.filter(pl.col("store_id") == store)["customer_id"])
+        accounts = set(risky.filter(pl.col("store_id") == store)["customer_id"])
+        assert accounts and not accounts & set(truth["customer_id"])
+        assert ids == set(truth.filter(pl.col("store_id") == store)["customer_id"]) | accounts
 
 
 def test_truth_has_churn_drivers_and_parameters(tiny_sample: Path):

@@ -15,6 +15,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from storepulse.publish.growth_tables import GROWTH_TABLES
 from storepulse.warehouse import query, table_exists
 
 # DESIGN §4 minimum columns of the tables the publish layer reads.
@@ -95,6 +96,8 @@ MODEL_TABLES: dict[str, tuple[str, ...]] = {
         "recommended_spend_usd",
         "expected_revenue_change_usd",
     ),
+    # Growth levers (#17): storepulse/publish/growth.py writes their files and sections.
+    **GROWTH_TABLES,
 }
 
 CUSTOMER_COLUMNS = (

@@ -4,6 +4,7 @@ Layout (DESIGN §6):
     segments/<segment-slug>.klaviyo.csv | .mailchimp.csv | .meta.csv   (one trio per list)
     customers.klaviyo_properties.csv (Klaviyo profile properties of consented customers)
     scores.parquet, forecast.parquet, reorder_plan.csv, budget_plan.csv
+    partners.csv, experiments.csv, orders_to_review.csv (where the store has that data)
     report.html, manifest.json (every other file with rows, bytes and sha256)
 
 The set is built in a hidden temporary folder next to its final place and renamed
@@ -47,6 +48,7 @@ from storepulse.publish.destinations import (
     neutralise_text_columns,
     slugify,
 )
+from storepulse.publish.growth import write_growth_files
 
 WIN_BACK_LIST = "win-back-high-value"
 REPURCHASE_DUE_LIST = "repurchase-due"
@@ -193,6 +195,8 @@ def _write_tables(out: Path, data: StoreData, people: pl.DataFrame, result: Publ
             frame.write_parquet(out / target)
         else:
             _write_csv(neutralise_text_columns(frame), out / target)
+    # partners.csv, experiments.csv, orders_to_review.csv where the store has them (#17).
+    write_growth_files(out, data, result.notes)
 
 
 def _scores_frame(data: StoreData) -> pl.DataFrame:

@@ -53,6 +53,8 @@ def render_report(
     generated_at: datetime,
 ) -> str:
     """The report's HTML for one store."""
+    from storepulse.publish import growth
+
     builders: list[tuple[str, Callable[[], Section]]] = [
         ("Sales at a glance", lambda: kpi_section(data)),
         ("Customer segments", lambda: segment_section(data)),
@@ -61,6 +63,9 @@ def render_report(
         ("Reorder alerts", lambda: reorder_section(data)),
         ("Channel ROI", lambda: channel_section(data)),
         ("Budget plan", lambda: budget_section(data)),
+        (growth.PARTNERS_TITLE, lambda: growth.partner_section(data)),
+        (growth.EXPERIMENTS_TITLE, lambda: growth.experiment_section(data)),
+        (growth.ORDERS_TITLE, lambda: growth.order_review_section(data)),
         ("How this report was made", lambda: status_section(data)),
     ]
     import matplotlib
@@ -761,7 +766,9 @@ def budget_section(data: StoreData) -> Section:
 
 
 STEP_NAMES = {"churn": "Churn risk", "clv": "Customer value", "demand": "Demand forecast",
-              "ad_roi": "Channel ROI", "publish": "Export files"}  # fmt: skip
+              "ad_roi": "Channel ROI", "partners": "Partner scorecards",
+              "experiments": "A/B tests", "order_risk": "Orders to review",
+              "publish": "Export files"}  # fmt: skip
 STATUS_WORDS = {"ok": "done", "fallback": "done with a simpler method",
                 "skipped": "not available", "failed": "failed"}  # fmt: skip
 

@@ -91,8 +91,11 @@ def shopify_orders_export(
     store_name: str,
     tax_rate: float,
     end_date: date,
+    first_number: int = 1001,
 ) -> pl.DataFrame:
-    """One row per line item, order fields only on the first row of each order (all strings)."""
+    """One row per line item, order fields only on the first row of each order (all strings).
+
+    Orders are named `#<first_number>`, `#<first_number + 1>`… in their order here."""
     people = customers.select(
         pl.col("customer_id"),
         (pl.col("first_name") + " " + pl.col("last_name")).alias("_full_name"),
@@ -133,7 +136,7 @@ def shopify_orders_export(
         return expr.cast(pl.String).fill_null("")
 
     columns = {
-        "Name": pl.format("#{}", pl.col("_order_index") + 1001),
+        "Name": pl.format("#{}", pl.col("_order_index") + first_number),
         "Email": pl.col("email"),
         "Financial Status": order_field(pl.col("financial_status")),
         "Paid at": order_field(pl.col("paid")),
@@ -170,7 +173,11 @@ def shopify_orders_export(
         .then(pl.lit("fulfilled"))
         .otherwise(pl.lit("pending")),
         "Billing Name": order_field(pl.col("_full_name")),
-        "Billing Country": order_field(pl.col("ship_country")),
+        "Billing Country": order_field(
+            pl.col("billing_country")
+            if "billing_country" in orders.columns
+            else pl.col("ship_country")
+        ),
         "Billing Phone": order_field(pl.col("_phone")),
         "Shipping Name": order_field(pl.col("_full_name")),
         "Shipping Country": order_field(pl.col("ship_country")),
@@ -191,7 +198,7 @@ def shopify_orders_export(
                 .otherwise(0.0)
             )
         ),
-        "Id": order_field(text(pl.col("_order_index") + 5_100_000_000_000)),
+        "Id": order_field(text(pl.col("_order_index") + 5_100_000_000_000 + (first_number - 1001))),
         "Tags": order_field(
             pl.when(pl.col("_discount_code") == "VIP5").then(pl.lit("member")).otherwise(pl.lit(""))
         ),

@@ -20,6 +20,7 @@ from .exports import (
     tiktok_ads_export,
     write_google_ads_export,
 )
+from .growth import GrowthData, draw_growth, landing_order_ids, with_growth
 from .markets import CATEGORY_WEIGHTS, MARKETS, STORE_MARKET_WEIGHTS, STORE_NAME_WORDS
 from .media import CHANNEL_ADOPTION, PAID_CHANNELS
 from .simulation import simulate_store
@@ -330,15 +331,31 @@ def generate(
             mismatch = MISMATCHED_AD_CURRENCY if dirt and profile.real_exports else None
             days = profile.history_days or n_days
             rates = fx[profile.market.currency][n_days - days :]
-            data = simulate_store(
-                profile, end_date - timedelta(days=days - 1), days, rates, mismatch
-            )
+            store_start = end_date - timedelta(days=days - 1)
+            data = simulate_store(profile, store_start, days, rates, mismatch)
+            # Partners, experiments and risky orders: streams of their own (growth.py).
+            growth = draw_growth(data, seed, index, store_start, rates)
+            data = with_growth(data, growth)
             rng = np.random.default_rng(np.random.SeedSequence([seed, 3, index]))
             items = _write_store(
-                data, out, fmt, dirt, rng, index == LATE_FILE_STORE_INDEX, start, end_date, record
+                data,
+                out,
+                fmt,
+                dirt,
+                rng,
+                index == LATE_FILE_STORE_INDEX,
+                start,
+                end_date,
+                record,
+                growth,
             )
             dirt_items.extend(items)
             for name, frame in data.truth.items():
+                truth.append(name, frame)
+            renamed = landing_order_ids(data, growth.extra)
+            for name, frame in growth.truth.items():
+                if renamed and "order_id" in frame.columns:
+                    frame = frame.with_columns(pl.col("order_id").replace(renamed))
                 truth.append(name, frame)
             if bar:
                 bar.advance(task)
@@ -370,11 +387,16 @@ def _write_store(
     start: date,
     end: date,
     record,
+    growth: GrowthData,
 ) -> list:
+    """Write one store's landing files. New rows from growth.py (accounts, experiment
+    and risky orders) come after the store's own rows and their dirt, so the store's
+    rows are what they would be without them."""
     profile = data.profile
     sid = profile.store_id
     folder = out / sid
     items: list[dirt_mod.DirtItem] = []
+    extra = growth.extra
 
     def rel(name: str) -> str:
         return f"{sid}/{name}"
@@ -387,12 +409,17 @@ def _write_store(
         items += found
     if profile.orders_only:
         # Orders alone, as a merchant's first export often is: customers come from them.
-        orders = data.orders.with_columns(pl.col("_discount_code").alias("discount_code")).drop(
-            "_discount_code"
-        )
-        record(_write(data.orders, folder / "orders.csv", fmt), "orders", orders.height)
+        orders = pl.concat([data.orders, extra.orders])
+        record(_write(orders, folder / "orders.csv", fmt), "orders", orders.height)
         return items
+    customers = pl.concat([customers, growth.extra_customers.cast(customers.schema)])
     record(_write(customers, folder / "customers.csv", fmt), "customers", customers.height)
+    for name, kind, frame in (
+        ("partners.csv", "partners", growth.partners),
+        ("experiment_assignments.csv", "experiment_assignments", growth.assignments),
+    ):
+        if frame.height:
+            record(_write(frame, folder / name, fmt), kind, frame.height)
     record(_write(data.products, folder / "products.csv", fmt), "products", data.products.height)
     record(
         _write(data.inventory, folder / "inventory.csv", fmt), "inventory", data.inventory.height
@@ -400,7 +427,7 @@ def _write_store(
     record(_write(data.sessions, folder / "sessions.csv", fmt), "sessions", data.sessions.height)
 
     if profile.real_exports:
-        items += _write_real_exports(data, folder, dirt, rng, start, end, record, rel)
+        items += _write_real_exports(data, folder, dirt, rng, start, end, record, rel, growth)
         return items
 
     orders, lines = data.orders, data.order_lines
@@ -432,6 +459,8 @@ def _write_store(
             lines, "quantity", rng, sid, rel("order_lines.csv")
         )
         items += found
+    orders = pl.concat([orders, extra.orders])
+    lines = pl.concat([lines, extra.lines])
     record(_write(orders, folder / "orders.csv", fmt), "orders", orders.height)
     record(_write(lines, folder / "order_lines.csv", fmt), "order_lines", lines.height)
     record(_write(data.ad_rows, folder / "ad_spend.csv", fmt), "ad_spend", data.ad_rows.height)
@@ -439,7 +468,7 @@ def _write_store(
 
 
 def _write_real_exports(
-    data: StoreData, folder: Path, dirt: bool, rng, start, end, record, rel
+    data: StoreData, folder: Path, dirt: bool, rng, start, end, record, rel, growth: GrowthData
 ) -> list:
     profile = data.profile
     sid = profile.store_id
@@ -470,6 +499,17 @@ def _write_real_exports(
             export, rng, sid, rel("orders_export.csv"), share=0.003, block_key="Name"
         )
         items += found
+    if growth.extra.orders.height:
+        new_orders = shopify_orders_export(
+            growth.extra.orders,
+            growth.extra.lines,
+            pl.concat([data.customers, growth.extra_customers.cast(data.customers.schema)]),
+            profile.store_name,
+            profile.market.tax_rate,
+            end,
+            first_number=1001 + data.orders.height,
+        )
+        export = pl.concat([export, new_orders])
     path = folder / "orders_export.csv"
     _empty_as_null(export).write_csv(path)
     record(path, "shopify_orders_export", export.height)

@@ -14,6 +14,9 @@ import numpy as np
 import polars as pl
 
 from .customers import MAX_PURCHASES_PER_YEAR
+from .experiments import TRUTH_SCHEMA as EXPERIMENT_TRUTH
+from .partners import TRUTH_SCHEMAS as PARTNER_TRUTH
+from .risky_orders import TRUTH_SCHEMA as RISKY_TRUTH
 
 TRUTH_DIR = "_truth"
 MAX_RATE = MAX_PURCHASES_PER_YEAR / 365.0
@@ -96,6 +99,10 @@ TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "store_id": pl.String, "kind": pl.String, "file": pl.String, "row_number": pl.Int64,
         "description": pl.String,
     },
+    # Growth levers (growth.py): order ids as the landing files name them.
+    **PARTNER_TRUTH,
+    "experiments": EXPERIMENT_TRUTH,
+    "risky_orders": RISKY_TRUTH,
 }  # fmt: skip
 
 

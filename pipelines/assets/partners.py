@@ -1,0 +1,247 @@
+"""Partner scorecards (group "partners"): marts.partner_scorecard from models.partners.
+
+Thin: reads staging through storepulse.inputs.partners, scores store by store (one
+store's problem never stops another's), writes the scorecard and the discount codes
+no partner owns, records each store's outcome in ops.store_status (step "partners").
+"""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from models import partners as partner_model
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse.inputs import partners as partner_inputs
+from storepulse.lifecycle import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    StoreOutcome,
+    record_store_status,
+    status_frame,
+)
+from storepulse.warehouse import query, replace_table
+
+PARTNER_SCORECARD = dg.AssetKey(["marts", "partner_scorecard"])
+STEP = "partners"
+EVERY_PARTNER_SCORED = "every_partner_scored"
+
+
+class PartnerConfig(dg.Config):
+    """Scorecard rules (Launchpad-editable). Defaults = models.partners.PartnerSettings."""
+
+    low_repeat_ratio: float = Field(
+        default=partner_model.PartnerSettings.low_repeat_ratio,
+        description="Flag 'customers do not come back' at or below this share of the store's "
+        "90-day repeat rate.",
+    )
+    min_customers: int = Field(
+        default=partner_model.PartnerSettings.min_customers,
+        description="Customers (90 days old) a partner needs before the repeat flag is judged.",
+    )
+    high_refund_ratio: float = Field(
+        default=partner_model.PartnerSettings.high_refund_ratio,
+        description="Flag 'high refunds' at this multiple of the store's refund rate.",
+    )
+    min_orders: int = Field(
+        default=partner_model.PartnerSettings.min_orders,
+        description="Orders a partner needs before the refund flag is judged.",
+    )
+    include_paid_channels: bool = Field(
+        default=partner_model.PartnerSettings.include_paid_channels,
+        description="Score the store's paid channels (last click, ad spend) beside the partners.",
+    )
+
+    credit_other_channels: bool = Field(
+        default=partner_model.PartnerSettings.credit_other_channels,
+        description="Credit a partner with new customers whose first order carried its code "
+        "but came through another tracked channel (off: such codes were found elsewhere).",
+    )
+
+    def settings(self) -> partner_model.PartnerSettings:
+        return partner_model.PartnerSettings(
+            low_repeat_ratio=self.low_repeat_ratio,
+            min_customers=self.min_customers,
+            high_refund_ratio=self.high_refund_ratio,
+            min_orders=self.min_orders,
+            include_paid_channels=self.include_paid_channels,
+            credit_other_channels=self.credit_other_channels,
+        )
+
+
+def _stores(con) -> list[str]:
+    return sorted(
+        query(con, "select store_id from staging.stores union select store_id from staging.orders")[
+            "store_id"
+        ]
+        .drop_nulls()
+        .to_list()
+    )
+
+
+@dg.asset(
+    key=PARTNER_SCORECARD,
+    group_name="partners",
+    deps=[*(staging_key(k) for k in ("orders", "partners", "ad_spend", "stores")), PRIVACY_APPLIED],
+    kinds={"duckdb", "polars"},
+    owners=[OWNER],
+    pool="duckdb",
+    check_specs=[
+        dg.AssetCheckSpec(
+            EVERY_PARTNER_SCORED,
+            asset=PARTNER_SCORECARD,
+            description="Every partner in staging.partners of a scored store has an overall row.",
+        )
+    ],
+    description=(
+        "KOL and affiliate scorecards per store, partner and month, and overall: orders linked "
+        "by discount code (else UTM campaign), new customers, revenue, AOV, refund rate, 90-day "
+        "repeat rate of the customers they brought against the store's, brought revenue, cost "
+        "(fixed fee spread over the contract plus commission), ROI and CAC; the store's paid "
+        "channels beside them (last-click orders, ad spend). Plain flags on partners who cost "
+        "more than they bring or whose customers do not come back. Codes on orders that no "
+        "partner owns are counted in marts.partner_unlinked_codes. Data before as_of."
+    ),
+)
+def partner_scorecard(
+    context: dg.AssetExecutionContext,
+    config: PartnerConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+) -> dg.MaterializeResult:
+    settings = config.settings()
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise dg.Failure(f"partner scorecard config: {exc}") from exc
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        stores = _stores(con)
+        orders = partner_inputs.load_orders(con, as_of)
+        partners = partner_inputs.load_partners(con)
+        ad_spend = partner_inputs.load_ad_spend(con, as_of)
+    frames, unlinked, outcomes = [], [], []
+    for store in stores:
+        mine = partners.filter(pl.col("store_id") == store)
+        store_orders = orders.filter(pl.col("store_id") == store)
+        try:
+            card = partner_model.partner_scorecard(
+                store_orders, mine, as_of, ad_spend.filter(pl.col("store_id") == store), settings
+            )
+        except Exception as exc:  # one store's problem never stops another's scorecard
+            outcomes.append(
+                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
+            )
+            continue
+        unlinked.append(card.unlinked_codes)
+        if mine.is_empty():
+            codes = card.unlinked_codes.height
+            outcomes.append(
+                StoreOutcome(
+                    store,
+                    STEP,
+                    STATUS_SKIPPED,
+                    None,
+                    "no partners file: add partners.csv (KOLs and affiliates with their "
+                    f"discount codes) to see scorecards; {codes} discount codes on "
+                    "orders are counted in marts.partner_unlinked_codes",
+                )  # fmt: skip
+            )
+            continue
+        if store_orders.is_empty():
+            outcomes.append(StoreOutcome(store, STEP, STATUS_SKIPPED, None,
+                                         f"no valid orders before {as_of}"))  # fmt: skip
+            continue
+        frames.append(card.rows)
+        overall = card.rows.filter(
+            (pl.col("period") == "overall") & (pl.col("kind") != "paid_channel")
+        )
+        flagged = overall.filter(pl.col("flags").is_not_null()).height
+        outcomes.append(
+            StoreOutcome(
+                store,
+                STEP,
+                STATUS_OK,
+                "partner_scorecard",
+                f"{overall.height} partners scored, {flagged} flagged; "
+                f"{int(overall['orders'].sum())} orders linked by code or campaign",
+            )  # fmt: skip
+        )
+    table = pl.concat(frames) if frames else pl.DataFrame(schema=partner_model.SCORECARD_SCHEMA)
+    codes = pl.concat(unlinked) if unlinked else pl.DataFrame(schema=partner_model.UNLINKED_SCHEMA)
+    with storepulse.writer() as con:
+        rows = replace_table(con, "marts.partner_scorecard", table)
+        replace_table(con, "marts.partner_unlinked_codes", codes)
+        record_store_status(con, as_of, STEP, outcomes)
+    overall = table.filter(pl.col("period") == "overall")
+    scored_partners = set(overall.select("store_id", "partner_id").iter_rows())
+    expected = {
+        (s, p)
+        for s, p in partners.select("store_id", "partner_id").iter_rows()
+        if s in {o.store_id for o in outcomes if o.status == STATUS_OK}
+    }
+    missing = sorted(expected - scored_partners)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "as_of": as_of.isoformat(),
+            "store_status": preview(status_frame(outcomes), rows=50),
+            "overall": preview(
+                overall.select(
+                    "store_id",
+                    "partner_id",
+                    "partner_name",
+                    "kind",
+                    "orders",
+                    "new_customers",
+                    "revenue_usd",
+                    "cost_usd",
+                    "roi",
+                    "repeat_rate_90d",
+                    "flags",
+                ).sort("store_id", "roi", descending=[False, True], nulls_last=True),
+                rows=40,
+            ),
+            "unlinked_codes": preview(codes, rows=20),
+            "partners_flagged": metrics(
+                {
+                    "flagged": overall.filter(pl.col("flags").is_not_null()).height,
+                    "partners": overall.filter(pl.col("kind") != "paid_channel").height,
+                }
+            ),
+            "roi_by_partner": _roi_plot(overall),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=EVERY_PARTNER_SCORED,
+                passed=not missing,
+                metadata={"missing": metrics([f"{s}/{p}" for s, p in missing][:50])},
+            )
+        ],
+    )
+
+
+def _roi_plot(overall: pl.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = (
+        overall.filter(pl.col("roi").is_not_null())
+        .with_columns((pl.col("store_id") + " · " + pl.col("partner_name")).alias("label"))
+        .sort("roi")
+        .tail(30)
+    )
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.25 * shown.height + 1)))
+    colours = [
+        "#dc2626" if r < 0 else ("#94a3b8" if k == "paid_channel" else "#2563eb")
+        for r, k in zip(shown["roi"].to_list(), shown["kind"].to_list(), strict=True)
+    ]
+    ax.barh(shown["label"].to_list(), shown["roi"].to_list(), color=colours)
+    ax.axvline(0, color="#334155", linewidth=0.8)
+    ax.set_title("ROI per partner (grey: paid channels; red: costs more than it brings)")
+    ax.grid(axis="x", alpha=0.3)
+    return plot(fig)

@@ -1,0 +1,46 @@
+"""What the order-risk score reads from staging, strictly before as_of.
+
+Every order counts here, cancelled ones too: a COD parcel refused at the door is a
+cancelled order, and the customer's history of refusals is what the rule reads.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from storepulse.warehouse import query
+
+ORDERS = (
+    "select store_id, order_id, customer_id, created_at, total_usd, payment_method, "
+    "ship_country, billing_country, financial_status, "
+    # A cancelled order without a timestamp counts as cancelled when it was placed.
+    "case when is_cancelled then coalesce(cancelled_at, created_at) end as cancelled_at "
+    "from staging.orders where order_date < ?"
+)
+CUSTOMERS = "select store_id, customer_id, phone, created_at from staging.customers"
+STORES = "select store_id, country from staging.stores"
+# Open: not cancelled, nothing refunded or voided yet (not shipped is not in the data).
+OPEN_ORDERS = (
+    "select store_id, order_id from staging.orders where order_date < ? and order_date >= ? "
+    "and not is_cancelled and coalesce(refunded_amount, 0) = 0 "
+    "and coalesce(lower(financial_status), 'paid') in ('paid', 'pending', 'authorized')"
+)
+
+
+def load_orders(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
+    return query(con, ORDERS, [as_of])
+
+
+def load_customers(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return query(con, CUSTOMERS)
+
+
+def load_store_countries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return {s: c for s, c in query(con, STORES).iter_rows() if s is not None}
+
+
+def load_open_orders(con: duckdb.DuckDBPyConnection, as_of: date, since: date) -> pl.DataFrame:
+    return query(con, OPEN_ORDERS, [as_of, since])

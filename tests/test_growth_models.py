@@ -1,0 +1,292 @@
+"""models/partners.py, models/experiments.py, models/order_risk.py on a world written by
+hand (tests/growth_world.py), not by the generator: every figure is a definition
+that can be checked on paper."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from growth_world import (
+    AD_SPEND,
+    AS_OF,
+    ASSIGNMENTS,
+    EXPECTED_CONVERSION,
+    EXPECTED_MIA_FEES,
+    EXPECTED_OVERALL,
+    EXPECTED_REVENUE,
+    EXPECTED_STORE_REPEAT,
+    EXPERIMENT_ORDERS,
+    PARTNERS,
+    STORE,
+    risk_world,
+    valid_ranked_orders,
+)
+from scipy import stats
+
+from models import experiments, order_risk, partners
+
+# ---------------------------------------------------------------------------- partners
+
+
+@pytest.fixture(scope="module")
+def scorecard() -> partners.Scorecard:
+    return partners.partner_scorecard(valid_ranked_orders(), PARTNERS, AS_OF, AD_SPEND)
+
+
+def _overall(card: partners.Scorecard, partner_id: str) -> dict:
+    rows = card.rows.filter((pl.col("period") == "overall") & (pl.col("partner_id") == partner_id))
+    assert rows.height == 1, partner_id
+    return rows.row(0, named=True)
+
+
+@pytest.mark.parametrize("partner_id", sorted(EXPECTED_OVERALL))
+def test_overall_figures_are_the_hand_worked_ones(scorecard, partner_id):
+    row = _overall(scorecard, partner_id)
+    for column, expected in EXPECTED_OVERALL[partner_id].items():
+        if expected is None:
+            assert row[column] is None, column
+        else:
+            assert row[column] == pytest.approx(expected, abs=1e-9), column
+    assert row["period_end"] == AS_OF - timedelta(days=1)
+
+
+def test_code_is_matched_case_blind_and_utm_links_orders_without_a_code(scorecard):
+    linked = partners.link_orders(valid_ranked_orders(), PARTNERS)
+    by_order = dict(linked.select("order_id", "partner_id").iter_rows())
+    assert by_order["o4"] == "P1"  # 'mia10' on the order
+    assert by_order["o8"] == "P2"  # no code, utm_campaign aff_dealhub
+    assert by_order["o10"] is None  # a campaign no partner has
+
+
+def test_cancelled_orders_never_count(scorecard):
+    assert _overall(scorecard, "P2")["orders"] == 3  # o11 (DEALS, cancelled) left out
+
+
+def test_fixed_fee_is_spread_over_contract_days_and_months_add_up(scorecard):
+    months = scorecard.rows.filter((pl.col("partner_id") == "P1") & (pl.col("period") == "month"))
+    fees = dict(months.select("period_start", "fixed_fee_usd").iter_rows())
+    for month, fee in EXPECTED_MIA_FEES.items():
+        assert fees[month] == pytest.approx(fee)
+    for column in ("orders", "revenue_usd", "cost_usd", "brought_revenue_usd", "new_customers",
+                   "code_only_new_customers"):  # fmt: skip
+        assert months[column].sum() == pytest.approx(_overall(scorecard, "P1")[column]), column
+    # Ghost has no end date: the fee is paid once, on its start date.
+    ghost = scorecard.rows.filter((pl.col("partner_id") == "P3") & (pl.col("period") == "month"))
+    assert ghost.select("period_start", "fixed_fee_usd").rows() == [(date(2025, 5, 1), 500.0)]
+
+
+def test_store_repeat_rate_and_flags(scorecard):
+    assert _overall(scorecard, "P1")["store_repeat_rate_90d"] == pytest.approx(
+        EXPECTED_STORE_REPEAT
+    )
+    assert _overall(scorecard, "P1")["flags"].startswith("costs more than it brings (323 cost")
+    assert _overall(scorecard, "P3")["flags"].startswith("costs more than it brings")
+    assert _overall(scorecard, "P2")["flags"] is None  # 2 customers: too few to judge repeats
+    strict = partners.partner_scorecard(
+        valid_ranked_orders(),
+        PARTNERS,
+        AS_OF,
+        AD_SPEND,
+        partners.PartnerSettings(min_customers=2, min_orders=3),
+    )
+    flags = _overall(strict, "P2")["flags"]
+    assert "customers do not come back (0% repeat in 90 days vs 22% for the store)" in flags
+
+
+def test_a_code_from_another_tracked_channel_is_not_a_customer_the_partner_brought():
+    credited = partners.partner_scorecard(
+        valid_ranked_orders(),
+        PARTNERS,
+        AS_OF,
+        AD_SPEND,
+        partners.PartnerSettings(credit_other_channels=True),
+    )
+    row = _overall(credited, "P1")
+    assert (row["new_customers"], row["code_only_new_customers"]) == (4, 0)
+    assert row["brought_revenue_usd"] == 280.0  # m4's $30 now counts
+
+
+def test_a_code_no_partner_has_is_counted_not_dropped(scorecard):
+    assert scorecard.unlinked_codes.select("discount_code", "orders", "revenue_usd").rows() == [
+        ("SPRING5", 1, 45.0)
+    ]
+
+
+def test_a_store_without_partners_gets_no_rows_but_its_codes_are_counted():
+    card = partners.partner_scorecard(valid_ranked_orders(), PARTNERS.clear(), AS_OF)
+    assert card.rows.is_empty()
+    assert set(card.unlinked_codes["discount_code"]) == {"MIA10", "DEALS", "SPRING5"}
+
+
+# ---------------------------------------------------------------------------- experiments
+
+
+@pytest.fixture(scope="module")
+def readout() -> pl.DataFrame:
+    return experiments.readout(ASSIGNMENTS, EXPERIMENT_ORDERS, AS_OF)
+
+
+def _row(frame: pl.DataFrame, metric: str, variant: str) -> dict:
+    return frame.filter((pl.col("metric") == metric) & (pl.col("variant") == variant)).row(
+        0, named=True
+    )
+
+
+def test_values_are_means_over_the_window_only(readout):
+    for variant in ("control", "treatment"):
+        assert _row(readout, "conversion", variant)["value"] == EXPECTED_CONVERSION[variant]
+        assert _row(readout, "revenue_per_customer", variant)["value"] == pytest.approx(
+            EXPECTED_REVENUE[variant]
+        )
+        assert _row(readout, "conversion", variant)["customers"] == 4
+
+
+def test_raw_lift_interval_and_p_value_by_hand(readout):
+    row = _row(readout, "conversion", "treatment")
+    # 0.75 vs 0.25; both variances (ddof 1) 0.25 -> se = sqrt(0.25/4 + 0.25/4).
+    se = math.sqrt(0.25 / 4 + 0.25 / 4)
+    assert row["raw_lift"] == pytest.approx(0.5 / 0.25)
+    assert row["raw_p_value"] == pytest.approx(2 * stats.norm.sf(0.5 / se))
+    assert row["raw_ci_low"] == pytest.approx((0.5 - 1.959963984540054 * se) / 0.25)
+    assert row["raw_ci_high"] == pytest.approx((0.5 + 1.959963984540054 * se) / 0.25)
+
+
+def test_cuped_is_the_textbook_adjustment_and_narrows_the_interval(readout):
+    # Independent computation: theta = cov(y, x) / var(x) over both variants.
+    y = np.array([0, 0, 0, 20, 10, 30, 0, 20], dtype=float)
+    x = np.array([10, 0, 20, 40, 0, 30, 10, 20], dtype=float)
+    theta = np.cov(y, x, ddof=1)[0, 1] / np.var(x, ddof=1)
+    adjusted = y - theta * (x - x.mean())
+    treated, control = adjusted[4:], adjusted[:4]
+    diff = treated.mean() - control.mean()
+    se = math.sqrt(treated.var(ddof=1) / 4 + control.var(ddof=1) / 4)
+    row = _row(readout, "revenue_per_customer", "treatment")
+    assert row["difference"] == pytest.approx(diff)
+    assert row["lift"] == pytest.approx(diff / control.mean())
+    assert row["p_value"] == pytest.approx(2 * stats.norm.sf(abs(diff) / se))
+    assert row["variance_reduction"] == pytest.approx(1 - adjusted.var(ddof=1) / y.var(ddof=1))
+    assert row["variance_reduction"] > 0.2
+    raw_width = row["raw_ci_high"] - row["raw_ci_low"]
+    assert row["ci_high"] - row["ci_low"] < raw_width
+    assert row["ci_width_reduction"] > 0
+
+
+def test_fixed_horizon_no_decision_before_the_end(readout):
+    assert set(readout["status"]) == {"complete"}
+    assert set(readout["experiment_decision"]) == {"no_difference"}  # p = 0.16 with n = 4
+    early = experiments.readout(ASSIGNMENTS, EXPERIMENT_ORDERS, date(2025, 4, 20))
+    assert set(early["experiment_decision"]) == {"running"}
+    assert set(early.filter(~pl.col("is_control"))["decision"]) == {"running"}
+    assert "no decision before the planned end" in early["decision_text"][0]
+
+
+def test_sample_ratio_mismatch_is_a_chi_square_and_stops_the_reading():
+    rows = [("control", 600), ("treatment", 400)]
+    assignments = pl.DataFrame(
+        {
+            "store_id": STORE,
+            "experiment_id": "skewed",
+            "variant": [v for v, n in rows for _ in range(n)],
+            "customer_id": [f"{v}{i}" for v, n in rows for i in range(n)],
+            "assigned_at": datetime(2025, 4, 1),
+            "end_date": date(2025, 4, 30),
+        }
+    )
+    frame = experiments.readout(assignments, EXPERIMENT_ORDERS.clear(), AS_OF)
+    expected_p = stats.chisquare([600, 400]).pvalue  # (100^2/500) * 2 = 40 -> p ~ 2.5e-10
+    assert frame["srm_p_value"][0] == pytest.approx(expected_p)
+    assert set(frame["experiment_decision"]) == {"srm"}
+
+
+def test_sample_size_matches_the_published_formula():
+    # Two proportions, 3.0 % -> 3.3 %, alpha 0.05 two-sided, power 0.8: ~53,200 per arm
+    # (Fleiss; the same figure as Evan Miller's calculator).
+    assert experiments.sample_size_proportion(0.03, 0.10) == 53_211
+    n = experiments.sample_size_mean(50.0, 120.0, 0.10, power=0.9)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.9)
+    assert n == math.ceil(2 * z**2 * 120**2 / 5**2)
+    mde = experiments.mde_proportion(0.03, 53_211)
+    assert mde == pytest.approx(0.003, rel=1e-3)
+    assert experiments.power_proportion(0.03, 0.003, 53_211) == pytest.approx(0.8, abs=0.01)
+
+
+# ---------------------------------------------------------------------------- order risk
+
+
+@pytest.fixture(scope="module")
+def risk_scores():
+    orders, customers, planted = risk_world()
+    settings = order_risk.RiskSettings(lookback_days=365)
+    scores = order_risk.score_orders(orders, customers, {STORE: "US"}, AS_OF, settings)
+    return scores, planted
+
+
+def test_each_planted_pattern_is_flagged_with_its_reason(risk_scores):
+    scores, _ = risk_scores
+    rules = dict(scores.select("order_id", "rules").iter_rows())
+    flagged = set(scores.filter("flagged")["order_id"])
+    for order in ("t0", "t1", "t2", "t3", "t4"):
+        assert "burst" in rules[order] and order in flagged
+    assert {"country_mismatch", "big_first_order"} <= set(rules["s1a"].split(","))
+    assert "s1a" in flagged
+    assert "cod_refusals" in rules["r12"] and "r12" in flagged
+    assert "refused 2 of 2 COD parcels" in scores.filter(pl.col("order_id") == "r12")["flags"][0]
+    assert "shared_phone" in rules["z3"] and {"z3", "z4"} <= flagged
+
+
+def test_no_ordinary_order_is_flagged_and_every_flag_has_reasons(risk_scores):
+    scores, planted = risk_scores
+    flagged = scores.filter("flagged")
+    assert set(flagged["order_id"]) <= planted
+    assert flagged["flags"].is_not_null().all() and (flagged["flags"] != "").all()
+
+
+def test_precision_at_n_and_what_cannot_be_known_yet(risk_scores):
+    scores, planted = risk_scores
+    # The first refused parcels and the first reseller accounts look like anybody's:
+    # nothing known when they were placed gives them away.
+    everything = planted | {"r10", "r11", "z0", "z1", "z2"}
+    ids = {(STORE, o) for o in everything}
+    assert order_risk.precision_at(scores, ids, len(everything)) >= 0.6
+    assert order_risk.precision_at(scores, {(STORE, o) for o in planted}, len(planted)) == 1.0
+
+
+def test_the_score_never_reads_the_orders_own_outcome():
+    orders, customers, _ = risk_world()
+    settings = order_risk.RiskSettings(lookback_days=365)
+    base = order_risk.score_orders(orders, customers, {STORE: "US"}, AS_OF, settings)
+    # Refusing the stolen-card order afterwards changes nothing about its own score.
+    refused = orders.with_columns(
+        pl.when(pl.col("order_id") == "s1a")
+        .then(pl.col("created_at") + timedelta(days=3))
+        .otherwise(pl.col("cancelled_at"))
+        .alias("cancelled_at")
+    )
+    again = order_risk.score_orders(refused, customers, {STORE: "US"}, AS_OF, settings)
+    score = dict(base.select("order_id", "risk_score").iter_rows())
+    assert dict(again.select("order_id", "risk_score").iter_rows())["s1a"] == score["s1a"]
+
+
+def test_orders_to_review_are_flagged_open_and_recent(risk_scores):
+    scores, _ = risk_scores
+    open_orders = scores.filter(pl.col("order_id") != "t0").select("store_id", "order_id")
+    marked = order_risk.orders_to_review(scores, open_orders, AS_OF, review_days=3)
+    review = set(marked.filter("to_review")["order_id"])
+    assert review == {"t1", "t2", "t3", "t4", "s1a", "r12"}  # z3/z4 are weeks old, t0 closed
+
+
+def test_sample_size_command(capsys):
+    from storepulse.cli import main
+
+    assert main(["sample-size", "--baseline-rate", "0.03", "--lift", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("53,211 customers per variant (106,422 for an A/B test)")
+    assert "80% power at 5% significance" in out
+    assert main(["sample-size", "--baseline-mean", "50", "--lift", "0.1"]) == 2
+    assert "--baseline-sd" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample-size", "--baseline-rate", "3", "--lift", "0.1"])

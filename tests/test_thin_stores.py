@@ -1,0 +1,156 @@
+"""Stores as real merchants have them (issue #12), end to end with `storepulse run`:
+a 75-day store with ~300 orders, a ~40-customer store, a store advertising on one
+channel and a store that ships orders only, beside the tiny sample's two stores;
+then one store's model raising. Every other store publishes a complete export set,
+ops.store_status says what happened, and the exit code is right."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from storepulse.publish import latest_set, verify_set
+from storepulse.sample_data import generate
+from storepulse.sample_data.generator import ThinStore
+from storepulse.warehouse import Warehouse, query
+
+pytestmark = pytest.mark.slow
+
+THIN = (
+    ThinStore("young-gb", "Young Shop", "GB", "baby", customers=240, days=75,
+              channels=("meta", "google")),
+    ThinStore("forty-us", "Forty Pets", "US", "pets", customers=28, channels=("meta",)),
+    ThinStore("solo-au", "Solo Paws", "AU", "pets", customers=900, channels=("google",)),
+    ThinStore("plain-my", "Plain Beauty", "MY", "beauty", customers=600, orders_only=True),
+)  # fmt: skip
+STEPS = ("churn", "clv", "demand", "ad_roi", "publish")
+
+
+def use_home(monkeypatch, home: Path) -> None:
+    monkeypatch.setenv("STOREPULSE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    for var in ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_EXPORT_DIR",
+                "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+
+
+def nightly(home: Path):
+    from storepulse.runner import run_nightly
+
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, home)
+        return run_nightly()
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("thin") / "landing"
+    generate(out, scale="tiny", seed=11, progress=False, thin_stores=THIN)
+    shutil.rmtree(out / "_truth")
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(landing, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    shutil.copytree(landing, home / "landing")
+    return home, nightly(home)
+
+
+def statuses(home: Path) -> dict[tuple[str, str], tuple[str, str | None, str]]:
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
+        rows = query(con, "select store_id, step, status, method, message from ops.store_status")
+    return {(s, step): (status, method, msg) for s, step, status, method, msg in rows.iter_rows()}
+
+
+def test_every_store_gets_what_can_be_computed_and_the_run_succeeds(first_run):
+    home, result = first_run
+    assert result.success, result.failures
+    stores = {"nova-gadgets-us", "luma-home-de", *(t.store_id for t in THIN)}
+    assert set(result.published_stores) == stores
+    for store in stores:
+        folder = latest_set(home / "exports" / store)
+        assert folder is not None and verify_set(folder) == [], store
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
+        orders = dict(query(con, "select store_id, count(*) from staging.valid_orders"
+                                 " group by 1").rows())  # fmt: skip
+        days = dict(query(con, "select store_id, max(order_date) - min(order_date) + 1"
+                               " from staging.orders group by 1").rows())  # fmt: skip
+        customers = dict(query(con, "select store_id, count(*) from staging.customers"
+                                    " group by 1").rows())  # fmt: skip
+        scored = dict(query(con, "select store_id, count(*) from scores.churn group by 1").rows())
+        channels = dict(query(con, "select store_id, count(distinct platform) from"
+                                   " staging.ad_spend group by 1").rows())  # fmt: skip
+    # The thin stores are what they claim to be.
+    assert days["young-gb"] <= 75 and 250 <= orders["young-gb"] <= 400
+    assert 30 <= customers["forty-us"] <= 50
+    assert channels["solo-au"] == 1 and "plain-my" not in channels
+    # Every store with orders has churn scores, however thin.
+    assert set(scored) == stores
+    got = statuses(home)
+    for store in stores:
+        for step in STEPS:
+            assert (store, step) in got, (store, step)
+            assert got[(store, step)][0] in ("ok", "fallback", "skipped"), got[(store, step)]
+    # The orders-only store: no lines, no demand; no spend, no ad ROI; said in words.
+    assert (
+        got[("plain-my", "demand")][0] == "skipped"
+        and "order lines" in got[("plain-my", "demand")][2]
+    )
+    assert got[("plain-my", "ad_roi")][0] == "skipped"
+    assert got[("solo-au", "ad_roi")][0] in ("ok", "fallback")
+    # The report of a thin store says what was used.
+    report = (latest_set(home / "exports" / "young-gb") / "report.html").read_text()
+    assert "How this report was made" in report and "scored with" in report
+
+
+def test_a_store_whose_model_raises_fails_alone_and_the_run_says_so(
+    first_run, tmp_path, monkeypatch
+):
+    from models import churn
+
+    home, _ = first_run
+    again = tmp_path / "home"
+    shutil.copytree(home, again, ignore=shutil.ignore_patterns("dagster", "exports", "reports"))
+    real = churn.score_methods
+
+    def broken_for_one_store(models, orders, *args, **kwargs):
+        if orders.height and orders["store_id"][0] == "forty-us":
+            raise RuntimeError("injected: the model of this store raises")
+        return real(models, orders, *args, **kwargs)
+
+    monkeypatch.setattr(churn, "score_methods", broken_for_one_store)
+    result = nightly(again)
+    assert not result.success
+    assert any("forty-us churn: failed: RuntimeError: injected" in f for f in result.failures)
+    got = statuses(again)
+    assert got[("forty-us", "churn")][0] == "failed"
+    others = {s for s, step in got if step == "churn"} - {"forty-us"}
+    assert all(got[(s, "churn")][0] in ("ok", "fallback") for s in others)
+    # Every store still published, the failed one without its churn scores.
+    assert len(result.published_stores) == len(others) + 1
+    with Warehouse(again / "warehouse.duckdb").reader() as con:
+        scored = set(query(con, "select distinct store_id from scores.churn")["store_id"])
+    assert scored == others
+
+
+def test_a_young_store_alone_gets_every_output_it_can(landing, tmp_path):
+    """The issue's first finding: a landing with one young store made the whole run fail."""
+    home = tmp_path / "home"
+    (home / "landing").mkdir(parents=True)
+    shutil.copytree(landing / "young-gb", home / "landing" / "young-gb")
+    stores = pl.read_csv(landing / "stores.csv").filter(pl.col("store_id") == "young-gb")
+    stores.write_csv(home / "landing" / "stores.csv")
+    shutil.copy(landing / "fx_rates.csv", home / "landing" / "fx_rates.csv")
+    result = nightly(home)
+    assert result.success, result.failures
+    assert result.published_stores == ["young-gb"]
+    got = statuses(home)
+    # Too little history for the learned churn model: the BG/NBD baseline scores, and why.
+    status, method, message = got[("young-gb", "churn")]
+    assert (status, method) == ("fallback", "bgnbd") and "LightGBM" in message
+    assert got[("young-gb", "ad_roi")][0] in ("fallback", "skipped")
+    assert verify_set(latest_set(home / "exports" / "young-gb")) == []
