@@ -46,14 +46,14 @@ from models.churn_features import (
     prepare_orders,
 )
 from models.churn_lightgbm import category_vocab, encode, holdout_customers
-
-MODEL_NAME = "clv"
 from models.clv_metrics import (
     decile_calibration,
     flat_metrics,
     learned_beats,
     value_metrics,
 )
+
+MODEL_NAME = "clv"
 
 METHODS = ("lightgbm", "bgnbd_gg")  # most complex first; the fallback chain
 CLV_COLUMNS = (
