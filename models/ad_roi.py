@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from models.adstock import DEFAULT_CARRYOVER_GRID, Carryover, hill
+from models.events import black_friday, prime_days
 
 MODEL_NAME = "ad_roi"
 
@@ -108,17 +109,6 @@ class AdRoiConfig:
 # --------------------------------------------------------------------------- calendar
 
 
-def black_friday(year: int) -> date:
-    """The day after the fourth Thursday of November (US retail calendar)."""
-    first = date(year, 11, 1)
-    return first + timedelta(days=(3 - first.weekday()) % 7 + 22)
-
-
-def _prime_day(year: int) -> date:
-    first = date(year, 7, 1)
-    return first + timedelta(days=(1 - first.weekday()) % 7 + 7)
-
-
 def calendar_features(dates: list[date], history_start: date) -> dict[str, np.ndarray]:
     """Calendar columns for the tree model (NaN = 'not near this event').
 
@@ -136,6 +126,8 @@ def calendar_features(dates: list[date], history_start: date) -> dict[str, np.nd
     after_cm = np.full(n, np.nan)
     christmas = np.full(n, np.nan)
     retail_event = np.zeros(n)
+    years = sorted({d.year for d in dates})
+    prime_day_set = {day for year in years for day in prime_days(year)}
     for i, d in enumerate(dates):
         for year in (d.year - 1, d.year):
             bf = black_friday(year)
@@ -147,7 +139,7 @@ def calendar_features(dates: list[date], history_start: date) -> dict[str, np.nd
             xmas = (d - date(year, 12, 25)).days
             if -10 <= xmas <= 7:
                 christmas[i] = xmas
-        if (d.month, d.day) in ((11, 11), (2, 14)) or (d - _prime_day(d.year)).days in (0, 1):
+        if (d.month, d.day) in ((11, 11), (2, 14)) or d in prime_day_set:
             retail_event[i] = 1.0
     return {
         "day_of_week": dow,
