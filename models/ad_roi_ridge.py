@@ -393,7 +393,9 @@ def fit_store(
             p = np.exp(logs - logs.max())
             state = options[int(rng.choice(len(options), p=p / p.sum()))]
             visits[state] = visits.get(state, 0) + 1
-    ordered = [best] + sorted(set(visits) - {best}, key=lambda s: -visits[s])
+    # most visited first; ties in the order first visited (a set would order them by
+    # string hashes, which differ from process to process)
+    ordered = [best] + sorted((s for s in visits if s != best), key=lambda s: -visits[s])
     ordered = ordered[: config.max_specs]
     fits = []
     for spec in ordered:
@@ -511,6 +513,14 @@ def media_revenue(
     sums = effective_sums(model, spend, rows, specs)
     stacked = np.array([sums[int(k)] for k in specs])
     return (roas * stacked).sum(axis=1)
+
+
+def baseline_revenue(
+    model: RidgeStoreModel, dates: list[date], events: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Daily revenue (USD) without media: the best spec's baseline coefficients."""
+    B = model.design.matrix(dates, events)
+    return B @ model.best.coef[: B.shape[1]] * model.revenue_scale
 
 
 def predict(model: RidgeStoreModel, dates, spend, events, fit_index: int = 0) -> np.ndarray:
