@@ -352,38 +352,72 @@ def _plan_next_test(m: StoreAdRoiModel, panel: StorePanel, cfg: AdRoiConfig, roi
         if abs(((levels[combo] - 1) * current[active]).sum()) <= 0.05 * current[active].sum()
     ]
     choices = np.array(choices)
+    keep = int(np.flatnonzero((levels[choices] == 1.0).all(axis=1))[0])
     # value[s, a] = sum_c roas[s, c] * delta[spec_s, c, level of c in a]
     value = np.zeros((specs.size, len(choices)))
     for pos, j in enumerate(active):
         value += roas[:, [j]] * delta[specs][:, j, :][:, choices[:, pos]]
     noise = max(reg.daily_noise_usd, 1e-9)
     identity = _roi_flags(roi, m.store_id)
-    best = None
+    candidates = []
     for j in active:
         c = m.channels[j]
+        daily = current[j] / window.sum()
+        perfect = None
         for days in cfg.lift_plan_durations:
-            test = ridge.LiftObservation(c, n - days, n, n + ridge.CARRY_OUT_DAYS, 0.0, 1.0)
+            # The test runs at the channel's usual spend: the model's lift per dollar over
+            # the latest d days that had it, times d days of the plan window's average.
+            stop = _latest_spending_window(spend[c], days, 0.5 * daily * days)
+            if stop is None:
+                continue
+            test = ridge.LiftObservation(c, stop - days, stop, stop + ridge.CARRY_OUT_DAYS, 0, 1)
+            per_dollar = daily * days / spend[c][stop - days : stop].sum()
             loads = {int(k): ridge.lift_loadings(reg, spend, test, reg.fits[k])[j] for k in unique}
-            lift_draws = roas[:, j] * np.array([loads[int(k)] for k in specs])
+            lift_draws = roas[:, j] * np.array([loads[int(k)] for k in specs]) * per_dollar
+            if perfect is None:
+                # What knowing this channel's return exactly would be worth (EVPPI): how
+                # much its uncertainty matters to the budget decision.
+                tiny = 1e-6 * max(float(np.mean(np.abs(lift_draws))), 1.0)
+                perfect, _ = lift.expected_value_of_test(
+                    value, lift_draws, tiny, rng, keep, cfg.plan_min_p10_share
+                )
             for share in cfg.lift_plan_holdout_shares:
                 se = lift.holdout_std_error(noise, days, share)
-                evsi, evpi = lift.expected_value_of_test(value, lift_draws, se, rng)
-                cost = share * float(np.mean(lift_draws))
-                candidate = {
-                    "channel": c,
-                    "holdout_share": share,
-                    "duration_days": days,
-                    "expected_std_error": se,
-                    "expected_value_usd": evsi,
-                    "expected_lift_usd": float(np.mean(lift_draws)),
-                    "expected_cost_usd": cost,
-                    "value_of_perfect_information_usd": evpi,
-                }
-                if (
-                    best is None
-                    or evsi - cost > best["expected_value_usd"] - best["expected_cost_usd"]
-                ):
-                    best = candidate
+                evsi, _ = lift.expected_value_of_test(
+                    value, lift_draws, se, rng, keep, cfg.plan_min_p10_share
+                )
+                expected_lift = float(np.mean(lift_draws))
+                candidates.append(
+                    {
+                        "channel": c,
+                        "holdout_share": share,
+                        "duration_days": days,
+                        "expected_std_error": se,
+                        "expected_value_usd": evsi,
+                        "expected_lift_usd": expected_lift,
+                        "expected_cost_usd": share * max(expected_lift, 0.0),
+                        "value_of_perfect_information_usd": perfect,
+                        "_z": abs(expected_lift) / se,
+                    }
+                )
+    if not candidates:
+        return None
+    worth = [k for k in candidates if k["expected_value_usd"] > k["expected_cost_usd"]]
+    if worth:
+        best = max(worth, key=lambda k: k["expected_value_usd"] - k["expected_cost_usd"])
+    else:
+        # No test pays for itself yet: name the channel whose uncertainty matters most
+        # for the decision and its most decisive design, and say it is not worth it yet.
+        top = max(candidates, key=lambda k: (k["value_of_perfect_information_usd"], k["_z"]))[
+            "channel"
+        ]
+        best = max(
+            (k for k in candidates if k["channel"] == top),
+            key=lambda k: (k["expected_value_usd"] - k["expected_cost_usd"], k["_z"]),
+        )
+    best = {k: v for k, v in best.items() if k != "_z"}
+    if best is None:
+        return None
     c = best["channel"]
     j = m.channels.index(c)
     p10, p90 = _q(roas[:, j], 0.1), _q(roas[:, j], 0.9)
@@ -392,19 +426,34 @@ def _plan_next_test(m: StoreAdRoiModel, panel: StorePanel, cfg: AdRoiConfig, roi
     if partner:
         why += f" and its spend moves together with {partner}'s, so only their sum is measured"
     worth = best["expected_value_usd"] > best["expected_cost_usd"]
-    best["reason"] = (
-        f"{why}. A {best['duration_days']}-day test holding out {best['holdout_share']:.0%} "
-        f"of the {c} audience would measure its lift to about ±${best['expected_std_error']:,.0f} "
-        f"(expected lift ${best['expected_lift_usd']:,.0f}); it is worth about "
-        f"${best['expected_value_usd']:,.0f} to the next {cfg.plan_days} days' budget plan"
-        + (
-            f" against ${best['expected_cost_usd']:,.0f} of sales forgone in the holdout."
-            if worth
-            else f", less than the ${best['expected_cost_usd']:,.0f} of sales it would forgo: "
-            "not worth running yet."
-        )
+    design = (
+        f"A {best['duration_days']}-day test holding out {best['holdout_share']:.0%} of the {c} "
+        f"audience would measure its lift to about ±${best['expected_std_error']:,.0f} "
+        f"(expected lift ${best['expected_lift_usd']:,.0f})"
     )
+    if worth:
+        best["reason"] = (
+            f"{why}. {design}; it is worth about ${best['expected_value_usd']:,.0f} to the next "
+            f"{cfg.plan_days} days' budget plan against ${best['expected_cost_usd']:,.0f} of "
+            "sales forgone in the holdout: worth running."
+        )
+    else:
+        best["reason"] = (
+            f"{why}. {design}. Even knowing {c}'s return exactly would be worth about "
+            f"${best['value_of_perfect_information_usd']:,.0f} to the next {cfg.plan_days} days' "
+            f"budget plan and this test about ${best['expected_value_usd']:,.0f}, less than the "
+            f"${best['expected_cost_usd']:,.0f} of sales it would forgo: not worth running yet."
+        )
     return best
+
+
+def _latest_spending_window(spend: np.ndarray, days: int, enough: float) -> int | None:
+    """End (exclusive) of the latest `days`-day window, stepping back a week at a time,
+    whose spend reaches `enough`."""
+    for stop in range(spend.size, days - 1, -7):
+        if spend[stop - days : stop].sum() >= enough:
+            return stop
+    return None
 
 
 def _roi_flags(roi: pl.DataFrame | None, store: str) -> dict[str, str]:

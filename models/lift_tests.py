@@ -241,6 +241,8 @@ def expected_value_of_test(
     lift: np.ndarray,
     std_error: float,
     rng: np.random.Generator,
+    keep: int | None = None,
+    min_p10_share: float = 0.0,
 ) -> tuple[float, float]:
     """Expected value of the information (USD) a test brings to a decision, and the
     expected value of perfect information, by preposterior analysis over posterior
@@ -248,20 +250,47 @@ def expected_value_of_test(
 
     value[s, a]: revenue change of decision a if sample s were the truth.
     lift[s]: the lift the test would measure if sample s were the truth.
-    Without the test the decision is the one best on average. With it, each sample in
-    turn plays the truth, draws a measurement (lift + noise), the samples are
-    reweighted by that measurement's likelihood, and the decision best under the
-    reweighted samples is judged under the truth. EVSI is the mean gain."""
-    prior_choice = int(np.argmax(value.mean(axis=0)))
-    measured = lift + rng.normal(0.0, std_error, lift.size)
+    The decision rule is the budget plan's: take the decision best on average, but
+    only when its gain is clear (p10 over the samples above `min_p10_share` of its
+    mean), else `keep` (the decision that changes nothing). Without the test the rule
+    sees the current samples. With it, each sample in turn plays the truth, draws a
+    measurement (lift + noise), the samples are reweighted by that measurement's
+    likelihood, and the rule's decision under the reweighted samples is judged under
+    the truth. EVSI is the mean gain over deciding without the test."""
+    n = lift.size
+    uniform = np.full((1, n), 1.0 / n)
+    prior_choice = _rule(uniform, value, keep, min_p10_share)[0]
+    measured = lift + rng.normal(0.0, std_error, n)
     log_like = -0.5 * ((measured[:, None] - lift[None, :]) / std_error) ** 2
     weights = np.exp(log_like - log_like.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
-    choices = np.argmax(weights @ value, axis=1)
-    truth = np.arange(lift.size)
+    choices = _rule(weights, value, keep, min_p10_share)
+    truth = np.arange(n)
     evsi = float(np.mean(value[truth, choices] - value[truth, prior_choice]))
-    evpi = float(np.mean(value.max(axis=1) - value[:, prior_choice]))
-    return max(evsi, 0.0), evpi
+    perfect = value.max(axis=1) if keep is None else np.maximum(value.max(axis=1), value[:, keep])
+    evpi = float(np.mean(perfect - value[:, prior_choice]))
+    return max(evsi, 0.0), max(evpi, 0.0)
+
+
+def _rule(weights: np.ndarray, value: np.ndarray, keep: int | None, share: float) -> np.ndarray:
+    """Per row of weights (a posterior over the samples): the decision taken."""
+    means = weights @ value
+    best = np.argmax(means, axis=1)
+    if keep is None:
+        return best
+    out = best.copy()
+    for i, a in enumerate(best):
+        gain = means[i, a] - means[i, keep]
+        if gain <= 0:
+            out[i] = keep
+            continue
+        diff = value[:, a] - value[:, keep]
+        order = np.argsort(diff)
+        cumulative = np.cumsum(weights[i, order])
+        p10 = diff[order][min(np.searchsorted(cumulative, 0.1), diff.size - 1)]
+        if p10 <= share * gain:
+            out[i] = keep
+    return out
 
 
 LIFT_PLAN_SCHEMA = {

@@ -148,6 +148,10 @@ def test_a_sharper_test_is_worth_more_and_never_more_than_perfect_information():
     assert evpi == pytest.approx(500.0, rel=0.1)  # E[max(0, (roas - 2) 1000)]
     assert blunt < sharp <= evpi + 1e-9
     assert sharp > 0.9 * evpi
+    # with the budget plan's rule (move only on a clear gain, else keep = column 0) the
+    # uncertain shift is not taken without the test, and a sharp test unlocks it
+    ruled, _ = lift_tests.expected_value_of_test(value, lift, 2_000.0, rng, 0, 1 / 3)
+    assert ruled == pytest.approx(500.0, rel=0.15)
 
 
 # --- calibration on a world with a correlated pair ---------------------------------------------
