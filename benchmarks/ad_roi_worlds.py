@@ -492,9 +492,13 @@ def score_world(
     config = ad_roi.AdRoiConfig(n_jobs=1, methods=methods, seed=seed)
     if config_overrides:
         ridge_overrides = config_overrides.get("ridge", {})
-        top = {k: v for k, v in config_overrides.items() if k != "ridge"}
+        rule_overrides = config_overrides.get("lift_test_rules", {})
+        top = {k: v for k, v in config_overrides.items() if k not in ("ridge", "lift_test_rules")}
         config = dataclasses.replace(
-            config, ridge=dataclasses.replace(config.ridge, **ridge_overrides), **top
+            config,
+            ridge=dataclasses.replace(config.ridge, **ridge_overrides),
+            lift_test_rules=dataclasses.replace(config.lift_test_rules, **rule_overrides),
+            **top,
         )
     started = time.perf_counter()
     model = ad_roi.fit(
@@ -698,14 +702,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="worlds fitted side by side")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--set", action="append", default=[], help="config override k=json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="AdRoiConfig override k=json (ridge.<name> and lift_test_rules.<name> too)",
+    )
     args = parser.parse_args(argv)
     methods = tuple(args.methods.split(","))
     overrides: dict = {}
     for item in args.set:
         key, value = item.split("=", 1)
-        if key.startswith("ridge."):
-            overrides.setdefault("ridge", {})[key[6:]] = json.loads(value)
+        if key.startswith("ridge.") or key.startswith("lift_test_rules."):
+            group, name = key.split(".", 1)
+            overrides.setdefault(group, {})[name] = json.loads(value)
         else:
             overrides[key] = json.loads(value)
     tasks = [(f, s) for f in args.families for s in range(args.seeds)]

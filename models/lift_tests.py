@@ -55,6 +55,9 @@ class LiftTestRules:
 
     mismatch_band: tuple[float, float] = (0.5, 1.05)
     spend_mismatch: float = 0.5
+    # A window's lift speaks of the channel's whole history only through the fitted
+    # carryover and saturation: this share of the lift is added as that transfer's error.
+    transfer: float = 0.15
     age_per_year: float = 0.25
     short_window_days: int = 14
     negative_z: float = -1.96
@@ -172,7 +175,7 @@ def prepare_tests(
         se = row["std_error_usd"]
         low, high = rules.mismatch_band
         excess = abs(math.log(ratio / min(max(ratio, low), high)))
-        se = math.hypot(se, rules.spend_mismatch * excess * abs(lift))
+        se = math.hypot(se, rules.spend_mismatch * excess * abs(lift), rules.transfer * abs(lift))
         age_years = max((as_of - row["end_date"]).days, 0) / 365.25
         se *= 1 + rules.age_per_year * age_years
         if days < rules.short_window_days:

@@ -79,7 +79,8 @@ def test_prepared_tests_widen_errors_and_say_why_a_test_is_not_used():
             ]
         )
     )
-    prepared = lift_tests.prepare_tests(frame, dates, spend, as_of)
+    no_transfer = lift_tests.LiftTestRules(transfer=0.0)
+    prepared = lift_tests.prepare_tests(frame, dates, spend, as_of, no_transfer)
     assert [t.status for t in prepared] == [
         "used",
         "unknown_channel",
@@ -102,6 +103,12 @@ def test_prepared_tests_widen_errors_and_say_why_a_test_is_not_used():
     assert partial.effective_std_error_usd > 2 * used.effective_std_error_usd
     assert "spend is 7% of the channel" in partial.note
     assert "significantly negative" in prepared[3].note
+    # by default a window's lift also carries the error of transferring it to the whole
+    # history (15 % of the lift)
+    default = lift_tests.prepare_tests(frame, dates, spend, as_of)[0]
+    assert default.effective_std_error_usd == pytest.approx(
+        np.hypot(5_000, 0.15 * 25_000) * (1 + 0.25 * age)
+    )
 
 
 # --- power calculation and the value of a test ------------------------------------------------
