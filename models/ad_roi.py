@@ -715,11 +715,23 @@ def _resample(values: np.ndarray, weights: np.ndarray | None, size: int = 400) -
     return np.repeat(values, counts, axis=0)
 
 
-def lift_test_report(model: AdRoiModel, version: str | None = None) -> pl.DataFrame:
+def version_for(version: str | dict[str, str] | None, store: str) -> str | None:
+    """Outputs take one version for every row, or one per store (the lifecycle's
+    f"{version}/{method}" when stores have different champions)."""
+    return version.get(store) if isinstance(version, dict) else version
+
+
+def lift_test_report(
+    model: AdRoiModel, version: str | dict[str, str] | None = None
+) -> pl.DataFrame:
     """One row per lift test of every modelled store: measured lift, its widened
     standard error, the model's lift over the same window before and after calibration,
     z-scores, and whether the test was used (or why not)."""
-    rows = [{**r, "model_version": version} for m in model.stores.values() for r in m.lift_tests]
+    rows = [
+        {**r, "model_version": version_for(version, store)}
+        for store, m in model.stores.items()
+        for r in m.lift_tests
+    ]
     return pl.DataFrame(rows, schema=LIFT_TEST_REPORT_SCHEMA)
 
 

@@ -19,6 +19,7 @@ from models.ad_roi import (
     StorePanel,
     _resample,
     build_panels,
+    version_for,
 )
 
 # --------------------------------------------------------------------------- scoring
@@ -152,7 +153,7 @@ def channel_roi(
     last_click: pl.DataFrame | None = None,
     events: pl.DataFrame | None = None,
     end: date | None = None,
-    version: str | None = None,
+    version: str | dict[str, str] | None = None,
     only_approved_stores: bool = True,
     method: str | dict[str, str] | None = None,
     calibrated: bool = True,
@@ -233,7 +234,7 @@ def channel_roi(
                         )
                     )
                     row["lift_tests_used"] = tests_used.get(c, 0)
-                    row["model_version"] = version
+                    row["model_version"] = version_for(version, store)
                 rows.append(row)
     return pl.DataFrame(rows, schema=CHANNEL_ROI_SCHEMA)
 

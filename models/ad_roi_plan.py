@@ -10,7 +10,14 @@ import polars as pl
 
 from models import ad_roi_ridge as ridge
 from models import lift_tests as lift
-from models.ad_roi import AdRoiConfig, AdRoiModel, StoreAdRoiModel, StorePanel, build_panels
+from models.ad_roi import (
+    AdRoiConfig,
+    AdRoiModel,
+    StoreAdRoiModel,
+    StorePanel,
+    build_panels,
+    version_for,
+)
 from models.ad_roi_outputs import _other, _plan_window, _q, _resolve_method, _Scorer
 
 
@@ -21,7 +28,7 @@ def budget_plan(
     roi: pl.DataFrame,
     events: pl.DataFrame | None = None,
     end: date | None = None,
-    version: str | None = None,
+    version: str | dict[str, str] | None = None,
     method: str | dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """Move the same total spend of the last `plan_days` across channels, each within
@@ -147,7 +154,7 @@ def budget_plan(
                         else other_change
                     ),
                     "flag": _plan_flag(keep_reason, proven.get(c, False), c in frozen),
-                    "model_version": version,
+                    "model_version": version_for(version, store),
                 }
             )
     return pl.DataFrame(rows, schema=BUDGET_PLAN_SCHEMA)
@@ -292,7 +299,7 @@ def lift_plan(
     daily_spend: pl.DataFrame,
     events: pl.DataFrame | None = None,
     end: date | None = None,
-    version: str | None = None,
+    version: str | dict[str, str] | None = None,
     roi: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per modelled store, the lift test worth running next (marts.lift_plan).
@@ -314,7 +321,7 @@ def lift_plan(
         panel = panels[store]
         best = _plan_next_test(m, panel, cfg, roi)
         if best is not None:
-            rows.append({**best, "store_id": store, "model_version": version})
+            rows.append({**best, "store_id": store, "model_version": version_for(version, store)})
     return pl.DataFrame(rows, schema=lift.LIFT_PLAN_SCHEMA)
 
 

@@ -529,3 +529,24 @@ def test_a_channel_is_scaled_up_only_within_the_spend_range_it_has_seen():
         SimpleNamespace(spend={"c": usual}, model=model), "c", window, config, "lightgbm"
     )
     assert cap == pytest.approx(1.0 + config.budget_bound)
+
+
+def test_outputs_follow_the_method_and_version_chosen_per_store(fitted, world):
+    """The lifecycle picks each store's champion and names it in model_version."""
+    model, _, _ = fitted
+    args = (world.daily_revenue, world.daily_spend)
+    roi = ad_roi.channel_roi(model, *args, method={"s1": "lightgbm"}, version={"s1": "v1/lgbm"})
+    overall = roi.filter(pl.col("period") == "all")
+    assert overall["method"].unique().to_list() == ["lightgbm"]
+    assert overall["model_version"].unique().to_list() == ["v1/lgbm"]
+    # the regression's numbers stay beside LightGBM's, and differ from them
+    assert overall["ridge_incremental_roas"].to_list() != overall["incremental_roas"].to_list()
+    plan = ad_roi.budget_plan(model, *args, roi, method="lightgbm", version="v1/lgbm")
+    assert plan["method"].unique().to_list() == ["lightgbm"]
+    curves = ad_roi.response_curves(model, *args, method="lightgbm")
+    assert curves["method"].unique().to_list() == ["lightgbm"]
+    # 'none' publishes platform and last-click ROAS only
+    none = ad_roi.channel_roi(model, *args, method="none").filter(pl.col("period") == "all")
+    assert none["incremental_roas"].is_null().all() and none["platform_roas"].is_not_null().all()
+    with pytest.raises(ValueError, match="method 'xgboost'"):
+        ad_roi.channel_roi(model, *args, method="xgboost")
