@@ -61,7 +61,8 @@ class RidgeConfig:
     seasonality_prior_sd: float = 0.1
     weekday_prior_sd: float = 0.3
     event_prior_sd: float = 0.5
-    # Prior sd of a channel's ROAS around zero: weak (a ROAS of 10 is two sds out).
+    # Prior of a channel's ROAS: N(roas_prior_mean, roas_prior_sd^2).
+    roas_prior_mean: float = 0.0
     roas_prior_sd: float = 5.0
     multiplicative_noise: bool = True
     hac_lag_days: int = 14
@@ -272,34 +273,21 @@ class RidgeFitter:
         )
         return np.where(np.isfinite(sd), sigma2 / sd**2, 0.0)
 
+    def prior_mean(self, n_baseline: int, with_media: bool) -> np.ndarray:
+        media = np.full(len(self.channels) if with_media else 0, self.config.roas_prior_mean)
+        return np.concatenate([np.zeros(n_baseline), media])
+
     # -- one spec --------------------------------------------------------------
     def solve(self, B, Z, w, penalty) -> tuple[np.ndarray, float]:
         X = np.column_stack([B, Z]) if Z is not None else B
         A, b = _weighted_normal(X, self.y[: X.shape[0]], w)
-        A[np.diag_indices_from(A)] += penalty[: X.shape[1]]
-        coef = np.linalg.solve(A, b)
+        k = X.shape[1]
+        mean = self.prior_mean(B.shape[1], Z is not None)
+        A[np.diag_indices_from(A)] += penalty[:k]
+        coef = np.linalg.solve(A, b + penalty[:k] * mean)
         resid = self.y[: X.shape[0]] - X @ coef
-        objective = float((w * resid**2).sum() + (penalty[: X.shape[1]] * coef**2).sum())
+        objective = float((w * resid**2).sum() + (penalty[:k] * (coef - mean) ** 2).sum())
         return coef, objective
-
-    def sandwich(self, X, w, penalty, coef) -> tuple[np.ndarray, float]:
-        """HAC (Newey-West, Bartlett) covariance of the coefficients, and the lag-1
-        autocorrelation of the weighted residuals."""
-        n = X.shape[0]
-        resid = self.y[:n] - X @ coef
-        A, _ = _weighted_normal(X, self.y[:n], w)
-        A[np.diag_indices_from(A)] += penalty[: X.shape[1]]
-        A_inv = np.linalg.inv(A)
-        g = X * (w * resid)[:, None]
-        meat = g.T @ g
-        for lag in range(1, self.config.hac_lag_days + 1):
-            gamma = g[lag:].T @ g[:-lag]
-            meat += (1 - lag / (self.config.hac_lag_days + 1)) * (gamma + gamma.T)
-        dof = n / max(n - X.shape[1], 1)
-        cov = A_inv @ meat @ A_inv * dof
-        scaled = np.sqrt(w) * resid
-        rho = float(np.corrcoef(scaled[1:], scaled[:-1])[0, 1]) if n > 3 else 0.0
-        return cov, rho
 
     def weights(self, fitted: np.ndarray) -> np.ndarray:
         if not self.config.multiplicative_noise:
@@ -350,15 +338,17 @@ def fit_store(
             column_cache[key] = t.effective(spend[channels[c]]) / f.scale
         return column_cache[key]
 
+    mean = f.prior_mean(B.shape[1], True)
+
     def solve(spec: Spec):
         Z = np.column_stack([column(c, o) for c, o in enumerate(spec)])
         ZtW = (Z * w[:, None]).T
         cross = ZtW @ B
         A = np.block([[BtWB, cross.T], [cross, ZtW @ Z]])
         A[np.diag_indices_from(A)] += penalty
-        coef = np.linalg.solve(A, np.concatenate([BtWy, ZtW @ f.y]))
+        coef = np.linalg.solve(A, np.concatenate([BtWy, ZtW @ f.y]) + penalty * mean)
         resid = f.y - B @ coef[:-m] - Z @ coef[-m:]
-        objective = float((w * resid**2).sum() + (penalty * coef**2).sum())
+        objective = float((w * resid**2).sum() + (penalty * (coef - mean) ** 2).sum())
         return coef, objective, A, Z, resid
 
     objectives: dict[Spec, float] = {}
