@@ -572,6 +572,7 @@ def summarise(results: list[dict], methods: tuple[str, ...]) -> dict:
         row = {"worlds": len(worlds), "channels": len(big) + len(small), "noise_floor": floor}
         media_worlds = [w for w in worlds if w["media_share"] >= 0.2]
         row["worlds_media_20"] = len(media_worlds)
+        row["oracle_ranking"] = _ranking(worlds, "oracle", floor)
         for method in methods:
             for cal in ("", "_cal"):
                 tag = method + cal
@@ -636,7 +637,12 @@ def summarise(results: list[dict], methods: tuple[str, ...]) -> dict:
 
 def _ranking(worlds: list[dict], method: str, floor: float) -> float | None:
     """Share of channel pairs, among those whose true ROAS differ relatively by more
-    than the noise floor, that the method orders right."""
+    than the noise floor, that the method (or 'oracle', the floor's own regression)
+    orders right."""
+
+    def estimate(channel: dict) -> float:
+        return channel["oracle"] if method == "oracle" else channel[method]["est"]
+
     right = []
     for w in worlds:
         items = list(w["channels"].values())
@@ -645,7 +651,7 @@ def _ranking(worlds: list[dict], method: str, floor: float) -> float | None:
                 a, b = items[i], items[j]
                 if abs(a["true"] - b["true"]) / ((a["true"] + b["true"]) / 2) <= floor:
                     continue
-                right.append((a[method]["est"] - b[method]["est"]) * (a["true"] - b["true"]) > 0)
+                right.append((estimate(a) - estimate(b)) * (a["true"] - b["true"]) > 0)
     return float(np.mean(right)) if right else None
 
 
@@ -664,6 +670,7 @@ COLUMNS = (
     ("ridge_mape", "MAPE", "{:.3f}"),
     ("ridge_coverage", "cover", "{:.2f}"),
     ("ridge_ranking", "rank", "{:.2f}"),
+    ("oracle_ranking", "floor rk", "{:.2f}"),
     ("ridge_beats_none_media20", "beats", "{:.2f}"),
     ("ridge_unidentified", "unid", "{:.2f}"),
     ("ridge_cal_mape", "MAPE+LT", "{:.3f}"),
