@@ -81,6 +81,13 @@ class _Scorer:
         sums = self._spec_sums(spend, rows, specs)
         return (roas * sums[specs]).sum(axis=1) + self.baseline[rows].sum()
 
+    def groups(self, method: str, calibrated: bool = True) -> np.ndarray | None:
+        """The regression's carryover/saturation choice behind each draw (None for
+        LightGBM, whose refits have no such choice)."""
+        if method != "ridge":
+            return None
+        return self.model.regression.samples(calibrated and self.use_calibration)[0]
+
     def scaled(self, factors: dict[str, float], period: np.ndarray) -> dict[str, np.ndarray]:
         """Spend with each channel's days in `period` scaled; unchanged channels keep
         the very array (the scorer's caches rely on it)."""
@@ -112,8 +119,25 @@ def _other(method: str, scorer: _Scorer) -> str | None:
     return "ridge"
 
 
+def _within(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Draws minus their group's mean: for the regression, the spread of the
+    coefficients given each carryover/saturation choice, without the spread between
+    choices (which moves channels together and would hide their trade-off)."""
+    if groups is None:
+        return values
+    out = values.astype(float).copy()
+    for g in np.unique(groups):
+        rows = groups == g
+        out[rows] -= out[rows].mean()
+    return out
+
+
 def _identification(
-    inc: dict[str, np.ndarray], spend: dict[str, float], method: str, cfg: AdRoiConfig
+    inc: dict[str, np.ndarray],
+    spend: dict[str, float],
+    method: str,
+    cfg: AdRoiConfig,
+    groups: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """Per channel: can the data tell its effect apart from the others'?
 
@@ -122,17 +146,20 @@ def _identification(
     revenue draws correlate below confounded_correlation and their sum is known much
     better than either part (relative width of the pair's ROAS under 70 % of the
     channel's own). Then the pair's ROAS interval is what the data know. A wide
-    interval without such a partner is plain uncertainty, and stays 'identified'."""
+    interval without such a partner is plain uncertainty, and stays 'identified'.
+    The correlation is taken within `groups` (the regression's carryover/saturation
+    choice of each draw) when given."""
+    centred = {c: _within(v, groups) for c, v in inc.items()}
     out = {}
     for c, values in inc.items():
         roas = values / spend[c]
         point = _point(roas, method)
         width = (_q(roas, 0.9) - _q(roas, 0.1)) / max(point, 1.0)
         entry = {"identified": True, "confounded_with": None, "group": None}
-        if width > cfg.identified_max_width and np.std(values) > 0:
+        if width > cfg.identified_max_width and np.std(centred[c]) > 0:
             corr = {
-                d: float(np.corrcoef(values, other)[0, 1])
-                for d, other in inc.items()
+                d: float(np.corrcoef(centred[c], other)[0, 1])
+                for d, other in centred.items()
                 if d != c and np.std(other) > 0
             }
             partner = min(corr, key=corr.get) if corr else None
@@ -201,7 +228,8 @@ def channel_roi(
             for c in modelled:
                 zeroed[c] = scorer.scaled({c: 0.0}, period)
                 inc[c] = base - scorer.revenue(zeroed[c], all_rows, chosen)
-            ident = _identification(inc, spends, chosen, cfg) if inc else {}
+            groups = scorer.groups(chosen) if scorer is not None else None
+            ident = _identification(inc, spends, chosen, cfg, groups) if inc else {}
             for c in panel.channels:
                 spend = spends[c]
                 if spend <= 0:

@@ -70,6 +70,7 @@ class RidgeConfig:
     # Gibbs sweeps over the carryover/saturation grid, and how many of the specs it
     # visits (the most visited) are refitted for the posterior.
     gibbs_sweeps: int = 12
+    gibbs_chains: int = 3
     max_specs: int = 60
     # The likelihood is flattened by at least this factor when weighing carryover and
     # saturation choices: the grid never holds the true curve, and a baseline that
@@ -375,14 +376,19 @@ def fit_store(
     rho = float(np.clip(np.corrcoef(scaled[1:], scaled[:-1])[0, 1], 0.0, 0.9))
     temper = max((1 + rho) / (1 - rho), config.temper_floor)
     rng = np.random.default_rng(config.seed)
-    state, visits = best, {best: 1}
-    for _ in range(config.gibbs_sweeps):
-        for c in range(m):
-            options = [state[:c] + (o,) + state[c + 1 :] for o in grid]
-            logs = -np.array([score(o) for o in options]) / (2 * sigma2 * temper)
-            p = np.exp(logs - logs.max())
-            state = options[int(rng.choice(len(options), p=p / p.sum()))]
-            visits[state] = visits.get(state, 0) + 1
+    visits = {best: 1}
+    for chain in range(config.gibbs_chains):
+        # The first chain starts at the best choice; others at random choices, with
+        # their first sweep discarded, so a second mode is found if there is one.
+        state = best if chain == 0 else tuple(grid[int(rng.integers(len(grid)))] for _ in range(m))
+        for sweep in range(config.gibbs_sweeps):
+            for c in range(m):
+                options = [state[:c] + (o,) + state[c + 1 :] for o in grid]
+                logs = -np.array([score(o) for o in options]) / (2 * sigma2 * temper)
+                p = np.exp(logs - logs.max())
+                state = options[int(rng.choice(len(options), p=p / p.sum()))]
+                if chain == 0 or sweep > 0:
+                    visits[state] = visits.get(state, 0) + 1
     # most visited first; ties in the order first visited (a set would order them by
     # string hashes, which differ from process to process)
     ordered = [best] + sorted((s for s in visits if s != best), key=lambda s: -visits[s])
