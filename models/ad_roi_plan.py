@@ -420,7 +420,7 @@ def _plan_next_test(m: StoreAdRoiModel, panel: StorePanel, cfg: AdRoiConfig, roi
         ]
         best = max(
             (k for k in candidates if k["channel"] == top),
-            key=lambda k: (k["expected_value_usd"] - k["expected_cost_usd"], k["_z"]),
+            key=lambda k: (k["expected_value_usd"], k["_z"]),
         )
     best = {k: v for k, v in best.items() if k != "_z"}
     if best is None:
