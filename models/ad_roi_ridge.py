@@ -327,45 +327,13 @@ def fit_store(
         sigma2 = float((w * (f.y - fitted) ** 2).mean())
     penalty = f.penalty(design, sigma2)
 
-    # Only the media columns change between specs: the baseline blocks are computed once.
-    BtW = (B * w[:, None]).T
-    BtWB, BtWy = BtW @ B, BtW @ f.y
-    column_cache: dict[tuple, np.ndarray] = {}
-
-    def column(c: int, option) -> np.ndarray:
-        key = (c, option)
-        if key not in column_cache:
-            t = ChannelTransform.fit(option[0], option[1], spend[channels[c]])
-            column_cache[key] = t.effective(spend[channels[c]]) / f.scale
-        return column_cache[key]
-
-    mean = f.prior_mean(B.shape[1], True)
-
-    def solve(spec: Spec):
-        Z = np.column_stack([column(c, o) for c, o in enumerate(spec)])
-        ZtW = (Z * w[:, None]).T
-        cross = ZtW @ B
-        A = np.block([[BtWB, cross.T], [cross, ZtW @ Z]])
-        A[np.diag_indices_from(A)] += penalty
-        coef = np.linalg.solve(A, np.concatenate([BtWy, ZtW @ f.y]) + penalty * mean)
-        resid = f.y - B @ coef[:-m] - Z @ coef[-m:]
-        objective = float((w * resid**2).sum() + (penalty * (coef - mean) ** 2).sum())
-        return coef, objective, A, Z, resid
-
-    objectives: dict[Spec, float] = {}
-
-    def score(spec: Spec) -> float:
-        if spec not in objectives:
-            objectives[spec] = solve(spec)[1]
-        return objectives[spec]
+    search = _SpecSearch(f, B, w, penalty, grid)
+    solve, conditional = search.solve, search.conditional
 
     best = start
     for _ in range(config.search_passes):
         for c in range(m):
-            for option in grid:
-                trial = best[:c] + (option,) + best[c + 1 :]
-                if score(trial) < score(best) - 1e-12:
-                    best = trial
+            best = best[:c] + (grid[int(np.argmin(conditional(best, c)))],) + best[c + 1 :]
 
     # The data rarely single out one carryover/saturation per channel, and the choice
     # moves the ROAS: keep that uncertainty. Gibbs sampling over the grid from the
@@ -383,10 +351,10 @@ def fit_store(
         state = best if chain == 0 else tuple(grid[int(rng.integers(len(grid)))] for _ in range(m))
         for sweep in range(config.gibbs_sweeps):
             for c in range(m):
-                options = [state[:c] + (o,) + state[c + 1 :] for o in grid]
-                logs = -np.array([score(o) for o in options]) / (2 * sigma2 * temper)
+                logs = -conditional(state, c) / (2 * sigma2 * temper)
                 p = np.exp(logs - logs.max())
-                state = options[int(rng.choice(len(options), p=p / p.sum()))]
+                pick = grid[int(rng.choice(len(grid), p=p / p.sum()))]
+                state = state[:c] + (pick,) + state[c + 1 :]
                 if chain == 0 or sweep > 0:
                     visits[state] = visits.get(state, 0) + 1
     # most visited first; ties in the order first visited (a set would order them by
@@ -426,8 +394,78 @@ def fit_store(
         sample_spec=spec_idx,
         sample_roas=roas,
         daily_noise_usd=float(np.sqrt(np.mean(residual[recent] ** 2))),
-        notes={"specs": len(fits), "temper": temper, "objectives_evaluated": len(objectives)},
+        notes={"specs": len(fits), "temper": temper, "objectives_evaluated": search.evaluated},
     )
+
+
+class _SpecSearch:
+    """One store's data with the noise weights and penalties held fixed: fits any
+    carryover/saturation choice (`solve`), or scores every option of one channel at
+    once given the others (`conditional`). Only the media columns change between
+    choices, so the baseline blocks are computed once."""
+
+    def __init__(self, f: RidgeFitter, B: np.ndarray, w: np.ndarray, penalty, grid: list):
+        self.f, self.B, self.w, self.penalty, self.grid = f, B, w, penalty, grid
+        self.m, self.n_base = len(f.channels), B.shape[1]
+        self.mean = f.prior_mean(self.n_base, True)
+        BtW = (B * w[:, None]).T
+        self.BtWB, self.BtWy = BtW @ B, BtW @ f.y
+        self._columns: dict[tuple, np.ndarray] = {}
+        self.options = [np.column_stack([self.column(c, o) for o in grid]) for c in range(self.m)]
+        self.evaluated = 0
+
+    def column(self, c: int, option) -> np.ndarray:
+        key = (c, option)
+        if key not in self._columns:
+            spend = self.f.spend[self.f.channels[c]]
+            t = ChannelTransform.fit(option[0], option[1], spend)
+            self._columns[key] = t.effective(spend) / self.f.scale
+        return self._columns[key]
+
+    def _normal(self, Z: np.ndarray | None):
+        if Z is None:
+            return self.BtWB.copy(), self.BtWy.copy()
+        ZtW = (Z * self.w[:, None]).T
+        cross = ZtW @ self.B
+        return np.block([[self.BtWB, cross.T], [cross, ZtW @ Z]]), np.concatenate(
+            [self.BtWy, ZtW @ self.f.y]
+        )
+
+    def solve(self, spec: Spec):
+        """(coefficients, penalised objective, A, media columns, residuals)."""
+        m, y, w = self.m, self.f.y, self.w
+        Z = np.column_stack([self.column(c, o) for c, o in enumerate(spec)])
+        A, b = self._normal(Z)
+        A[np.diag_indices_from(A)] += self.penalty
+        coef = np.linalg.solve(A, b + self.penalty * self.mean)
+        resid = y - self.B @ coef[:-m] - Z @ coef[-m:]
+        objective = float((w * resid**2).sum() + (self.penalty * (coef - self.mean) ** 2).sum())
+        return coef, objective, A, Z, resid
+
+    def conditional(self, state: Spec, c: int) -> np.ndarray:
+        """The penalised objective of `state` with channel c's option replaced by each
+        grid option in turn, all at once: fit without channel c, then add each
+        candidate column by the rank-one (Schur complement) update of the ridge."""
+        y, w, n_base = self.f.y, self.w, self.n_base
+        others = [j for j in range(self.m) if j != c]
+        Zo = np.column_stack([self.column(j, state[j]) for j in others]) if others else None
+        X = self.B if Zo is None else np.column_stack([self.B, Zo])
+        keep = np.concatenate([np.arange(n_base), n_base + np.array(others, dtype=int)])
+        pen, mu = self.penalty[keep], self.mean[keep]
+        A, b = self._normal(Zo)
+        A[np.diag_indices_from(A)] += pen
+        A_inv = np.linalg.inv(A)
+        beta = A_inv @ (b + pen * mu)
+        e = y - X @ beta
+        base = float((w * e**2).sum() + (pen * (beta - mu) ** 2).sum())
+        Zc = self.options[c]
+        WZc = Zc * w[:, None]
+        G = X.T @ WZc
+        lam, mu_c = self.penalty[n_base + c], self.mean[n_base + c]
+        gain = (WZc.T @ e + lam * mu_c) ** 2
+        spread = (Zc * WZc).sum(axis=0) + lam - (G * (A_inv @ G)).sum(axis=0)
+        self.evaluated += len(self.grid)
+        return base + lam * mu_c**2 - gain / spread
 
 
 def _hac(projected: np.ndarray, weighted_resid: np.ndarray, lags: int, n: int, k: int):

@@ -550,3 +550,24 @@ def test_outputs_follow_the_method_and_version_chosen_per_store(fitted, world):
     assert none["incremental_roas"].is_null().all() and none["platform_roas"].is_not_null().all()
     with pytest.raises(ValueError, match="method 'xgboost'"):
         ad_roi.channel_roi(model, *args, method="xgboost")
+
+
+def test_regression_scores_every_option_of_a_channel_like_a_full_refit():
+    """The carryover/saturation search scores all options of one channel at once (a
+    rank-one update of the ridge); it must equal refitting each choice in full."""
+    from models import ad_roi_ridge as ridge
+
+    world = make_world(seed=4, n_days=200)
+    config = ridge.RidgeConfig(roas_prior_mean=1.5)
+    revenue = world.daily_revenue["revenue_usd"].to_numpy()
+    fitter = ridge.RidgeFitter(world.dates, revenue, world.spend, {}, config)
+    design, B = fitter.design(len(world.dates))
+    weights = np.linspace(0.5, 1.5, len(world.dates))
+    penalty = fitter.penalty(design, 0.01)
+    grid = [(k, s) for k in config.carryover_grid[::4] for s in config.saturation_grid[::2]]
+    search = ridge._SpecSearch(fitter, B, weights, penalty, grid)
+    state = tuple(grid[i] for i in (0, 3, 7, 11))
+    for c in range(len(state)):
+        fast = search.conditional(state, c)
+        full = [search.solve(state[:c] + (option,) + state[c + 1 :])[1] for option in grid]
+        np.testing.assert_allclose(fast, full, rtol=1e-8)
