@@ -4,8 +4,9 @@
     .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 6 --jobs 2 --json out.json  # full
     .venv/bin/python -m benchmarks.ad_roi_worlds --families correlated_pair --seeds 3
 
-Runtime on 2 shared cores: quick (14 worlds, both media models) about 75 s; full
-(6 seeds, 42 worlds, --jobs 2) about 3 minutes; --methods ridge alone under a minute.
+Runtime on 2 shared cores: quick (14 worlds, both media models) about 70 s; full
+(6 seeds, 42 worlds, --jobs 2) about 2.5 minutes; --methods ridge alone well under
+a minute.
 
 Every world is written here from scratch with numpy, with none of the sample-data
 generator's code or shapes: carryover kernels (geometric, gamma-shaped delayed peak,
