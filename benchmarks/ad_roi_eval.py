@@ -76,7 +76,14 @@ def load(warehouse: Path) -> tuple[dict, object]:
         last_order = con.execute("select max(order_date) from staging.orders").fetchone()[0]
         as_of = last_order + timedelta(days=1)
         inputs = load_inputs(con, as_of)
+        aov = dict(
+            con.execute(
+                "select store_id, avg(total_usd) from staging.orders "
+                "where not coalesce(is_cancelled, false) group by 1"
+            ).fetchall()
+        )
     work.unlink(missing_ok=True)
+    inputs["order_value_usd"] = aov
     return inputs, as_of
 
 
@@ -116,23 +123,75 @@ def true_plan_gain(truth: dict, plan: pl.DataFrame, store: str, dates: list) -> 
 def oracle_roas(panel, truth: dict, events_names: dict) -> dict[str, float]:
     """The noise floor: ROAS from an OLS of daily revenue on every channel's TRUE daily
     incremental series (exact carryover and saturation, only the scale is estimated)
-    plus the ridge's calendar. What is left in its error is the data, not the model."""
-    from models import ad_roi
+    plus the regression's baseline (trend, weekday, yearly terms, events). What is
+    left in its error is the data, not the model."""
+    from models.ad_roi_ridge import BaselineDesign, RidgeConfig
     from storepulse.sample_data import true_incremental_revenue
 
-    n = len(panel.dates)
-    cal = ad_roi.calendar_features(panel.dates, panel.dates[0])
-    cal.update(events_names)
     series, spend = {}, {}
     for c in panel.channels:
         spend[c], params = true_daily(truth, panel.store_id, c, panel.dates)
         series[c] = true_incremental_revenue(params, spend[c])
-    design = np.column_stack([np.ones(n), *series.values(), ad_roi._ridge_calendar(cal, n)])
-    coefs = np.linalg.lstsq(design, panel.revenue, rcond=None)[0]
+    design = BaselineDesign.for_window(panel.dates, sorted(events_names), RidgeConfig())
+    baseline = design.matrix(panel.dates, events_names)
+    coefs = np.linalg.lstsq(
+        np.column_stack([*series.values(), baseline]), panel.revenue, rcond=None
+    )[0]
     return {
-        c: float(coefs[1 + i] * series[c].sum() / spend[c].sum())
-        for i, c in enumerate(panel.channels)
+        c: float(coefs[i] * series[c].sum() / spend[c].sum()) for i, c in enumerate(panel.channels)
     }
+
+
+def generator_lift_tests(truth: dict, inputs: dict, orders_aov: dict, seed: int) -> tuple:
+    """The lift tests the generator draws (storepulse.sample_data.lift_tests), from the
+    truth's channel parameters and spend and the store's staged daily revenue, in
+    USD; returns (the model's lift_tests frame, the truth rows)."""
+    from storepulse.sample_data.lift_tests import draw_lift_tests
+
+    frames, truths = [], []
+    stores = sorted(truth["channels"]["store_id"].unique().to_list())
+    for index, store in enumerate(stores):
+        daily = truth["channel_daily"].filter(pl.col("store_id") == store)
+        dates = sorted(daily["date"].unique().to_list())
+        revenue = dict(
+            inputs["daily_revenue"]
+            .filter(pl.col("store_id") == store)
+            .select("date", "revenue_usd")
+            .iter_rows()
+        )
+        channels = {}
+        for params in truth["channels"].filter(pl.col("store_id") == store).iter_rows(named=True):
+            channels[params["channel"]] = (
+                params,
+                true_daily(truth, store, params["channel"], dates)[0],
+            )
+        landing, rows = draw_lift_tests(
+            np.random.default_rng([seed, index, 1414]),
+            store,
+            dates[0],
+            channels,
+            np.array([revenue.get(d, 0.0) for d in dates]),
+            orders_aov[store],
+            "USD",
+            np.ones(len(dates)),
+        )
+        frames.append(landing)
+        truths.append(rows)
+    landing = pl.concat(frames)
+    model_frame = landing.select(
+        "store_id",
+        "channel",
+        "start_date",
+        "end_date",
+        pl.col("test_spend").alias("test_spend_usd"),
+        pl.col("incremental_revenue").alias("incremental_revenue_usd"),
+        pl.coalesce("std_error", (pl.col("ci_high") - pl.col("ci_low")) / (2 * 1.6449)).alias(
+            "std_error_usd"
+        ),
+        "scope",
+        "source",
+    )
+    return model_frame, pl.concat(truths)
 
 
 def ranking_matches(estimate: dict[str, float], truth: dict[str, float]) -> bool:
@@ -141,7 +200,12 @@ def ranking_matches(estimate: dict[str, float], truth: dict[str, float]) -> bool
 
 
 def evaluate_small(
-    seed: int, cache: Path, n_bootstrap: int | None, overrides: dict, scale: str = "small"
+    seed: int,
+    cache: Path,
+    n_bootstrap: int | None,
+    overrides: dict,
+    scale: str = "small",
+    with_lift_tests: bool = True,
 ) -> dict:
     from models import ad_roi
     from pipelines.assets.ad_roi import AdRoiConfig as AdRoiSettings
@@ -152,9 +216,15 @@ def evaluate_small(
     inputs, as_of = load(warehouse)
     settings = AdRoiSettings() if n_bootstrap is None else AdRoiSettings(n_bootstrap=n_bootstrap)
     config = dataclasses.replace(settings.as_ad_roi_config(), **overrides)
+    tests, tests_truth = generator_lift_tests(truth, inputs, inputs["order_value_usd"], seed)
     started = time.perf_counter()
     model = ad_roi.fit(
-        inputs["daily_revenue"], inputs["daily_spend"], config, events=inputs["events"], end=as_of
+        inputs["daily_revenue"],
+        inputs["daily_spend"],
+        config,
+        events=inputs["events"],
+        end=as_of,
+        lift_tests=tests if with_lift_tests else None,
     )
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -165,6 +235,7 @@ def evaluate_small(
     # The marts publish approved stores only, and plan from that table.
     roi = ad_roi.channel_roi(model, *args, inputs["last_click"], inputs["events"], end=as_of)
     plan = ad_roi.budget_plan(model, *args, roi, inputs["events"], end=as_of)
+    next_tests = ad_roi.lift_plan(model, *args, inputs["events"], end=as_of, roi=roi_all)
     marts_seconds = time.perf_counter() - started
     panels = ad_roi.build_panels(*args, None, inputs["events"], as_of)
 
@@ -173,40 +244,59 @@ def evaluate_small(
     for store, m in model.stores.items():
         mine = overall.filter(pl.col("store_id") == store)
         oracle = oracle_roas(panels[store], truth, panels[store].events)
-        est, tru, orc = {}, {}, {}
+        est, raw, tru, orc = {}, {}, {}, {}
         for r in mine.iter_rows(named=True):
             c = r["channel"]
             t = truth["channels"].filter((pl.col("store_id") == store) & (pl.col("channel") == c))
             if r["incremental_roas"] is None or t.is_empty():
                 continue
             true_roas = float(t["true_roas"][0])
-            est[c], tru[c], orc[c] = r["incremental_roas"], true_roas, oracle[c]
+            est[c], raw[c], tru[c], orc[c] = (
+                r["incremental_roas"],
+                r["uncalibrated_roas"],
+                true_roas,
+                oracle[c],
+            )
             rows.append(
                 {
                     "store": store,
                     "channel": c,
+                    "method": r["method"],
                     "spend_usd": r["spend_usd"],
                     "est": r["incremental_roas"],
                     "p10": r["incremental_roas_p10"],
                     "p90": r["incremental_roas_p90"],
+                    "uncalibrated": r["uncalibrated_roas"],
                     "ridge": r["ridge_incremental_roas"],
+                    "lightgbm": r["lightgbm_incremental_roas"]
+                    if r["method"] == "ridge"
+                    else r["incremental_roas"],
                     "true": true_roas,
                     "ape": abs(r["incremental_roas"] / true_roas - 1),
+                    "ape_uncalibrated": abs(r["uncalibrated_roas"] / true_roas - 1),
                     "oracle": oracle[c],
                     "oracle_ape": abs(oracle[c] / true_roas - 1),
                     "in_interval": r["incremental_roas_p10"]
                     <= true_roas
                     <= r["incremental_roas_p90"],
+                    "in_uncalibrated_interval": r["uncalibrated_roas_p10"]
+                    <= true_roas
+                    <= r["uncalibrated_roas_p90"],
                     "proven": r["effect_distinguishable_from_zero"],
+                    "identified": r["identified"],
+                    "confounded_with": r["confounded_with"],
+                    "tests": r["lift_tests_used"],
                     "carryover": r["carryover"],
                     "approved": m.beats_baseline,
                 }
             )
         entry = {
             "approved": m.beats_baseline,
-            "mape_oot": m.metrics["mape"],
-            "no_media_mape_oot": m.baseline_metrics["no_media_mape"],
+            "champion": m.champion,
+            "backtests": {k: v[m.gate_metric] for k, v in m.backtests.items()},
+            "gate_metric": m.gate_metric,
             "ranking_match": ranking_matches(est, tru) if len(tru) > 1 else None,
+            "uncalibrated_ranking_match": ranking_matches(raw, tru) if len(tru) > 1 else None,
             "oracle_ranking_match": ranking_matches(orc, tru) if len(tru) > 1 else None,
             "media_credit_ratio": (
                 sum(est[c] * mine.filter(pl.col("channel") == c)["spend_usd"][0] for c in est)
@@ -214,6 +304,7 @@ def evaluate_small(
                 if tru
                 else None
             ),
+            "lift_tests": m.lift_tests,
         }
         store_plan = plan.filter(pl.col("store_id") == store)
         if store_plan.height:
@@ -231,6 +322,9 @@ def evaluate_small(
                     ),
                 }
             )
+        nxt = next_tests.filter(pl.col("store_id") == store)
+        if nxt.height:
+            entry["next_test"] = nxt.row(0, named=True)
         stores[store] = entry
     frame = pl.DataFrame(rows)
     return {
@@ -238,10 +332,16 @@ def evaluate_small(
         "scale": scale,
         "fit_seconds": fit_seconds,
         "marts_seconds": marts_seconds,
+        "with_lift_tests": with_lift_tests,
         "mape": float(frame["ape"].mean()),
-        "mape_approved": float(frame.filter(pl.col("approved"))["ape"].mean()),
+        "mape_uncalibrated": float(frame["ape_uncalibrated"].mean()),
+        "mape_approved": float(frame.filter(pl.col("approved"))["ape"].mean())
+        if frame["approved"].any()
+        else None,
         "oracle_mape": float(frame["oracle_ape"].mean()),
         "interval_coverage": float(frame["in_interval"].mean()),
+        "uncalibrated_interval_coverage": float(frame["in_uncalibrated_interval"].mean()),
+        "lift_tests": tests_truth.to_dicts(),
         "rows": rows,
         "stores": stores,
         "skipped": model.skipped,
@@ -302,18 +402,28 @@ def _print_small(result: dict) -> None:
         f"fit {result['fit_seconds']:.1f} s, marts {result['marts_seconds']:.1f} s; "
         f"skipped: {result['skipped'] or 'none'}"
     )
-    header = f"{'store':<22}{'channel':<10}{'est':>7}{'p10':>7}{'p90':>7}{'ridge':>7}"
-    print(header + f"{'true':>7}{'APE':>7}{'oracle':>7}  in  proven carryover")
+    tests = result["lift_tests"]
+    print(
+        f"generator lift tests: {len(tests)} ({sum(t['inconclusive'] for t in tests)} "
+        f"inconclusive){'' if result['with_lift_tests'] else ' - not given to the model'}"
+    )
+    header = f"{'store':<20}{'channel':<10}{'meth':<6}{'est':>6}{'p10':>6}{'p90':>6}{'uncal':>6}"
+    print(
+        header + f"{'ridge':>6}{'lgbm':>6}{'true':>6}{'APE':>7}{'floor':>6} in id  tests carryover"
+    )
     for r in result["rows"]:
         print(
-            f"{r['store']:<22}{r['channel']:<10}{r['est']:7.2f}{r['p10']:7.2f}{r['p90']:7.2f}"
-            f"{r['ridge']:7.2f}{r['true']:7.2f}{r['ape']:7.1%}{r['oracle']:7.2f}"
-            f"  {'y' if r['in_interval'] else '-'}"
-            f"   {'y' if r['proven'] else '-'}     {r['carryover']}"
+            f"{r['store']:<20}{r['channel']:<10}{r['method'][:5]:<6}{r['est']:6.2f}{r['p10']:6.2f}"
+            f"{r['p90']:6.2f}{r['uncalibrated']:6.2f}{r['ridge']:6.2f}"
+            f"{r['lightgbm'] if r['lightgbm'] is not None else float('nan'):6.2f}{r['true']:6.2f}"
+            f"{r['ape']:7.1%}{r['oracle']:6.2f}  {'y' if r['in_interval'] else '-'}"
+            f"  {'y' if r['identified'] else '-'}  {r['tests']}     {r['carryover']}"
         )
     print(
-        f"MAPE across channels: {result['mape']:.1%} (approved stores only: "
-        f"{result['mape_approved']:.1%}); truth inside p10-p90: {result['interval_coverage']:.0%}"
+        f"MAPE across channels: {result['mape']:.1%} (uncalibrated {result['mape_uncalibrated']:.1%}"
+        f"; approved stores only: {result['mape_approved'] or float('nan'):.1%}); truth inside "
+        f"p10-p90: {result['interval_coverage']:.0%} (uncalibrated "
+        f"{result['uncalibrated_interval_coverage']:.0%})"
     )
     print(
         f"noise floor - OLS on the TRUE media series: MAPE {result['oracle_mape']:.1%}, ranking "
@@ -331,11 +441,25 @@ def _print_small(result: dict) -> None:
                 )
             else:
                 plan = f"plan moves nothing ({'; '.join(s['plan_flags']) or 'optimum'})"
+        backtests = " ".join(f"{k} {v:.3f}" for k, v in s["backtests"].items())
         print(
-            f"  {store:<22} approved={s['approved']!s:<5} oot MAPE {s['mape_oot']:.3f} vs "
-            f"{s['no_media_mape_oot']:.3f}  ranking={s['ranking_match']}  "
-            f"media credit {s['media_credit_ratio']:.2f}x truth  {plan}"
+            f"  {store:<20} champion={s['champion']:<8} oot {s['gate_metric']}: {backtests}  "
+            f"ranking={s['ranking_match']}  media credit {s['media_credit_ratio']:.2f}x truth"
         )
+        print(f"      {plan}")
+        for t in s["lift_tests"]:
+            z = (
+                f"z {t['z_score']:+.2f} -> {t['calibrated_z_score']:+.2f}"
+                if t["z_score"] is not None
+                else ""
+            )
+            print(
+                f"      lift test {t['channel']} {t['start_date']}..{t['end_date']} measured "
+                f"{t['measured_lift_usd']:+,.0f} ± {t['effective_std_error_usd']:,.0f} model "
+                f"{t['model_lift_usd'] or 0:+,.0f} {z} [{t['status']}]"
+            )
+        if "next_test" in s:
+            print(f"      next test: {s['next_test']['reason']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-bootstrap", type=int, default=None)
     parser.add_argument("--synthetic", action="store_true", help="also the independent worlds")
     parser.add_argument("--no-small", action="store_true", help="only the synthetic worlds")
+    parser.add_argument(
+        "--no-lift-tests", action="store_true", help="fit without the generator's lift tests"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--scale", default="small", help="sample scale (the issue's bar is on small)"
@@ -360,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"small": [], "synthetic": []}
     if not args.no_small:
         for seed in args.seed or [0]:
-            result = evaluate_small(seed, args.cache, args.n_bootstrap, overrides, args.scale)
+            result = evaluate_small(
+                seed, args.cache, args.n_bootstrap, overrides, args.scale, not args.no_lift_tests
+            )
             _print_small(result)
             results["small"].append(result)
     if args.synthetic or args.no_small:

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models import ad_roi
+from models import ad_roi, ad_roi_plan
 from models.adstock import Carryover, hill
 
 WORLD_START = date(2024, 1, 1)
@@ -120,7 +120,7 @@ def make_world(seed: int = 3, n_days: int = 730, noise: float = 0.05, store="s1"
     )
 
 
-FAST = ad_roi.AdRoiConfig(n_bootstrap=6, seed=11)
+FAST = ad_roi.AdRoiConfig(n_bootstrap=6, seed=11, backtest_folds=3)
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +215,23 @@ def test_budget_plan_keeps_total_within_bounds_and_truly_gains(fitted, world):
 def test_backtest_beats_the_no_media_baseline_out_of_time(fitted):
     model, _, _ = fitted
     store = model.stores["s1"]
-    # metrics and the baseline's metrics travel side by side
-    assert {"mape", "r2", "weekly_mape"} <= set(store.metrics)
-    assert {"no_media_mape", "no_media_r2"} <= set(store.baseline_metrics)
-    assert store.metrics["mape"] < store.baseline_metrics["no_media_mape"]
-    assert store.metrics["r2"] > store.baseline_metrics["no_media_r2"]
-    assert model.approved
+    table = ad_roi.backtest_metrics(model)
+    # every candidate is scored on the same out-of-time days
+    assert sorted(table["method"]) == ["lightgbm", "none", "ridge"]
+    assert table["days"].n_unique() == 1 and table["days"][0] == 3 * 28
+    gate = store.gate_metric
+    # media is 30-40 % of this world's revenue: both media models beat the no-media
+    # baseline (same trend and calendar, no media) out of time, and the regression,
+    # first in the preference order, is recommended
+    assert store.backtests["ridge"][gate] < store.backtests["none"][gate]
+    assert store.backtests["lightgbm"][gate] < store.backtests["none"][gate]
+    assert store.champion == "ridge" and ad_roi.champions(model) == {"s1": "ridge"}
+    assert table.filter(pl.col("recommended"))["method"].to_list() == ["ridge"]
+    # the pipeline's interface: metrics and the baseline's metrics side by side
+    assert {"mape", "wape", "r2", "weekly_mape"} <= set(store.metrics)
+    assert {"no_media_mape", "no_media_wape", "no_media_r2"} <= set(store.baseline_metrics)
+    assert store.metrics[gate] < store.baseline_metrics[f"no_media_{gate}"]
+    assert model.approved and store.beats_baseline
 
 
 def test_intervals_bracket_the_point_and_response_curves_rise(fitted, world):
@@ -257,12 +268,13 @@ def test_training_is_deterministic_for_a_seed(world):
     assert first["incremental_roas"].to_list() == second["incremental_roas"].to_list()
 
 
-def test_stores_fitted_in_parallel_processes_give_the_serial_answer(monkeypatch):
-    monkeypatch.delenv("STOREPULSE_AD_ROI_JOBS", raising=False)
+def test_stores_fitted_in_parallel_processes_give_the_serial_answer():
     worlds = [make_world(seed=seed, n_days=240, store=f"s{seed}") for seed in (3, 4, 5)]
     revenue = pl.concat([w.daily_revenue for w in worlds])
     spend = pl.concat([w.daily_spend for w in worlds])
-    base = dict(n_bootstrap=2, carryover_grid=(Carryover("geometric", 0.5),))
+    base = dict(
+        n_bootstrap=2, carryover_grid=(Carryover("geometric", 0.5),), rounds=300, backtest_folds=2
+    )
     serial = ad_roi.fit(revenue, spend, ad_roi.AdRoiConfig(n_jobs=1, **base))
     parallel = ad_roi.fit(revenue, spend, ad_roi.AdRoiConfig(n_jobs=2, **base))
     assert list(parallel.stores) == list(serial.stores) == ["s3", "s4", "s5"]
@@ -401,12 +413,12 @@ def test_resampled_refits_draw_blocks_of_consecutive_days(world):
 
 
 def test_plan_is_chosen_and_judged_on_different_refits():
-    choose, judge = ad_roi._split_members(13)
+    choose, judge = ad_roi_plan._split_members(13)
     assert set(choose).isdisjoint(judge)
     assert sorted([*choose, *judge]) == list(range(13))
     assert judge.size >= 6
     # too few refits to split: every refit does both
-    choose, judge = ad_roi._split_members(3)
+    choose, judge = ad_roi_plan._split_members(3)
     assert list(choose) == list(judge) == [0, 1, 2]
 
 
@@ -433,7 +445,7 @@ def two_store_fit():
 
 def test_pooled_carryover_is_shared_per_channel_but_answers_stay_per_store(two_store_fit):
     worlds, pooled = two_store_fit
-    a, b = pooled.stores["a"], pooled.stores["b"]
+    a, b = pooled.stores["a"].trees, pooled.stores["b"].trees
     assert a.carryover == b.carryover
     # tiktok's true effect peaks after ~3.5 days (Weibull shape 2, scale 5): the pooled
     # choice is not the same-day kernel
@@ -457,16 +469,15 @@ def test_pooled_carryover_is_shared_per_channel_but_answers_stay_per_store(two_s
 
 
 class _LinearScorer:
-    """Stand-in for ad_roi._Scorer: revenue = sum of return x spend, one LightGBM and
-    one ridge member with their own returns per channel."""
+    """Stand-in for the ad-ROI scorer: revenue = sum of return x spend, one member per
+    method ('ridge', 'lightgbm') with its own returns per channel."""
 
     def __init__(self, spend: dict[str, np.ndarray], lgb_return: dict, ridge_return: dict):
-        self.spend, self.lgb_return, self.ridge_return = spend, lgb_return, ridge_return
+        self.spend = spend
+        self.returns = {"lightgbm": lgb_return, "ridge": ridge_return}
 
-    def revenue(self, spend, rows):
-        lgb_rev = sum(self.lgb_return[c] * spend[c][rows].sum() for c in spend)
-        ridge_rev = sum(self.ridge_return[c] * spend[c][rows].sum() for c in spend)
-        return np.array([lgb_rev]), np.array([ridge_rev])
+    def revenue(self, spend, rows, method):
+        return np.array([sum(self.returns[method][c] * spend[c][rows].sum() for c in spend)])
 
     def scaled(self, factors, period):
         out = {}
@@ -483,16 +494,20 @@ def test_budget_guard_needs_both_models_to_rank_marginal_returns_alike():
     window[-10:] = True
     rows = slice(20, 30)
     agree = _LinearScorer(spend, {"a": 3.0, "b": 1.0, "c": 2.0}, {"a": 2.5, "b": 1.5, "c": 2.0})
-    marginal = ad_roi._marginal_returns(agree, list(spend), window, rows, 0.1)
-    assert marginal["a"] == pytest.approx((3.0, 2.5))
+    marginal = ad_roi_plan._marginal_returns(
+        agree, list(spend), window, rows, 0.1, "ridge", "lightgbm"
+    )
+    assert marginal["a"] == pytest.approx((2.5, 3.0))
     plan = {"a": 1.3, "b": 0.7, "c": 1.0}
-    assert ad_roi._contested_up_channels(plan, marginal) == set()
-    # the ridge expects b's next dollar to return more than a's: a may not go up at b's cost
+    assert ad_roi_plan._contested_up_channels(plan, marginal) == set()
+    # one model expects b's next dollar to return more than a's: a may not go up at b's cost
     reversed_ = _LinearScorer(spend, {"a": 3.0, "b": 1.0, "c": 2.0}, {"a": 1.0, "b": 2.0, "c": 0.5})
-    marginal = ad_roi._marginal_returns(reversed_, list(spend), window, rows, 0.1)
-    assert ad_roi._contested_up_channels(plan, marginal) == {"a"}
+    marginal = ad_roi_plan._marginal_returns(
+        reversed_, list(spend), window, rows, 0.1, "lightgbm", "ridge"
+    )
+    assert ad_roi_plan._contested_up_channels(plan, marginal) == {"a"}
     # but it may go up at c's cost, where both models agree
-    assert ad_roi._contested_up_channels({"a": 1.3, "b": 1.0, "c": 0.7}, marginal) == set()
+    assert ad_roi_plan._contested_up_channels({"a": 1.3, "b": 1.0, "c": 0.7}, marginal) == set()
 
 
 def test_a_channel_is_scaled_up_only_within_the_spend_range_it_has_seen():
@@ -502,12 +517,57 @@ def test_a_channel_is_scaled_up_only_within_the_spend_range_it_has_seen():
     history = np.concatenate([np.full(250, 100.0), np.full(110, 200.0)])
     window = np.zeros(history.size, dtype=bool)
     window[-30:] = True
-    model = SimpleNamespace(carryover={"c": Carryover("geometric", 0.0)})
+    trees = SimpleNamespace(carryover={"c": Carryover("geometric", 0.0)})
+    model = SimpleNamespace(trees=trees, channels=["c"])
     # the plan window runs at the top of the history: no room to scale up
-    at_top = SimpleNamespace(spend={"c": history})
-    assert ad_roi._support_cap(model, at_top, "c", window, config) == pytest.approx(1.0)
+    at_top = SimpleNamespace(spend={"c": history}, model=model)
+    assert ad_roi_plan._support_cap(at_top, "c", window, config, "lightgbm") == pytest.approx(1.0)
     # a window at the usual level may go up to the full bound (p90 is 2x that level)
     usual = history.copy()
     usual[-30:] = 100.0
-    cap = ad_roi._support_cap(model, SimpleNamespace(spend={"c": usual}), "c", window, config)
+    cap = ad_roi_plan._support_cap(
+        SimpleNamespace(spend={"c": usual}, model=model), "c", window, config, "lightgbm"
+    )
     assert cap == pytest.approx(1.0 + config.budget_bound)
+
+
+def test_outputs_follow_the_method_and_version_chosen_per_store(fitted, world):
+    """The lifecycle picks each store's champion and names it in model_version."""
+    model, _, _ = fitted
+    args = (world.daily_revenue, world.daily_spend)
+    roi = ad_roi.channel_roi(model, *args, method={"s1": "lightgbm"}, version={"s1": "v1/lgbm"})
+    overall = roi.filter(pl.col("period") == "all")
+    assert overall["method"].unique().to_list() == ["lightgbm"]
+    assert overall["model_version"].unique().to_list() == ["v1/lgbm"]
+    # the regression's numbers stay beside LightGBM's, and differ from them
+    assert overall["ridge_incremental_roas"].to_list() != overall["incremental_roas"].to_list()
+    plan = ad_roi.budget_plan(model, *args, roi, method="lightgbm", version="v1/lgbm")
+    assert plan["method"].unique().to_list() == ["lightgbm"]
+    curves = ad_roi.response_curves(model, *args, method="lightgbm")
+    assert curves["method"].unique().to_list() == ["lightgbm"]
+    # 'none' publishes platform and last-click ROAS only
+    none = ad_roi.channel_roi(model, *args, method="none").filter(pl.col("period") == "all")
+    assert none["incremental_roas"].is_null().all() and none["platform_roas"].is_not_null().all()
+    with pytest.raises(ValueError, match="method 'xgboost'"):
+        ad_roi.channel_roi(model, *args, method="xgboost")
+
+
+def test_regression_scores_every_option_of_a_channel_like_a_full_refit():
+    """The carryover/saturation search scores all options of one channel at once (a
+    rank-one update of the ridge); it must equal refitting each choice in full."""
+    from models import ad_roi_ridge as ridge
+
+    world = make_world(seed=4, n_days=200)
+    config = ridge.RidgeConfig(roas_prior_mean=1.5)
+    revenue = world.daily_revenue["revenue_usd"].to_numpy()
+    fitter = ridge.RidgeFitter(world.dates, revenue, world.spend, {}, config)
+    design, B = fitter.design(len(world.dates))
+    weights = np.linspace(0.5, 1.5, len(world.dates))
+    penalty = fitter.penalty(design, 0.01)
+    grid = [(k, s) for k in config.carryover_grid[::4] for s in config.saturation_grid[::2]]
+    search = ridge._SpecSearch(fitter, B, weights, penalty, grid)
+    state = tuple(grid[i] for i in (0, 3, 7, 11))
+    for c in range(len(state)):
+        fast = search.conditional(state, c)
+        full = [search.solve(state[:c] + (option,) + state[c + 1 :])[1] for option in grid]
+        np.testing.assert_allclose(fast, full, rtol=1e-8)
