@@ -412,7 +412,8 @@ def _write_store(
         orders = pl.concat([data.orders, extra.orders])
         record(_write(orders, folder / "orders.csv", fmt), "orders", orders.height)
         return items
-    customers = pl.concat([customers, growth.extra_customers.cast(customers.schema)])
+    if growth.extra_customers.height:  # a small store may draw no risky accounts
+        customers = pl.concat([customers, growth.extra_customers.cast(customers.schema)])
     record(_write(customers, folder / "customers.csv", fmt), "customers", customers.height)
     for name, kind, frame in (
         ("partners.csv", "partners", growth.partners),
@@ -425,6 +426,9 @@ def _write_store(
         _write(data.inventory, folder / "inventory.csv", fmt), "inventory", data.inventory.height
     )
     record(_write(data.sessions, folder / "sessions.csv", fmt), "sessions", data.sessions.height)
+    if data.lift_tests is not None and data.lift_tests.height:
+        path = _write(data.lift_tests, folder / "lift_tests.csv", fmt)
+        record(path, "lift_tests", data.lift_tests.height)
 
     if profile.real_exports:
         items += _write_real_exports(data, folder, dirt, rng, start, end, record, rel, growth)

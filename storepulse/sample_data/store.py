@@ -118,6 +118,7 @@ class StoreData:
     ad_rows: pl.DataFrame  # canonical ad_spend in store currency plus "_channel"
     sessions: pl.DataFrame
     truth: dict[str, pl.DataFrame] = field(default_factory=dict)
+    lift_tests: pl.DataFrame | None = None  # landing rows in the store's currency
 
 
 def _zipf_exponent_for_pareto(n: int, top_share: float) -> float:

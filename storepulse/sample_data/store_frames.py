@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 import numpy as np
 import polars as pl
 
+from .lift_tests import draw_lift_tests, lift_test_rng
 from .media import (
     CAMPAIGNS,
     campaign_rows,
@@ -264,6 +265,18 @@ def landing_frames(state: SimState) -> StoreData:
             "in_stock": in_stock.ravel(),
         }
     )
+    # Lift tests the store ran (a random stream of their own: nothing else changes).
+    kept_usd = np.where(cancelled, 0.0, total_usd)
+    lift_landing, lift_truth = draw_lift_tests(
+        lift_test_rng(profile.seed),
+        profile.store_id,
+        start,
+        {p.channel: (p.params(), p.spend_usd) for p in plans},
+        np.bincount(order_day, weights=kept_usd, minlength=n_days),
+        float(kept_usd[kept_usd > 0].mean()),
+        market.currency,
+        fx_usd_per_unit,
+    )
     return StoreData(
         profile=profile,
         customers=customers,
@@ -273,7 +286,9 @@ def landing_frames(state: SimState) -> StoreData:
         inventory=inventory,
         ad_rows=ad_rows,
         sessions=sessions,
+        lift_tests=lift_landing,
         truth={
+            "lift_tests": lift_truth,
             "customers": truth_customers,
             "channels": truth_channels,
             "channel_daily": truth_channel_daily,

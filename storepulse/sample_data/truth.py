@@ -95,6 +95,12 @@ TRUTH_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "store_id": pl.String, "sku": pl.String, "date": pl.Date, "expected_units": pl.Float64,
         "in_stock": pl.Boolean,
     },
+    "lift_tests": {
+        "store_id": pl.String, "channel": pl.String, "start_date": pl.Date, "end_date": pl.Date,
+        "scope": pl.String, "source": pl.String, "holdout_share": pl.Float64,
+        "test_spend_usd": pl.Float64, "true_lift_usd": pl.Float64,
+        "measured_lift_usd": pl.Float64, "std_error_usd": pl.Float64, "inconclusive": pl.Boolean,
+    },
     "dirt": {
         "store_id": pl.String, "kind": pl.String, "file": pl.String, "row_number": pl.Int64,
         "description": pl.String,
