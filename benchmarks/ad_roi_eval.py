@@ -208,14 +208,14 @@ def evaluate_small(
     with_lift_tests: bool = True,
 ) -> dict:
     from models import ad_roi
-    from pipelines.assets.ad_roi import AdRoiConfig as AdRoiSettings
+    from pipelines.assets.ad_roi import AdRoiConfig
     from storepulse.sample_data import load_truth
 
     landing, warehouse = prepare(seed, cache, scale)
     truth = load_truth(landing)
     inputs, as_of = load(warehouse)
-    settings = AdRoiSettings() if n_bootstrap is None else AdRoiSettings(n_bootstrap=n_bootstrap)
-    config = dataclasses.replace(settings.as_ad_roi_config(), **overrides)
+    settings = AdRoiConfig() if n_bootstrap is None else AdRoiConfig(n_bootstrap=n_bootstrap)
+    config = dataclasses.replace(settings.settings(), **overrides)
     tests, tests_truth = generator_lift_tests(truth, inputs, inputs["order_value_usd"], seed)
     started = time.perf_counter()
     model = ad_roi.fit(
@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", default="small", help="sample scale (the issue's bar is on small)"
     )
     parser.add_argument(
-        "--set", action="append", default=[], help="AdRoiConfig override, e.g. learning_rate=0.1"
+        "--set", action="append", default=[], help="AdRoiSettings override, e.g. learning_rate=0.1"
     )
     args = parser.parse_args(argv)
     overrides = {}

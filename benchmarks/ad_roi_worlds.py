@@ -493,7 +493,7 @@ def score_world(
     events = world.events()
     rng = np.random.default_rng([seed, 99, list(FAMILIES).index(family)])
     tests, tests_truth = world.lift_tests(rng, int(rng.integers(2, 4)))
-    config = ad_roi.AdRoiConfig(n_jobs=1, methods=methods, seed=seed)
+    config = ad_roi.AdRoiSettings(n_jobs=1, methods=methods, seed=seed)
     if config_overrides:
         ridge_overrides = config_overrides.get("ridge", {})
         rule_overrides = config_overrides.get("lift_test_rules", {})
@@ -717,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
-        help="AdRoiConfig override k=json (ridge.<name> and lift_test_rules.<name> too)",
+        help="AdRoiSettings override k=json (ridge.<name> and lift_test_rules.<name> too)",
     )
     args = parser.parse_args(argv)
     methods = tuple(args.methods.split(","))

@@ -68,7 +68,7 @@ METHODS = ("ridge", "lightgbm", "none")
 
 
 @dataclass(frozen=True)
-class AdRoiConfig:
+class AdRoiSettings:
     """Every knob of the ad-ROI model, with the defaults used by the pipeline."""
 
     seed: int = 0
@@ -316,7 +316,7 @@ class AdRoiModel:
 
     stores: dict[str, StoreAdRoiModel]
     skipped: dict[str, str]
-    config: AdRoiConfig
+    config: AdRoiSettings
     metrics: dict
     baseline_metrics: dict
 
@@ -359,7 +359,7 @@ def _metrics(actual: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def backtest_folds(n: int, config: AdRoiConfig) -> list[tuple[int, int]]:
+def backtest_folds(n: int, config: AdRoiSettings) -> list[tuple[int, int]]:
     """(cutoff, stop) per fold: the last folds of `backtest_fold_days`, as many as
     leave `min_train_days` before the first cutoff (at least one)."""
     fold = config.backtest_fold_days
@@ -367,7 +367,7 @@ def backtest_folds(n: int, config: AdRoiConfig) -> list[tuple[int, int]]:
     return [(n - j * fold, n - (j - 1) * fold) for j in range(k, 0, -1)]
 
 
-def _modelled_channels(panel: StorePanel, config: AdRoiConfig) -> list[str]:
+def _modelled_channels(panel: StorePanel, config: AdRoiSettings) -> list[str]:
     channels = [c for c in panel.channels if (panel.spend[c] > 0).sum() >= config.min_spend_days]
     if not channels:
         raise ValueError(f"store {panel.store_id}: no channel has enough spend days to model")
@@ -388,7 +388,7 @@ class _Prepared:
     tree_fitter: trees.TreeFitter | None = None
 
 
-def _prepare_store(panel: StorePanel, config: AdRoiConfig, tests: pl.DataFrame | None) -> _Prepared:
+def _prepare_store(panel: StorePanel, config: AdRoiSettings, tests: pl.DataFrame | None) -> _Prepared:
     channels = _modelled_channels(panel, config)
     spend = {c: panel.spend[c] for c in channels}
     rconfig = dataclasses.replace(config.ridge, seed=config.seed)
@@ -434,7 +434,7 @@ def _observations(prepared: list[lift.PreparedTest]) -> list[ridge.LiftObservati
     ]
 
 
-def _finish_store(p: _Prepared, config: AdRoiConfig, carry: dict | None) -> StoreAdRoiModel:
+def _finish_store(p: _Prepared, config: AdRoiSettings, carry: dict | None) -> StoreAdRoiModel:
     panel = p.panel
     tree_model = None
     backtests = dict(p.backtests)
@@ -463,7 +463,7 @@ def _finish_store(p: _Prepared, config: AdRoiConfig, carry: dict | None) -> Stor
 
 
 def _fit_one_store(
-    panel: StorePanel, config: AdRoiConfig, tests: pl.DataFrame | None
+    panel: StorePanel, config: AdRoiSettings, tests: pl.DataFrame | None
 ) -> StoreAdRoiModel | str:
     """A store's model, or why it cannot be modelled (a string)."""
     # One BLAS thread: the same arithmetic in a worker process as in the main one, so
@@ -474,7 +474,7 @@ def _fit_one_store(
 
 
 def _fit_one_store_unlimited(
-    panel: StorePanel, config: AdRoiConfig, tests: pl.DataFrame | None
+    panel: StorePanel, config: AdRoiSettings, tests: pl.DataFrame | None
 ) -> StoreAdRoiModel | str:
     try:
         prepared = _prepare_store(panel, config, tests)
@@ -490,7 +490,7 @@ def _fit_one_store_unlimited(
 def fit(
     daily_revenue: pl.DataFrame,
     daily_spend: pl.DataFrame,
-    config: AdRoiConfig | None = None,
+    config: AdRoiSettings | None = None,
     events: pl.DataFrame | None = None,
     end: date | None = None,
     lift_tests: pl.DataFrame | None = None,
@@ -499,7 +499,7 @@ def fit(
 
     lift_tests (optional, models.lift_tests.LIFT_TEST_SCHEMA): calibrate each store's
     models; a malformed frame raises ValueError naming the row."""
-    config = config or AdRoiConfig()
+    config = config or AdRoiSettings()
     if config.bootstrap not in ("resample", "reweight"):
         raise ValueError(f"bootstrap {config.bootstrap!r}: use 'resample' or 'reweight'")
     unknown = set(config.methods) - {"ridge", "lightgbm"}
@@ -570,7 +570,7 @@ def fit(
     return AdRoiModel(stores, skipped, config, metrics, baseline)
 
 
-def _n_jobs(config: AdRoiConfig) -> int:
+def _n_jobs(config: AdRoiSettings) -> int:
     """n_jobs: 0 = one process per core."""
     return config.n_jobs if config.n_jobs > 0 else max(1, os.cpu_count() or 1)
 
@@ -759,13 +759,16 @@ LIFT_TEST_REPORT_SCHEMA = {
 
 # The outputs live in their own modules (they need the classes above, hence the import
 # at the end); the pipeline calls them through this module.
-from models.ad_roi_outputs import channel_roi, response_curves  # noqa: E402
-from models.ad_roi_plan import budget_plan, lift_plan  # noqa: E402
+from models.ad_roi_outputs import CHANNEL_ROI_SCHEMA, channel_roi, response_curves  # noqa: E402
+from models.ad_roi_plan import BUDGET_PLAN_SCHEMA, budget_plan, lift_plan  # noqa: E402
 
 __all__ = [
+    "BUDGET_PLAN_SCHEMA",
+    "CHANNEL_ROI_SCHEMA",
+    "LIFT_TEST_REPORT_SCHEMA",
     "METHODS",
     "MODEL_NAME",
-    "AdRoiConfig",
+    "AdRoiSettings",
     "AdRoiModel",
     "StoreAdRoiModel",
     "StorePanel",

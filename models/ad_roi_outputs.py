@@ -13,8 +13,8 @@ from models import ad_roi_ridge as ridge
 from models import ad_roi_trees as trees
 from models.ad_roi import (
     METHODS,
-    AdRoiConfig,
     AdRoiModel,
+    AdRoiSettings,
     StoreAdRoiModel,
     StorePanel,
     _resample,
@@ -136,7 +136,7 @@ def _identification(
     inc: dict[str, np.ndarray],
     spend: dict[str, float],
     method: str,
-    cfg: AdRoiConfig,
+    cfg: AdRoiSettings,
     groups: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """Per channel: can the data tell its effect apart from the others'?
@@ -289,7 +289,7 @@ def _model_columns(
     zeroed: dict,
     ident: dict,
     bases: _Bases,
-    cfg: AdRoiConfig,
+    cfg: AdRoiSettings,
 ) -> dict:
     chosen, other, every = bases.chosen, bases.other, slice(0, len(scorer.panel.dates))
     step = cfg.marginal_step

@@ -11,8 +11,8 @@ import polars as pl
 from models import ad_roi_ridge as ridge
 from models import lift_tests as lift
 from models.ad_roi import (
-    AdRoiConfig,
     AdRoiModel,
+    AdRoiSettings,
     StoreAdRoiModel,
     StorePanel,
     build_panels,
@@ -160,7 +160,7 @@ def budget_plan(
     return pl.DataFrame(rows, schema=BUDGET_PLAN_SCHEMA)
 
 
-def _support_cap(scorer: _Scorer, channel: str, window, cfg: AdRoiConfig, method: str) -> float:
+def _support_cap(scorer: _Scorer, channel: str, window, cfg: AdRoiSettings, method: str) -> float:
     """Highest spend multiplier for a channel: the bound, but no further than the
     spend levels the model has seen on at least one day in ten (its p90 of adstocked
     spend). Above that the curve rests on a handful of days, and neither trees nor a
@@ -325,7 +325,7 @@ def lift_plan(
     return pl.DataFrame(rows, schema=lift.LIFT_PLAN_SCHEMA)
 
 
-def _plan_next_test(m: StoreAdRoiModel, panel: StorePanel, cfg: AdRoiConfig, roi) -> dict | None:
+def _plan_next_test(m: StoreAdRoiModel, panel: StorePanel, cfg: AdRoiSettings, roi) -> dict | None:
     reg = m.regression
     n = len(panel.dates)
     spend = {c: panel.spend[c] for c in m.channels}

@@ -24,7 +24,7 @@ from models.adstock import Carryover
 from models.events import black_friday, prime_days
 
 if TYPE_CHECKING:
-    from models.ad_roi import AdRoiConfig, StorePanel
+    from models.ad_roi import AdRoiSettings, StorePanel
 
 
 # --------------------------------------------------------------------------- calendar
@@ -86,7 +86,7 @@ def _media_matrix(
 # --------------------------------------------------------------------------- fitting
 
 
-def _lgb_params(config: AdRoiConfig, monotone: list[int], seed: int) -> dict:
+def _lgb_params(config: AdRoiSettings, monotone: list[int], seed: int) -> dict:
     n_media = sum(monotone)
     contribution = [1.0] * n_media + [config.calendar_gain_weight] * (len(monotone) - n_media)
     return {
@@ -182,7 +182,7 @@ class TreeFitter:
         self,
         panel: StorePanel,
         channels: list[str],
-        config: AdRoiConfig,
+        config: AdRoiSettings,
         start_carryover: dict[str, Carryover],
     ):
         n = len(panel.dates)
@@ -274,7 +274,7 @@ def nearest_kernel(target: Carryover, grid: tuple[Carryover, ...]) -> Carryover:
     return min(grid, key=lambda k: abs(k.mean_lag_days - target.mean_lag_days))
 
 
-def select_carryover(fits: dict[str, TreeFitter], config: AdRoiConfig) -> dict[str, dict]:
+def select_carryover(fits: dict[str, TreeFitter], config: AdRoiSettings) -> dict[str, dict]:
     """Carryover per channel by held-out error, coordinate descent from each store's
     starting kernels (the regression's choice, mapped onto the LightGBM grid).
 

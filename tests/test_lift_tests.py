@@ -15,7 +15,7 @@ from models.adstock import Carryover
 
 START = date(2024, 1, 1)
 NOISE_OWN = 0.08
-RIDGE_ONLY = ad_roi.AdRoiConfig(methods=("ridge",), n_jobs=1, seed=3)
+RIDGE_ONLY = ad_roi.AdRoiSettings(methods=("ridge",), n_jobs=1, seed=3)
 
 
 def _test_row(**overrides) -> dict:
