@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -147,10 +147,11 @@ def train_result(
 class ScoreRun:
     as_of: Any
     release: Release | None  # None when nothing could be trained
-    scores: pl.DataFrame
+    scores: pl.DataFrame  # the first table's rows
     outcomes: list[StoreOutcome]
     inputs: Any
     seconds: float
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)  # table -> rows written
 
     def metadata(self) -> dict:
         return {
@@ -172,14 +173,20 @@ def score_all(
     run_settings: RunSettings,
     *,
     step: str,
-    table: str,
-    empty: pl.DataFrame,
-    score_one: Callable[[Release, Any, Any, str, str], pl.DataFrame],
+    score_one: Callable[[Release, Any, Any, str, str], Any],
+    table: str | None = None,
+    empty: pl.DataFrame | None = None,
+    tables: dict[str, pl.DataFrame] | None = None,
 ) -> ScoreRun:
     """The nightly step: the release (trained first when needed), every store scored
     with its champion down the fallback chain (`score_one(release, inputs, as_of, store,
     method)`; raise lifecycle.CannotScore when a method cannot run for the store), the
-    table replaced and ops.store_status written for `step`."""
+    table(s) replaced and ops.store_status written for `step`.
+
+    One table: `table` and its `empty` frame, and score_one returns the store's rows.
+    Several: `tables` maps each table to its empty frame, and score_one returns a dict
+    of the store's rows per table."""
+    empties = tables if tables is not None else {table: empty}
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         stores = store_ids(con)
@@ -193,21 +200,34 @@ def score_all(
     except NothingToTrain as skipped:
         context.log.warning(f"{step}: {skipped}")
         outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
-        with storepulse.writer() as con:
-            replace_table(con, table, empty)
-            record_store_status(con, as_of, step, outcomes)
-        return ScoreRun(as_of, None, empty, outcomes, inputs, time.perf_counter() - started)
+        _write(storepulse, as_of, step, empties, outcomes)
+        return _score_run(as_of, None, empties, outcomes, inputs, started)
     results, outcomes = score_stores(
         release,
         stores,
         lambda store, method: score_one(release, inputs, as_of, store, method),
         step,
     )
-    scores = pl.concat(list(results.values()), how="vertical_relaxed") if results else empty
-    with storepulse.writer() as con:
-        replace_table(con, table, scores)
-        record_store_status(con, as_of, step, outcomes)
+    written = {}
+    for name, empty_frame in empties.items():
+        frames = [r if tables is None else r[name] for r in results.values()]
+        frames = [f for f in frames if f.height]
+        written[name] = pl.concat(frames, how="vertical_relaxed") if frames else empty_frame
+    _write(storepulse, as_of, step, written, outcomes)
     for outcome in outcomes:
         if outcome.status != STATUS_OK:
             context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
-    return ScoreRun(as_of, release, scores, outcomes, inputs, time.perf_counter() - started)
+    return _score_run(as_of, release, written, outcomes, inputs, started)
+
+
+def _write(storepulse, as_of, step: str, frames: dict, outcomes: list[StoreOutcome]) -> None:
+    with storepulse.writer() as con:
+        for name, frame in frames.items():
+            replace_table(con, name, frame)
+        record_store_status(con, as_of, step, outcomes)
+
+
+def _score_run(as_of, release, frames: dict, outcomes, inputs, started: float) -> ScoreRun:
+    seconds = time.perf_counter() - started
+    first = next(iter(frames.values()))
+    return ScoreRun(as_of, release, first, outcomes, inputs, seconds, tables=frames)

@@ -8,7 +8,8 @@ import dataclasses
 
 import pytest
 
-from models import churn, clv, demand, experiments, order_risk, partners, reorder, rfm
+from models import ad_roi, churn, clv, demand, experiments, order_risk, partners, reorder, rfm
+from pipelines.assets.ad_roi import AdRoiConfig
 from pipelines.assets.churn import ChurnConfig, ClvConfig
 from pipelines.assets.demand import DemandConfig, ReorderConfig
 from pipelines.assets.experiments import ExperimentConfig
@@ -17,6 +18,7 @@ from pipelines.assets.partners import PartnerConfig
 from pipelines.assets.segments import RfmConfig
 
 PAIRS = [
+    (AdRoiConfig, ad_roi.AdRoiSettings),
     (ChurnConfig, churn.ChurnSettings),
     (ClvConfig, clv.ClvSettings),
     (DemandConfig, demand.DemandSettings),

@@ -1,50 +1,82 @@
-"""Ad ROI: the response model (weekly) and the channel ROI / budget plan marts (nightly).
+"""Ad ROI (group "ad_roi"): weekly candidates, nightly channel ROI and plans.
 
-models/ad_roi: fit per store with ad spend, rolling-origin backtest against a
-no-media baseline, save to the model store, record in ops.model_runs; approved
-only if it beats the baseline out of time (blocking check).
-marts/channel_roi + marts/budget_plan: scored from the latest approved version
-(trained first when none exists, as DESIGN §7 asks of nightly_scoring).
+models/ad_roi.py does the work; storepulse/lifecycle.py trains, versions, chooses
+the champion per store, records and reloads, like every other model.
+
+- models/ad_roi: per store with ad spend, the ridge (adstock + Hill, Bayesian, lift
+  tests as exact pseudo-observations), LightGBM (monotone in spend, refits weighted
+  by the lift tests) and the no-media baseline, backtested out of time on the same
+  days. A store's champion is the first of ridge, LightGBM that beats the no-media
+  baseline there (its own backtest decides); otherwise 'none': no incremental ROAS
+  is published for it.
+- marts/channel_roi, marts/budget_plan, marts/lift_plan, marts/lift_test_results:
+  each store from its champion, falling back to platform and last-click ROAS only;
+  every store's outcome in ops.store_status (step "ad_roi").
 """
 
-from datetime import UTC, date, datetime, timedelta
+import dataclasses
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from models import ad_roi as ad_roi_model
+from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.metadata import OWNER, metrics, plot, preview
-from pipelines.resources import RunSettings, StorepulseResource
-from storepulse.inputs.ad_roi import load_inputs
-from storepulse.model_store import (
-    fingerprint,
-    latest_approved,
-    load_model,
-    make_version,
-    record_run,
-    save_model,
+from pipelines.model_assets import (
+    approved_check,
+    no_failure_check,
+    no_failure_result,
+    score_all,
+    train_result,
 )
-from storepulse.warehouse import query, replace_table
+from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import settings as env_settings
+from storepulse.inputs.ad_roi import load_inputs as load_media_inputs
+from storepulse.lifecycle import (
+    Candidates,
+    CannotScore,
+    ModelSpec,
+    NothingToTrain,
+    Release,
+    frame_fingerprint,
+)
+from storepulse.warehouse import query, set_as_of, table_exists
 
 MODEL_NAME = ad_roi_model.MODEL_NAME
 AD_ROI_MODEL = dg.AssetKey(["models", "ad_roi"])
 CHANNEL_ROI = dg.AssetKey(["marts", "channel_roi"])
 BUDGET_PLAN = dg.AssetKey(["marts", "budget_plan"])
-BEATS_BASELINE_CHECK = "beats_no_media_baseline"
-STAGING_INPUTS = [*(staging_key(k) for k in ("orders", "ad_spend", "stores")), PRIVACY_APPLIED]
+LIFT_PLAN = dg.AssetKey(["marts", "lift_plan"])
+LIFT_TEST_RESULTS = dg.AssetKey(["marts", "lift_test_results"])
+CHAMPION_APPROVED = "ad_roi_champion_approved"
+STAGING_INPUTS = [
+    *(staging_key(k) for k in ("orders", "ad_spend", "stores", "lift_tests")),
+    PRIVACY_APPLIED,
+]
 
 
 class AdRoiConfig(dg.Config):
-    """Training settings (Launchpad-editable); defaults match models.ad_roi.AdRoiConfig."""
+    """Ad-ROI settings (Launchpad-editable). Defaults = models.ad_roi.AdRoiSettings.
 
-    seed: int = 0
-    n_bootstrap: int = 12
-    plan_days: int = 90
-    budget_bound: float = 0.30
+    How many processes fit stores side by side is the machine's business, not the
+    model's: STOREPULSE_AD_ROI_JOBS (it does not change the result, tested)."""
 
-    def as_ad_roi_config(self) -> ad_roi_model.AdRoiConfig:
-        return ad_roi_model.AdRoiConfig(
+    seed: int = Field(default=0, description="Seed of every random draw (fits are deterministic).")
+    n_bootstrap: int = Field(
+        default=12, description="LightGBM refits on resampled days (its p10-p90 intervals)."
+    )
+    plan_days: int = Field(
+        default=90, description="The budget plan and response curves cover the last this many days."
+    )
+    budget_bound: float = Field(
+        default=0.30, description="The budget plan moves each channel by at most this share."
+    )
+
+    def settings(self) -> ad_roi_model.AdRoiSettings:
+        return ad_roi_model.AdRoiSettings(
             seed=self.seed,
             n_bootstrap=self.n_bootstrap,
             plan_days=self.plan_days,
@@ -52,85 +84,185 @@ class AdRoiConfig(dg.Config):
         )
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- spec
 
 
-def train_ad_roi(storepulse: StorepulseResource, as_of: date, config: ad_roi_model.AdRoiConfig):
-    """Fit + backtest + save + record. Returns (version, model, inputs, card)."""
-    with storepulse.writer() as con:
-        inputs = load_inputs(con, as_of)
-    # Fit outside the connection: training takes a while and needs no database.
+def load_inputs(con, as_of: date) -> dict:
+    """Daily revenue, spend, last-click revenue, events (storepulse.inputs.ad_roi) and
+    the lift tests that ended before as_of. A test without its spend takes the
+    channel's spend over the test window; one with neither is listed, not used."""
+    inputs = load_media_inputs(con, as_of)
+    inputs["lift_tests"], inputs["lift_tests_unusable"] = _lift_tests(con, as_of)
+    return inputs
+
+
+def _lift_tests(con, as_of: date) -> tuple[pl.DataFrame, dict[str, str]]:
+    empty = pl.DataFrame(schema=LIFT_TEST_SCHEMA)
+    if not table_exists(con, "staging.lift_tests"):
+        return empty, {}
+    set_as_of(con, as_of)
+    tests = query(
+        con,
+        "select t.store_id, t.channel, t.start_date, t.end_date,"
+        " coalesce(t.test_spend_usd, (select sum(a.spend_usd) from staging.ad_spend a"
+        "   where a.store_id = t.store_id and lower(a.platform) = t.channel"
+        "   and a.date between t.start_date and t.end_date)) as test_spend_usd,"
+        " t.incremental_revenue_usd, t.std_error_usd, t.scope, t.source"
+        " from staging.lift_tests t where t.end_date < getvariable('as_of')"
+        " order by 1, 2, 3, 4",
+    )
+    if tests.is_empty():
+        return empty, {}
+    usable = (pl.col("test_spend_usd") > 0) & (pl.col("std_error_usd") > 0)
+    unusable = {
+        r["store_id"]: f"lift test {r['channel']} {r['start_date']}..{r['end_date']} not used: "
+        "no test spend and no ad spend recorded in its window"
+        for r in tests.filter(~usable.fill_null(False)).iter_rows(named=True)
+    }
+    return tests.filter(usable.fill_null(False)).cast(LIFT_TEST_SCHEMA), unusable
+
+
+def _fingerprint(inputs: dict) -> str:
+    return frame_fingerprint(inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"])
+
+
+def _window(inputs: dict, as_of: date) -> str:
+    revenue = inputs["daily_revenue"]
+    start = revenue["date"].min() if revenue.height else as_of
+    return f"{start}..{as_of - timedelta(days=1)}"
+
+
+def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
+    if inputs["daily_revenue"].is_empty():
+        raise NothingToTrain(f"no orders before {as_of}")
+    # Processes are the machine's setting, not part of the version.
+    settings = dataclasses.replace(config.settings(), n_jobs=env_settings.ad_roi_jobs())
     model = ad_roi_model.fit(
-        inputs["daily_revenue"],
-        inputs["daily_spend"],
-        config,
-        events=inputs["events"],
-        end=as_of,
-    )
-    data_print = fingerprint(
-        inputs["daily_revenue"].vstack(
-            inputs["daily_spend"].select(
-                "store_id", "date", pl.col("spend_usd").alias("revenue_usd")
-            )
-        )
-    )
-    version = make_version(MODEL_NAME, as_of, data_print)
-    start = (
-        inputs["daily_revenue"]["date"].min() if not inputs["daily_revenue"].is_empty() else as_of
-    )
-    window = f"{start}..{as_of - timedelta(days=1)}"
-    per_store = {
-        s: {
-            "metrics": m.metrics,
-            "baseline_metrics": m.baseline_metrics,
-            "beats_baseline": m.beats_baseline,
-            "carryover": {c: k.label() for c, k in m.carryover.items()},
-        }
-        for s, m in model.stores.items()
-    }
-    card = {
-        "train_window": window,
-        "as_of": as_of,
-        "features": {s: m.feature_names for s, m in model.stores.items()},
-        "params": config.__dict__ | {"carryover_grid": [k.label() for k in config.carryover_grid]},
-        "metrics": model.metrics,
-        "baseline_metrics": model.baseline_metrics,
-        "stores": per_store,
-        "skipped_stores": model.skipped,
-        "data_fingerprint": data_print,
-    }
-    reason = _approval_reason(model)
-    save_model(storepulse.paths().model_store, MODEL_NAME, version, model, card)
-    with storepulse.writer() as con:
-        record_run(
-            con,
-            model=MODEL_NAME,
-            version=version,
-            trained_at=datetime.now(UTC).replace(tzinfo=None),
-            train_window=window,
-            metrics={**model.metrics, "stores": per_store, "skipped_stores": model.skipped},
-            baseline_metrics=model.baseline_metrics,
-            approved=model.approved,
-            reason=reason,
-        )
-    return version, model, inputs, card
-
-
-def _approval_reason(model: ad_roi_model.AdRoiModel) -> str:
+        inputs["daily_revenue"], inputs["daily_spend"], settings, events=inputs["events"],
+        end=as_of, lift_tests=inputs["lift_tests"] if inputs["lift_tests"].height else None,
+    )  # fmt: skip
+    backtests = ad_roi_model.backtest_metrics(model)
+    per_store: dict[str, dict[str, dict]] = {}
+    for row in backtests.iter_rows(named=True):
+        per_store.setdefault(row["store_id"], {})[row["method"]] = _candidate(row)
+    overall = {}
+    for method in SPEC_METHODS:
+        rows = backtests.filter(pl.col("method") == method)
+        if rows.height:
+            overall[method] = {
+                **{k: float(rows[k].mean()) for k in ("wape", "mape", "r2", "weekly_mape")},
+                "n": int(rows["days"].sum()),
+                "stores": rows.height,
+                # The global champion (for stores without a backtest of their own)
+                # must beat the no-media baseline in most stores that have one.
+                "beats_none": bool(rows["beats_none"].mean() > 0.5),
+            }
+    unavailable = {}
     if not model.stores:
-        return "no store has ad spend to model: " + "; ".join(
-            f"{s}: {why}" for s, why in model.skipped.items()
-        )
-    verdicts = [
-        f"{s}: MAPE {m.metrics['mape']:.3f} vs no-media {m.baseline_metrics['no_media_mape']:.3f}"
-        f" ({'published' if m.beats_baseline else 'not published'})"
-        for s, m in model.stores.items()
-    ]
-    head = (
-        f"{len(model.approved_stores)} of {len(model.stores)} stores beat the no-media "
-        "baseline out of time"
+        why = "; ".join(f"{s}: {r}" for s, r in model.skipped.items()) or "no store"
+        unavailable = {m: f"no store could be modelled ({why})" for m in ("ridge", "lightgbm")}
+        overall["none"] = {"wape": None, "n": 0}
+    elif "lightgbm" not in settings.methods:
+        unavailable["lightgbm"] = "not among the settings' methods"
+    notes = dict(model.skipped)
+    for store, note in inputs["lift_tests_unusable"].items():
+        notes[store] = f"{notes[store]}; {note}" if store in notes else note
+    return Candidates(
+        artifact=model,
+        overall=overall,
+        per_store=per_store,
+        train_window=_window(inputs, as_of),
+        unavailable=unavailable,
+        backtest_cutoff=None,
+        card={
+            "features": {s: m.feature_names for s, m in model.stores.items()},
+            "carryover": {
+                s: {c: k.label() for c, k in m.carryover.items()} for s, m in model.stores.items()
+            },
+            "lift_tests": {s: m.lift_tests for s, m in model.stores.items()},
+        },
+        run_metrics={
+            "stores_modelled": len(model.stores),
+            "stores_beating_baseline": len(model.approved_stores),
+        },
+        store_notes=notes,
+        report={"model": model, "inputs": inputs, "as_of": as_of},
     )
-    return head + "; " + "; ".join(verdicts)
+
+
+def _candidate(row: dict) -> dict:
+    return {
+        "wape": row["wape"],
+        "mape": row["mape"],
+        "r2": row["r2"],
+        "weekly_mape": row["weekly_mape"],
+        "n": row["days"],
+        "beats_none": row["beats_none"],
+    }
+
+
+def _beats(challenger: dict, incumbent: dict) -> bool:
+    """The ad-ROI rule: a media method wins where it beats the no-media baseline out of
+    time, and the ridge (calibrated, with intervals that cover) is preferred to LightGBM
+    whenever both do (models.ad_roi.AdRoiSettings.method_preference)."""
+    return bool(challenger.get("beats_none"))
+
+
+# Simplest first; with _beats, the first of ridge, LightGBM that beats none wins.
+SPEC_METHODS = ("none", "lightgbm", "ridge")
+AD_ROI_SPEC = ModelSpec(
+    name=MODEL_NAME,
+    methods=SPEC_METHODS,
+    primary="wape",
+    higher_is_better=False,
+    min_gain=0.0,
+    min_store_n=1,  # each store has its own model: its own backtest always decides
+    code_version="ad_roi-2",
+    load=load_inputs,
+    train=_train,
+    fingerprint=_fingerprint,
+    beats=_beats,
+    regression_margin=0.25,  # a day's revenue error: a clear drop, not weekly noise
+    labels={
+        "none": "the no-media baseline (platform and last-click ROAS only)",
+        "lightgbm": "LightGBM",
+        "ridge": "the calibrated ridge",
+    },
+)
+
+
+# --------------------------------------------------------------------------- weekly
+
+
+def _model_metadata(release: Release) -> dict:
+    """The training run's diagnostics for analysts: every modelled store's best media
+    method, including the stores whose numbers the marts will not publish."""
+    model: ad_roi_model.AdRoiModel = release.artifact
+    meta = {"stores_without_model": metrics(release.card.get("store_notes", {}))}
+    report = release.report
+    if report is None or not model.stores:
+        return meta
+    inputs, as_of = report["inputs"], report["as_of"]
+    args = (inputs["daily_revenue"], inputs["daily_spend"])
+    roi = ad_roi_model.channel_roi(
+        model, *args, inputs["last_click"], inputs["events"], end=as_of,
+        version=release.version, only_approved_stores=False,
+    )  # fmt: skip
+    curves = ad_roi_model.response_curves(
+        model, *args, inputs["events"], end=as_of, only_approved_stores=False
+    )
+    tests = ad_roi_model.lift_test_report(model, release.version)
+    return meta | {
+        "backtest_by_store": preview(
+            ad_roi_model.backtest_metrics(model).with_columns(pl.col(pl.Float64).round(4)), 60
+        ),
+        "roas_comparison": roas_comparison_plot(roi),
+        "response_curves": response_curve_plot(curves),
+        "channel_roi_all_history": preview(
+            roi.filter(pl.col("period") == "all").select(_ROI_PREVIEW), rows=50
+        ),
+        "lift_tests": preview(tests.select(_TEST_PREVIEW), rows=50),
+    }
 
 
 @dg.asset(
@@ -140,26 +272,16 @@ def _approval_reason(model: ad_roi_model.AdRoiModel) -> str:
     kinds={"lightgbm", "polars", "duckdb"},
     owners=[OWNER],
     pool="duckdb",
+    check_specs=[approved_check(AD_ROI_MODEL, CHAMPION_APPROVED, "ad-ROI")],
     description=(
-        "Ad ROI response model per store: daily revenue on adstocked spend per channel "
-        "(carryover chosen per channel), calendar and events; LightGBM with spend monotone "
-        "increasing, ridge with adstock + Hill as a second opinion, bootstrap refits for "
-        "intervals. Rolling-origin backtest vs a no-media baseline; saved to "
-        "model_store/ad_roi/<version>/ and recorded in ops.model_runs. Stores without ad "
-        "spend get no model (listed in metadata)."
+        "Ad-ROI candidates per store with ad spend (storepulse/lifecycle.py): the ridge "
+        "(adstock + Hill, Bayesian, calibrated by lift tests), LightGBM monotone in spend "
+        "(refits weighted by the lift tests) and the no-media baseline, backtested out of "
+        "time on the same days. A store's champion is the first of ridge, LightGBM that "
+        "beats the baseline there; otherwise no incremental numbers are published for it. "
+        "Stores without ad spend or with under 120 days get no model (listed in metadata). "
+        "model_store/ad_roi/."
     ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            BEATS_BASELINE_CHECK,
-            asset=AD_ROI_MODEL,
-            blocking=True,
-            description=(
-                "Out-of-time revenue MAPE below the no-media baseline's, judged per store "
-                "(each store has its own model); fails when no store's model beats it. "
-                "Stores whose model does not beat it get no incremental numbers."
-            ),
-        )
-    ],
 )
 def ad_roi_model_asset(
     context: dg.AssetExecutionContext,
@@ -167,90 +289,94 @@ def ad_roi_model_asset(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-    version, model, inputs, card = train_ad_roi(storepulse, as_of, config.as_ad_roi_config())
-    context.log.info(_approval_reason(model))
-    roi = ad_roi_model.channel_roi(
-        model,
-        inputs["daily_revenue"],
-        inputs["daily_spend"],
-        inputs["last_click"],
-        inputs["events"],
-        end=as_of,
-        version=version,
-        only_approved_stores=False,
-    )
-    # The model's own page shows every store (diagnostics for analysts), including
-    # those whose answers the marts will not publish.
-    curves = ad_roi_model.response_curves(
-        model,
-        inputs["daily_revenue"],
-        inputs["daily_spend"],
-        inputs["events"],
-        end=as_of,
-        only_approved_stores=False,
-    )
-    backtest = pl.DataFrame(
-        [
-            {
-                "store_id": s,
-                "mape": m.metrics["mape"],
-                "no_media_mape": m.baseline_metrics["no_media_mape"],
-                "r2": m.metrics["r2"],
-                "no_media_r2": m.baseline_metrics["no_media_r2"],
-                "ridge_mape": m.metrics["ridge_mape"],
-                "beats_baseline": m.beats_baseline,
-            }
-            for s, m in model.stores.items()
-        ]
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "version": version,
-            "as_of": as_of.isoformat(),
-            "train_window": card["train_window"],
-            "approved": model.approved,
-            "metrics": metrics(model.metrics),
-            "baseline_metrics": metrics(model.baseline_metrics),
-            "backtest_by_store": preview(backtest, rows=50),
-            "stores_without_model": metrics(model.skipped),
-            "roas_comparison": roas_comparison_plot(roi),
-            "response_curves": response_curve_plot(curves),
-            "channel_roi_all_history": preview(
-                roi.filter(pl.col("period") == "all").select(_ROI_PREVIEW), rows=50
-            ),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=BEATS_BASELINE_CHECK,
-                passed=model.approved,
-                metadata={
-                    "stores_published": ", ".join(model.approved_stores) or "none",
-                    "mean_mape": model.metrics.get("mape"),
-                    "mean_no_media_mape": model.baseline_metrics.get("no_media_mape"),
-                    "reason": _approval_reason(model),
-                },
-            )
-        ],
-    )
+    return train_result(
+        context, AD_ROI_SPEC, config, storepulse, run_settings, CHAMPION_APPROVED,
+        _model_metadata,
+    )  # fmt: skip
 
 
-# --------------------------------------------------------------------------- marts
+# --------------------------------------------------------------------------- nightly
 
 _ROI_PREVIEW = [
     "store_id",
     "channel",
+    "method",
     "spend_usd",
     "platform_roas",
     "last_click_roas",
     "incremental_roas",
     "incremental_roas_p10",
     "incremental_roas_p90",
+    "uncalibrated_roas",
     "marginal_roas",
-    "ridge_incremental_roas",
+    "identified",
     "models_disagree",
 ]
+_TEST_PREVIEW = [
+    "store_id",
+    "channel",
+    "start_date",
+    "end_date",
+    "measured_lift_usd",
+    "effective_std_error_usd",
+    "model_lift_usd",
+    "calibrated_lift_usd",
+    "z_score",
+    "status",
+]
+EMPTY = {
+    "marts.channel_roi": pl.DataFrame(schema=ad_roi_model.CHANNEL_ROI_SCHEMA),
+    "marts.budget_plan": pl.DataFrame(schema=ad_roi_model.BUDGET_PLAN_SCHEMA),
+    "marts.lift_plan": pl.DataFrame(schema=LIFT_PLAN_SCHEMA),
+    "marts.lift_test_results": pl.DataFrame(schema=ad_roi_model.LIFT_TEST_REPORT_SCHEMA),
+}
+
+
+def score_store(
+    release: Release, inputs: dict, as_of: date, store: str, method: str
+) -> dict[str, pl.DataFrame]:
+    """One store's rows of the four marts, with `method` (lifecycle.score_stores walks
+    the fallback chain: CannotScore sends it to the next, simpler method)."""
+    model: ad_roi_model.AdRoiModel = release.artifact
+    mine = {
+        k: v.filter(pl.col("store_id") == store) if isinstance(v, pl.DataFrame) else v
+        for k, v in inputs.items()
+    }
+    revenue, spend = mine["daily_revenue"], mine["daily_spend"]
+    if spend.is_empty() or not (spend["spend_usd"].sum() or 0) > 0:
+        raise CannotScore("no ad spend in the data: nothing to measure")
+    fitted = model.stores.get(store)
+    if method != "none" and fitted is None:
+        raise CannotScore(model.skipped.get(store, "no model was fitted for this store"))
+    if method == "lightgbm" and fitted.trees is None:
+        raise CannotScore("LightGBM was not fitted for this store")
+    if method != "none" and not fitted.beats_none(method):
+        raise CannotScore(f"{AD_ROI_SPEC.label(method)} does not beat the no-media baseline")
+    version = release.model_version(method)
+    events = mine["events"]
+    roi = ad_roi_model.channel_roi(
+        model, revenue, spend, mine["last_click"], events, end=as_of, version=version,
+        method={store: method},
+    )  # fmt: skip
+    out = {name: frame.clear() for name, frame in EMPTY.items()}
+    out["marts.channel_roi"] = roi
+    if fitted is None:
+        return out
+    out["marts.budget_plan"] = ad_roi_model.budget_plan(
+        model, revenue, spend, roi, events, end=as_of, version=version, method={store: method}
+    )
+    # The next test is most useful where no media model is trusted yet: it is planned
+    # from the closest media method's identification flags.
+    flags = roi if method != "none" else ad_roi_model.channel_roi(
+        model, revenue, spend, mine["last_click"], events, end=as_of,
+        only_approved_stores=False,
+    )  # fmt: skip
+    out["marts.lift_plan"] = ad_roi_model.lift_plan(
+        model, revenue, spend, events, end=as_of, version=version, roi=flags
+    )
+    tests = ad_roi_model.lift_test_report(model, version)
+    out["marts.lift_test_results"] = tests.filter(pl.col("store_id") == store)
+    return out
 
 
 @dg.multi_asset(
@@ -263,10 +389,13 @@ _ROI_PREVIEW = [
             owners=[OWNER],
             description=(
                 "Per store x channel x period ('all' history, then calendar quarters): spend, "
-                "platform-reported ROAS, last-click ROAS (UTM), incremental ROAS with p10/p90 "
-                "from bootstrap refits, marginal ROAS (+10 % spend), the ridge second opinion "
-                "and a disagreement flag. Scored with the latest approved ad_roi model; "
-                "without one, only platform and last-click ROAS are filled."
+                "platform-reported ROAS, last-click ROAS (UTM), and from the store's champion "
+                "(method, model_version): incremental ROAS calibrated by the lift tests with "
+                "p10/p90, the uncalibrated ROAS beside it, marginal ROAS (+10 % spend), "
+                "whether the channel is identified (else the channel it cannot be told apart "
+                "from and their joint ROAS), the other media model's opinion. A store whose "
+                "media models do not beat the no-media baseline gets platform and last-click "
+                "ROAS only."
             ),
         ),
         dg.AssetSpec(
@@ -277,109 +406,87 @@ _ROI_PREVIEW = [
             owners=[OWNER],
             description=(
                 "Per store x channel: the last plan_days' spend moved across channels (same "
-                "total, each within ±30 %) to maximise modelled revenue, with the expected "
-                "revenue change and its p10/p90. Channels whose effect cannot be told apart "
-                "from zero are flagged and never scaled up. Money moves only when the gain is "
-                "clear on refits the plan was not chosen on, the ridge agrees on which "
-                "channels earn more at the margin, and scaled-up spend stays within the range "
-                "the history covers; otherwise spend is kept as is, with the reason."
+                "total, each within ±budget_bound) to maximise modelled revenue, with the "
+                "expected revenue change and its p10/p90. Channels whose effect cannot be told "
+                "apart from zero are never scaled up; unidentified channels are not moved. "
+                "Money moves only when the gain is clear on refits the plan was not chosen on "
+                "and the other media model agrees; otherwise spend is kept, with the reason."
+            ),
+        ),
+        dg.AssetSpec(
+            LIFT_PLAN,
+            group_name="ad_roi",
+            deps=[AD_ROI_MODEL, CHANNEL_ROI],
+            kinds={"duckdb", "polars"},
+            owners=[OWNER],
+            description=(
+                "Per modelled store, the lift test worth running next: the channel whose "
+                "uncertainty most affects the budget decision, holdout share, duration, the "
+                "expected standard error (a power calculation from the store's daily revenue "
+                "noise), its cost, and the expected value of the information in USD, with a "
+                "sentence a merchant can act on."
+            ),
+        ),
+        dg.AssetSpec(
+            LIFT_TEST_RESULTS,
+            group_name="ad_roi",
+            deps=[AD_ROI_MODEL, *STAGING_INPUTS],
+            kinds={"duckdb", "polars"},
+            owners=[OWNER],
+            description=(
+                "Every lift test of a modelled store: measured lift and its widened standard "
+                "error, the model's lift over the same window before and after calibration, "
+                "z-scores, and whether it was used (or why not: too old, significantly "
+                "negative, outside the history)."
             ),
         ),
     ],
     pool="duckdb",
     can_subset=False,
+    check_specs=[no_failure_check(CHANNEL_ROI, "ad_roi")],
 )
 def ad_roi_marts(
     context: dg.AssetExecutionContext,
+    config: AdRoiConfig,
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ):
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        version = latest_approved(con, MODEL_NAME, as_of)
-        inputs = load_inputs(con, as_of)
-        # A model trained on exactly this data and rejected is not retrained here.
-        rejected = query(
-            con,
-            "select reason from ops.model_runs where model = ? and not approved "
-            "and train_window like ? order by trained_at desc limit 1",
-            [MODEL_NAME, f"%..{as_of - timedelta(days=1)}"],
-        )
-    already_rejected = rejected.height > 0
-    why_not = rejected["reason"][0] if already_rejected else None
-    model = None
-    if version is None and not already_rejected:
-        context.log.info("No approved ad_roi model for %s: training one first.", as_of)
-        version, model, inputs, _ = train_ad_roi(
-            storepulse, as_of, AdRoiConfig().as_ad_roi_config()
-        )
-        if not model.approved:
-            why_not = (
-                "no store could be modelled: "
-                + "; ".join(f"{s}: {r}" for s, r in model.skipped.items())
-                if not model.stores
-                else "no store's model beat its no-media baseline out of time"
-            )
-            model, version = None, None
-    elif version is not None:
-        model, _card = load_model(storepulse.paths().model_store, MODEL_NAME, version)
-    if model is None:
-        context.log.warning(
-            f"No approved ad_roi model ({why_not or 'none trained yet'}): "
-            "channel_roi carries platform and last-click ROAS only; budget_plan is empty."
-        )
-        model = ad_roi_model.AdRoiModel({}, {}, ad_roi_model.AdRoiConfig(), {}, {})
-    roi = ad_roi_model.channel_roi(
-        model,
-        inputs["daily_revenue"],
-        inputs["daily_spend"],
-        inputs["last_click"],
-        inputs["events"],
-        end=as_of,
-        version=version,
-    )
-    plan = ad_roi_model.budget_plan(
-        model,
-        inputs["daily_revenue"],
-        inputs["daily_spend"],
-        roi,
-        inputs["events"],
-        end=as_of,
-        version=version,
-    )
-    curves = ad_roi_model.response_curves(
-        model, inputs["daily_revenue"], inputs["daily_spend"], inputs["events"], end=as_of
-    )
-    stores_with_revenue = set(inputs["daily_revenue"]["store_id"].unique().to_list())
-    without_spend = sorted(
-        stores_with_revenue - set(inputs["daily_spend"]["store_id"].unique().to_list())
-    )
-    with storepulse.writer() as con:
-        roi_rows = replace_table(con, "marts.channel_roi", roi)
-        plan_rows = replace_table(con, "marts.budget_plan", plan)
-    notes = {s: "no ad spend: no ad-ROI model, no rows" for s in without_spend}
+    run = score_all(
+        context, AD_ROI_SPEC, config, storepulse, run_settings,
+        step="ad_roi", tables=EMPTY, score_one=score_store,
+    )  # fmt: skip
+    roi, plan = run.tables["marts.channel_roi"], run.tables["marts.budget_plan"]
+    lift_plan, tests = run.tables["marts.lift_plan"], run.tables["marts.lift_test_results"]
+    curves = pl.DataFrame()
+    if run.release is not None and run.release.artifact.stores:
+        model = run.release.artifact
+        published = {s: m for s, m in (run.release.decision.by_store.items()) if m != "none"}
+        curves = ad_roi_model.response_curves(
+            model, run.inputs["daily_revenue"].filter(pl.col("store_id").is_in(list(published))),
+            run.inputs["daily_spend"], run.inputs["events"], end=run.as_of, method=published,
+        )  # fmt: skip
     yield dg.MaterializeResult(
         asset_key=CHANNEL_ROI,
         metadata={
-            "dagster/row_count": roi_rows,
-            "as_of": as_of.isoformat(),
-            "model_version": version or "none approved",
-            "stores_without_ad_spend": metrics(notes),
+            **run.metadata(),
+            "dagster/row_count": roi.height,
             "roas_comparison": roas_comparison_plot(roi),
             "response_curves": response_curve_plot(curves),
             "preview": preview(roi.filter(pl.col("period") == "all").select(_ROI_PREVIEW), 50),
             "channels_where_models_disagree": int(roi["models_disagree"].fill_null(False).sum()),
+            "channels_not_identified": int((roi["identified"] == False).sum()),  # noqa: E712
         },
+        check_results=[no_failure_result(run.outcomes)],
     )
     yield dg.MaterializeResult(
         asset_key=BUDGET_PLAN,
         metadata={
-            "dagster/row_count": plan_rows,
-            "model_version": version or "none approved",
+            "dagster/row_count": plan.height,
             "preview": preview(
                 plan.select(
                     "store_id",
                     "channel",
+                    "method",
                     "current_spend_usd",
                     "recommended_spend_usd",
                     "expected_revenue_change_usd",
@@ -387,8 +494,19 @@ def ad_roi_marts(
                     "flag",
                 ),
                 50,
-            ),
+            ),  # fmt: skip
             "budget_plan": budget_plot(plan),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=LIFT_PLAN,
+        metadata={"dagster/row_count": lift_plan.height, "preview": preview(lift_plan, 50)},
+    )
+    yield dg.MaterializeResult(
+        asset_key=LIFT_TEST_RESULTS,
+        metadata={
+            "dagster/row_count": tests.height,
+            "preview": preview(tests.select(_TEST_PREVIEW), 50),
         },
     )
 
