@@ -297,8 +297,9 @@ def test_missing_model_tables_still_give_a_complete_set(tmp_path):
         "expected_revenue_change_usd",
     ]
     html = (result.path / "report.html").read_text()
-    # seven analysis sections, plus partners, A/B tests and orders to review (#17)
-    assert html.count("not been built yet") == 10
+    # seven analysis sections, the next experiment (#14), partners, A/B tests and orders
+    # to review (#17)
+    assert html.count("not been built yet") == 11
     assert "<svg" not in html
     assert any("scores.demand_forecast is not built yet" in n for n in result.notes)
 
@@ -393,7 +394,7 @@ def test_slugify_segment_names():
 
 def test_channel_roi_shows_the_longest_latest_window_once_per_channel(con):
     from storepulse.publish.data import load_store_data
-    from storepulse.publish.report import channel_section
+    from storepulse.publish.media import channel_section
 
     quarters = con.sql(
         "select * replace (period_start + interval 60 day as period_start, "
@@ -428,3 +429,68 @@ def test_report_survives_hostile_product_names_without_touching_global_plot_sett
     assert "could not be drawn" not in html
     assert "$5 off &lt;b&gt;x&lt;/b&gt; &amp;" in html and "<b>x</b>" not in html
     assert plt.rcParams["text.parse_math"] == parse_math_before
+
+
+def test_ad_roi_sections_show_calibration_tangled_channels_and_the_next_test(con):
+    """With lift tests: calibrated and uncalibrated ROAS side by side, each test's z-score;
+    channels the data cannot split are named with their joint ROAS; the next experiment
+    is one sentence a merchant can act on; a kept plan says why."""
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.media import budget_section, channel_section, lift_plan_section
+
+    roi = con.sql("select * from marts.channel_roi").pl().with_columns(
+        pl.lit(1.0).alias("uncalibrated_roas"),
+        pl.lit(1, dtype=pl.Int64).alias("lift_tests_used"),
+        pl.lit(False).alias("identified"),
+        pl.when(pl.col("channel") == "meta").then(pl.lit("google")).otherwise(pl.lit("meta"))
+        .alias("confounded_with"),
+        pl.lit(1.8).alias("group_roas"),
+        pl.lit(1.2).alias("group_roas_p10"),
+        pl.lit(2.5).alias("group_roas_p90"),
+    )  # fmt: skip
+    replace_table(con, "marts.channel_roi", roi)
+    replace_table(
+        con,
+        "marts.lift_test_results",
+        pl.DataFrame(
+            {
+                "store_id": [STORE_A], "channel": ["meta"], "start_date": [AS_OF - timedelta(60)],
+                "end_date": [AS_OF - timedelta(40)], "measured_lift_usd": [3000.0],
+                "effective_std_error_usd": [800.0], "model_lift_usd": [900.0],
+                "calibrated_lift_usd": [2500.0], "z_score": [2.6], "status": ["used"],
+            }
+        ),
+    )  # fmt: skip
+    reason = "Hold out 20 % of meta audiences for 28 days: it settles whether meta pays."
+    replace_table(
+        con,
+        "marts.lift_plan",
+        pl.DataFrame(
+            {
+                "store_id": [STORE_A], "channel": ["meta"], "reason": [reason],
+                "holdout_share": [0.2], "duration_days": [28], "expected_std_error": [650.0],
+                "expected_value_usd": [1200.0],
+            }
+        ),
+    )  # fmt: skip
+    plan = con.sql("select * from marts.budget_plan").pl()
+    replace_table(
+        con,
+        "marts.budget_plan",
+        plan.with_columns(
+            pl.col("current_spend_usd").alias("recommended_spend_usd"),
+            pl.lit(0.0).alias("expected_revenue_change_usd"),
+            pl.lit("spend kept as is: the gain is not clear").alias("flag"),
+        ),
+    )
+    data = load_store_data(con, STORE_A, AS_OF)
+    channels = channel_section(data)
+    assert "Incremental ROAS (calibrated by lift tests)" in channels.body
+    assert "Without the lift tests" in channels.body and "1.00×" in channels.body
+    assert "+2.6" in channels.body and "$3,000" in channels.body
+    assert "meta and google rose and fell together" in channels.advice
+    assert "together they return 1.80× (likely 1.20× to 2.50×)" in channels.advice
+    assert "Keep the current split: the gain is not clear." == budget_section(data).advice
+    nxt = lift_plan_section(data)
+    assert nxt.advice == reason
+    assert "20%" in nxt.body and "$1,200" in nxt.body

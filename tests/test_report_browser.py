@@ -101,9 +101,9 @@ def test_rendered_page_has_at_least_four_plots(report_path, tmp_path):
     assert "<h1>" in dom and "store report" in dom
     plots = dom.count("<svg") + dom.count("data:image/png")
     assert plots >= 4, f"only {plots} plots in the rendered page"
-    # seven analysis sections, partners, A/B tests, orders to review (#17) and
-    # "How this report was made"
-    assert dom.count("<section>") == 11 and "How this report was made" in dom
+    # seven analysis sections, the next experiment (#14), partners, A/B tests, orders to
+    # review (#17) and "How this report was made"
+    assert dom.count("<section>") == 12 and "How this report was made" in dom
 
 
 def _rendered_sections(dom: str) -> dict[str, str]:
@@ -130,7 +130,7 @@ def test_growth_sections_degrade_to_one_plain_sentence_without_data(reports, tmp
     console = [line for line in done.stderr.splitlines() if CONSOLE_LINE.search(line)]
     assert console == []
     sections = _rendered_sections(done.stdout)
-    assert len(sections) == 11
+    assert len(sections) == 12
     for title in GROWTH_TITLES:
         assert one_plain_sentence(sections[title]), (title, sections[title])
     assert "add a partners.csv" in sections[PARTNERS_TITLE]

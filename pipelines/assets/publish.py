@@ -33,6 +33,8 @@ PUBLISH_INPUTS = [
     dg.AssetKey(["marts", "reorder_plan"]),
     dg.AssetKey(["marts", "channel_roi"]),
     dg.AssetKey(["marts", "budget_plan"]),
+    dg.AssetKey(["marts", "lift_plan"]),
+    dg.AssetKey(["marts", "lift_test_results"]),
     # Growth levers (#17): partners.csv, experiments.csv, orders_to_review.csv.
     dg.AssetKey(["marts", "partner_scorecard"]),
     dg.AssetKey(["marts", "experiment_readout"]),

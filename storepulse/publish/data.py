@@ -96,6 +96,28 @@ MODEL_TABLES: dict[str, tuple[str, ...]] = {
         "recommended_spend_usd",
         "expected_revenue_change_usd",
     ),
+    # The next experiment and the lift tests behind the calibration (#14).
+    "marts.lift_plan": (
+        "store_id",
+        "channel",
+        "reason",
+        "holdout_share",
+        "duration_days",
+        "expected_std_error",
+        "expected_value_usd",
+    ),
+    "marts.lift_test_results": (
+        "store_id",
+        "channel",
+        "start_date",
+        "end_date",
+        "measured_lift_usd",
+        "effective_std_error_usd",
+        "model_lift_usd",
+        "calibrated_lift_usd",
+        "z_score",
+        "status",
+    ),
     # Growth levers (#17): storepulse/publish/growth.py writes their files and sections.
     **GROWTH_TABLES,
 }

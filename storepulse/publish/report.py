@@ -53,7 +53,7 @@ def render_report(
     generated_at: datetime,
 ) -> str:
     """The report's HTML for one store."""
-    from storepulse.publish import growth
+    from storepulse.publish import growth, media
 
     builders: list[tuple[str, Callable[[], Section]]] = [
         ("Sales at a glance", lambda: kpi_section(data)),
@@ -61,8 +61,9 @@ def render_report(
         ("Churn risk", lambda: churn_section(data, audience, lists)),
         ("Demand forecast", lambda: forecast_section(data)),
         ("Reorder alerts", lambda: reorder_section(data)),
-        ("Channel ROI", lambda: channel_section(data)),
-        ("Budget plan", lambda: budget_section(data)),
+        (media.CHANNEL_TITLE, lambda: media.channel_section(data)),
+        (media.BUDGET_TITLE, lambda: media.budget_section(data)),
+        (media.LIFT_PLAN_TITLE, lambda: media.lift_plan_section(data)),
         (growth.PARTNERS_TITLE, lambda: growth.partner_section(data)),
         (growth.EXPERIMENTS_TITLE, lambda: growth.experiment_section(data)),
         (growth.ORDERS_TITLE, lambda: growth.order_review_section(data)),
@@ -611,158 +612,6 @@ def reorder_section(data: StoreData) -> Section:
             f" Clear the stock older than 180 days ({count(aged, 'product')}) with a promotion."
         )
     return Section(title, body, plot, esc(advice))
-
-
-def channel_section(data: StoreData) -> Section:
-    title = "Channel ROI"
-    table = data.table("marts.channel_roi")
-    reason = unavailable(
-        table,
-        "This store has no ad spend in the data, so there is no channel return on ad spend "
-        "to compare. Add the ad platforms' daily exports to the landing folder to see it.",
-        "Channel ROI (marts.channel_roi) has not been built yet; it needs ad spend and the "
-        "nightly job.",
-    )
-    if reason:
-        return Section(title, "", unavailable=reason)
-    frame = table.frame
-    period = ""
-    # The table may hold several windows (whole period, quarters): show the longest
-    # window that ends last, one row per channel.
-    if frame["period_end"].null_count() < frame.height:
-        frame = frame.filter(pl.col("period_end") == pl.col("period_end").max())
-        if frame["period_start"].null_count() < frame.height:
-            frame = frame.filter(pl.col("period_start") == pl.col("period_start").min())
-        period = f"{frame['period_start'][0]} to {frame['period_end'][0]}"
-    roi = (
-        frame.select(
-            pl.col("channel").cast(pl.String),
-            _float("spend_usd").alias("spend"),
-            _float("platform_roas").alias("platform"),
-            _float("last_click_roas").alias("last_click"),
-            _float("incremental_roas").alias("incremental"),
-            _float("marginal_roas").alias("marginal"),
-        )
-        .unique("channel", keep="first", maintain_order=True)
-        .sort("spend", descending=True)
-    )
-    body = (f"<p>Ad spend and return, {esc(period)}.</p>" if period else "") + table_html(
-        roi,
-        {
-            "channel": ("Channel", None),
-            "spend": ("Spend", money),
-            "platform": ("Platform ROAS", ratio),
-            "last_click": ("Last-click ROAS", ratio),
-            "incremental": ("Incremental ROAS", ratio),
-            "marginal": ("Next dollar (marginal)", ratio),
-        },
-    )
-    fig, ax = figure()
-    names = [label(c, 14) for c in roi["channel"].to_list()]
-    positions = list(range(len(names)))
-    width = 0.27
-    for offset, (col, colour, text) in enumerate(
-        (
-            ("platform", GREY, "platform-reported"),
-            ("last_click", ORANGE, "last click (UTM)"),
-            ("incremental", BLUE, "incremental (model)"),
-        )
-    ):
-        values = [v if v is not None else 0.0 for v in roi[col].to_list()]
-        ax.bar(
-            [p + (offset - 1) * width for p in positions], values, width, color=colour, label=text
-        )
-    ax.axhline(1.0, color=RED, linewidth=0.8, linestyle="--")
-    ax.set_xticks(positions, names)
-    ax.set_title("Revenue per ad dollar by channel (dashed: break-even)")
-    ax.legend(frameon=False, fontsize=8)
-    ranked = roi.filter(pl.col("incremental").is_not_null()).sort("incremental", descending=True)
-    if ranked.height:
-        best, worst = ranked.row(0, named=True), ranked.row(-1, named=True)
-        advice = (
-            f"{best['channel']} returns the most per extra dollar actually caused by ads "
-            f"({ratio(best['incremental'])} incremental)"
-        )
-        if ranked.height > 1:
-            advice += f"; {worst['channel']} the least ({ratio(worst['incremental'])})"
-        overstated = roi.filter(
-            pl.col("platform").is_not_null()
-            & pl.col("incremental").is_not_null()
-            & (pl.col("platform") > 1.5 * pl.col("incremental"))
-        )
-        if overstated.height:
-            names_text = ", ".join(overstated["channel"].to_list())
-            advice += (
-                f". The platform dashboards overstate {names_text}: judge them by incremental ROAS"
-            )
-        advice += ". The budget plan below shifts spend accordingly."
-    else:
-        advice = (
-            "Incremental ROAS is not available yet; compare platform and last-click ROAS with care."
-        )
-    return Section(title, body, svg(fig), esc(advice))
-
-
-def budget_section(data: StoreData) -> Section:
-    title = "Budget plan"
-    table = data.table("marts.budget_plan")
-    reason = unavailable(
-        table,
-        "This store has no ad spend in the data, so there is no budget to plan.",
-        "The budget plan (marts.budget_plan) has not been built yet; it needs ad spend and "
-        "the nightly job.",
-    )
-    if reason:
-        return Section(title, "", unavailable=reason)
-    frame = table.frame
-    plan = frame.select(
-        pl.col("channel").cast(pl.String),
-        _float("current_spend_usd").alias("current"),
-        _float("recommended_spend_usd").alias("recommended"),
-        _float("expected_revenue_change_usd").alias("revenue_change"),
-    ).with_columns((pl.col("recommended") - pl.col("current")).alias("change"))
-    body = table_html(
-        plan,
-        {
-            "channel": ("Channel", None),
-            "current": ("Current spend", money),
-            "recommended": ("Recommended", money),
-            "change": ("Change", money),
-            "revenue_change": ("Expected revenue change", money),
-        },
-    )
-    fig, ax = figure()
-    names = [label(c, 14) for c in plan["channel"].to_list()]
-    positions = list(range(len(names)))
-    ax.bar(
-        [p - 0.2 for p in positions],
-        plan["current"].fill_null(0).to_list(),
-        0.4,
-        color=GREY,
-        label="current",
-    )
-    ax.bar(
-        [p + 0.2 for p in positions],
-        plan["recommended"].fill_null(0).to_list(),
-        0.4,
-        color=GREEN,
-        label="recommended",
-    )
-    ax.set_xticks(positions, names)
-    ax.set_title("Ad spend per channel: current vs recommended (USD)")
-    ax.legend(frameon=False, fontsize=8)
-    gain = float(plan["revenue_change"].sum() or 0.0)
-    more = plan.filter(pl.col("change") > 0).sort("change", descending=True)
-    less = plan.filter(pl.col("change") < 0).sort("change")
-    if more.height and less.height:
-        advice = (
-            f"Move {money(-float(less['change'].sum()))} from {', '.join(less['channel'].to_list())} "
-            f"to {', '.join(more['channel'].to_list())}; the model expects "
-            f"{money(gain)} more revenue for the same total spend."
-        )
-    else:
-        advice = "The current split is already close to the best one the model finds: keep it."
-    return Section(title, body, svg(fig), esc(advice))
 
 
 STEP_NAMES = {"churn": "Churn risk", "clv": "Customer value", "demand": "Demand forecast",
