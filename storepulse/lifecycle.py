@@ -443,12 +443,12 @@ def score_stores(
         planned, why = release.plan_for(store)
         chain = [m for m in reversed(spec.methods[: spec.methods.index(planned) + 1])]
         chain = [m for m in chain if m not in release.unavailable]
-        refused: list[str] = []
+        refused: list[tuple[str, str]] = []  # (method label, why it cannot score)
         for method in chain:
             try:
                 results[store] = score_one(store, method)
             except CannotScore as exc:
-                refused.append(f"{spec.label(method)}: {exc}")
+                refused.append((spec.label(method), str(exc)))
                 continue
             except Exception as exc:  # noqa: BLE001 - one store never stops the others
                 outcomes.append(StoreOutcome(store, step, STATUS_FAILED, method,
@@ -456,8 +456,8 @@ def score_stores(
                 break
             learned_missing = release.unavailable.get(spec.learned)
             if refused or (learned_missing and method != spec.learned):
-                reasons = refused or [f"{spec.label(spec.learned)}: {learned_missing}"]
-                message = f"scored with {spec.label(method)} because " + "; ".join(reasons)
+                reasons = _reasons(refused) or f"{spec.label(spec.learned)}: {learned_missing}"
+                message = f"scored with {spec.label(method)} because {reasons}"
                 outcomes.append(StoreOutcome(store, step, STATUS_FALLBACK, method, message))
             else:
                 outcomes.append(StoreOutcome(
@@ -466,8 +466,15 @@ def score_stores(
             break
         else:
             outcomes.append(StoreOutcome(store, step, STATUS_SKIPPED, None,
-                                         "; ".join(refused) or "no method could run"))  # fmt: skip
+                                         _reasons(refused) or "no method could run"))  # fmt: skip
     return results, outcomes
+
+
+def _reasons(refused: list[tuple[str, str]]) -> str:
+    """Why methods could not score, in words: one reason shared by several is said once."""
+    if len(refused) > 1 and len({why for _, why in refused}) == 1:
+        return refused[0][1]
+    return "; ".join(f"{label}: {why}" for label, why in refused)
 
 
 STORE_STATUS_COLUMNS = ("as_of", "store_id", "step", "status", "method", "message", "recorded_at")

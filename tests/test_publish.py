@@ -494,3 +494,31 @@ def test_ad_roi_sections_show_calibration_tangled_channels_and_the_next_test(con
     nxt = lift_plan_section(data)
     assert nxt.advice == reason
     assert "20%" in nxt.body and "$1,200" in nxt.body
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        ("ok", "scored with the no-media baseline: its own backtest", "did not forecast"),
+        (
+            "fallback",
+            "scored with the no-media baseline because only 100 days of history; ad ROI "
+            "needs at least 120",
+            "No media model could be fitted for this store yet (only 100 days of history",
+        ),
+    ],
+)
+def test_channel_advice_says_why_there_is_no_incremental_roas(con, status, message, expected):
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.media import channel_section
+
+    roi = con.sql("select * from marts.channel_roi").pl()
+    replace_table(
+        con, "marts.channel_roi", roi.with_columns(pl.lit(None).alias("incremental_roas"))
+    )
+    data = load_store_data(con, STORE_A, AS_OF)
+    data.status = pl.DataFrame(
+        {"step": ["ad_roi"], "status": [status], "method": ["none"], "message": [message]}
+    )
+    advice = channel_section(data).advice
+    assert advice.startswith("Incremental ROAS is not available yet") and expected in advice

@@ -137,13 +137,17 @@ def channel_section(data: StoreData) -> Section:
 def _channel_advice(roi: pl.DataFrame, data: StoreData) -> str:
     ranked = roi.filter(pl.col("incremental").is_not_null()).sort("incremental", descending=True)
     if not ranked.height:
-        status = data.status.filter(pl.col("step") == "ad_roi") if data.status.height else None
         why = ""
+        status = data.status.filter(pl.col("step") == "ad_roi") if data.status.height else None
         if status is not None and status.height and status["method"][0] == "none":
-            why = (
-                " The media models did not forecast this store's sales better than a forecast "
-                "without ads, so they are not trusted to say what each channel caused."
-            )
+            if status["status"][0] == "ok":
+                why = (
+                    " The media models did not forecast this store's sales better than a "
+                    "forecast without ads, so they are not trusted to say what each channel caused."
+                )
+            elif " because " in (status["message"][0] or ""):
+                reason = status["message"][0].split(" because ", 1)[1]
+                why = f" No media model could be fitted for this store yet ({reason})."
         return (
             "Incremental ROAS is not available yet; compare platform and last-click ROAS with "
             f"care.{why} A lift test (see the next experiment) measures it directly."
@@ -310,7 +314,7 @@ def lift_plan_section(data: StoreData) -> Section:
             "days": ("Days", lambda v: f"{v:,}"),
             "se": ("Expected precision (± USD)", money),
             "cost": ("Cost (lift forgone)", money),
-            "value": ("Value of knowing (USD)", money),
+            "value": ("Value of the test (USD)", money),
         },
     )
     first = plan.row(0, named=True)
