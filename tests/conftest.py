@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# pytest-xdist already runs the tests side by side: one process per ad-ROI fit (the
+# tests that check parallel fitting set n_jobs themselves).
+os.environ.setdefault("STOREPULSE_AD_ROI_JOBS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,9 @@ from storepulse.runner import run_job
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query
 
+# The shared slice run is built once, on one worker (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("slice")
+
 # The ingest multi-asset is not subsettable: select all of it, plus the mart.
 SLICE = ["raw/landing_files", *(f"staging/{kind}" for kind in STAGING_KINDS), "marts/kpi_daily"]
 
@@ -21,6 +24,24 @@ SLICE = ["raw/landing_files", *(f"staging/{kind}" for kind in STAGING_KINDS), "m
 def tiny_home(tiny_sample, sp_home):
     shutil.copytree(tiny_sample, sp_home / "landing")
     return Paths.from_env().ensure()
+
+
+@pytest.fixture(scope="module")
+def sliced(tiny_sample, tmp_path_factory):
+    """One slice run that several tests only read: (its result, its paths)."""
+    home = tmp_path_factory.mktemp("slice") / "home"
+    shutil.copytree(tiny_sample, home / "landing")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STOREPULSE_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        for var in ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_EXPORT_DIR",
+                    "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF"):  # fmt: skip
+            mp.delenv(var, raising=False)
+        paths = Paths.from_env().ensure()
+        result = run_job(
+            "nightly_scoring", select=SLICE + [f"staging/{k}" for k in ("orders", "fx_rates")]
+        )
+    return result, paths
 
 
 def _staging_and_kpis(paths):
@@ -32,12 +53,10 @@ def _staging_and_kpis(paths):
     return orders, kpis, fx, files
 
 
-def test_nightly_slice_kpis_equal_the_orders_they_came_from(tiny_home):
-    result = run_job(
-        "nightly_scoring", select=SLICE + [f"staging/{k}" for k in ("orders", "fx_rates")]
-    )
+def test_nightly_slice_kpis_equal_the_orders_they_came_from(sliced):
+    result, paths = sliced
     assert result.success, result.failures
-    orders, kpis, fx, files = _staging_and_kpis(tiny_home)
+    orders, kpis, fx, files = _staging_and_kpis(paths)
 
     assert orders.height > 1000
     as_of = orders["order_date"].max() + timedelta(days=1)
@@ -83,9 +102,10 @@ def test_nightly_slice_kpis_equal_the_orders_they_came_from(tiny_home):
     assert not any("_truth" in p for p in files["path"].to_list()), "_truth/ must never be read"
 
 
-def test_money_is_converted_with_the_nearest_earlier_fx_rate(tiny_home):
-    assert run_job("nightly_scoring", select=SLICE).success
-    orders, _, fx, _ = _staging_and_kpis(tiny_home)
+def test_money_is_converted_with_the_nearest_earlier_fx_rate(sliced):
+    result, paths = sliced
+    assert result.success, result.failures
+    orders, _, fx, _ = _staging_and_kpis(paths)
     foreign = orders.filter(pl.col("currency") != "USD").sort("created_at")
     assert foreign.height > 100, "the sample has a non-USD store"
     rates = fx.sort("date")  # join_asof needs both sides sorted on the key

@@ -17,7 +17,8 @@ from storepulse.sample_data import generate
 from storepulse.sample_data.generator import ThinStore
 from storepulse.warehouse import Warehouse, query
 
-pytestmark = pytest.mark.slow
+# One worker builds the module's shared run (make test: pytest-xdist --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("thin_stores")]
 
 THIN = (
     ThinStore("young-gb", "Young Shop", "GB", "baby", customers=240, days=75,
@@ -55,9 +56,24 @@ def landing(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(landing, tmp_path_factory):
+    """One nightly run over the thin stores, with one store's churn model raising."""
+    from models import churn
+
     home = tmp_path_factory.mktemp("home")
     shutil.copytree(landing, home / "landing")
-    return home, nightly(home)
+    real = churn.score_methods
+
+    def broken_for_one_store(models, orders, *args, **kwargs):
+        if orders.height and orders["store_id"][0] == BROKEN:
+            raise RuntimeError("injected: the model of this store raises")
+        return real(models, orders, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(churn, "score_methods", broken_for_one_store)
+        return home, nightly(home)
+
+
+BROKEN = "forty-us"
 
 
 def statuses(home: Path) -> dict[tuple[str, str], tuple[str, str | None, str]]:
@@ -66,9 +82,8 @@ def statuses(home: Path) -> dict[tuple[str, str], tuple[str, str | None, str]]:
     return {(s, step): (status, method, msg) for s, step, status, method, msg in rows.iter_rows()}
 
 
-def test_every_store_gets_what_can_be_computed_and_the_run_succeeds(first_run):
+def test_every_store_gets_what_can_be_computed(first_run):
     home, result = first_run
-    assert result.success, result.failures
     stores = {"nova-gadgets-us", "luma-home-de", *(t.store_id for t in THIN)}
     assert set(result.published_stores) == stores
     for store in stores:
@@ -88,51 +103,39 @@ def test_every_store_gets_what_can_be_computed_and_the_run_succeeds(first_run):
     assert days["young-gb"] <= 75 and 250 <= orders["young-gb"] <= 400
     assert 30 <= customers["forty-us"] <= 50
     assert channels["solo-au"] == 1 and "plain-my" not in channels
-    # Every store with orders has churn scores, however thin.
-    assert set(scored) == stores
+    # Every store with orders has churn scores, however thin (but the broken one).
+    assert set(scored) == stores - {BROKEN}
     got = statuses(home)
     for store in stores:
         for step in STEPS:
             assert (store, step) in got, (store, step)
-            assert got[(store, step)][0] in ("ok", "fallback", "skipped"), got[(store, step)]
+            if (store, step) != (BROKEN, "churn"):
+                assert got[(store, step)][0] in ("ok", "fallback", "skipped"), got[(store, step)]
     # The orders-only store: no lines, no demand; no spend, no ad ROI; said in words.
     assert (
         got[("plain-my", "demand")][0] == "skipped"
         and "order lines" in got[("plain-my", "demand")][2]
     )
     assert got[("plain-my", "ad_roi")][0] == "skipped"
+    assert got[("plain-my", "ad_roi")][2] == "no ad spend in the data: nothing to measure"
     assert got[("solo-au", "ad_roi")][0] in ("ok", "fallback")
     # The report of a thin store says what was used.
     report = (latest_set(home / "exports" / "young-gb") / "report.html").read_text()
     assert "How this report was made" in report and "scored with" in report
 
 
-def test_a_store_whose_model_raises_fails_alone_and_the_run_says_so(
-    first_run, tmp_path, monkeypatch
-):
-    from models import churn
-
-    home, _ = first_run
-    again = tmp_path / "home"
-    shutil.copytree(home, again, ignore=shutil.ignore_patterns("dagster", "exports", "reports"))
-    real = churn.score_methods
-
-    def broken_for_one_store(models, orders, *args, **kwargs):
-        if orders.height and orders["store_id"][0] == "forty-us":
-            raise RuntimeError("injected: the model of this store raises")
-        return real(models, orders, *args, **kwargs)
-
-    monkeypatch.setattr(churn, "score_methods", broken_for_one_store)
-    result = nightly(again)
+def test_a_store_whose_model_raises_fails_alone_and_the_run_says_so(first_run):
+    home, result = first_run
     assert not result.success
-    assert any("forty-us churn: failed: RuntimeError: injected" in f for f in result.failures)
-    got = statuses(again)
-    assert got[("forty-us", "churn")][0] == "failed"
-    others = {s for s, step in got if step == "churn"} - {"forty-us"}
+    assert result.failures and all(BROKEN in f for f in result.failures), result.failures
+    assert any(f"{BROKEN} churn: failed: RuntimeError: injected" in f for f in result.failures)
+    got = statuses(home)
+    assert got[(BROKEN, "churn")][0] == "failed"
+    others = {s for s, step in got if step == "churn"} - {BROKEN}
     assert all(got[(s, "churn")][0] in ("ok", "fallback") for s in others)
     # Every store still published, the failed one without its churn scores.
     assert len(result.published_stores) == len(others) + 1
-    with Warehouse(again / "warehouse.duckdb").reader() as con:
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
         scored = set(query(con, "select distinct store_id from scores.churn")["store_id"])
     assert scored == others
 

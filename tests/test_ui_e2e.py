@@ -1,5 +1,6 @@
 """End to end through the UI: `make ui`, the asset graph over GraphQL, a Launchpad-style
-launch of nightly_scoring, success, and a clean stop of the whole process group."""
+launch of nightly_scoring (an asset selection of it), success, and a clean stop of the
+whole process group."""
 
 import json
 import os
@@ -12,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.assets.staging import STAGING_KINDS
+
 REPO = Path(__file__).resolve().parents[1]
+# The ingest multi-asset is not subsettable: all of it, plus the mart.
+SLICE = [
+    "raw/landing_files",
+    *(f"staging/{kind}" for kind in STAGING_KINDS),
+    "ops/privacy_requests_applied",
+    "marts/kpi_daily",
+]
 
 ASSET_GRAPH_QUERY = "{ assetNodes { assetKey { path } groupName } }"
 LOCATIONS_QUERY = """
@@ -127,6 +137,9 @@ def test_make_ui_graph_launch_and_stop(tiny_sample, sp_home, tmp_path):
                 "repositoryLocationName": location["name"],
                 "repositoryName": location["locationOrLoadError"]["repositories"][0]["name"],
                 "pipelineName": "nightly_scoring",
+                # What an analyst picks in the graph: ingest, staging and the KPI mart
+                # (the models' own runs are tested in-process: tests/test_thin_stores.py).
+                "assetSelection": [{"path": key.split("/")} for key in SLICE],
             },
             "runConfigData": {},
             "mode": "default",
