@@ -87,29 +87,14 @@ def _neg_log_likelihood_and_gradient(
     so the optimiser needs one evaluation per step instead of five.
     """
     r, alpha, a, b = np.exp(log_params)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha)
-    d_alpha = np.full_like(x, r / alpha)
-    log_alpha_T = np.log(alpha + T)
-    log_alpha_tx = np.log(alpha + t_x)
     if variant == "mbg":
-        log_beta_ab = gammaln(a) + gammaln(b) - gammaln(a + b)
-        tail = gammaln(a + b + x + 1)
-        alive = gammaln(a) + gammaln(b + x + 1) - tail - log_beta_ab - (r + x) * log_alpha_T
-        dead = gammaln(a + 1) + gammaln(b + x) - tail - log_beta_ab - (r + x) * log_alpha_tx
-        mix = np.logaddexp(alive, dead)
-        s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
-        psi_ab, psi_tail = digamma(a + b), digamma(a + b + x + 1)
-        d_r = d_r - s_alive * log_alpha_T - s_dead * log_alpha_tx
-        d_alpha = d_alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
-        d_a = s_alive * (psi_ab - psi_tail) + s_dead * (
-            digamma(a + 1) - digamma(a) + psi_ab - psi_tail
-        )
-        d_b = (
-            s_alive * digamma(b + x + 1) + s_dead * digamma(b + x) - psi_tail - digamma(b) + psi_ab
-        )
-        total = a1 + mix
+        total, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, x, t_x, T)
     else:
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        d_r = digamma(r + x) - digamma(r) + np.log(alpha)
+        d_alpha = np.full_like(x, r / alpha)
+        log_alpha_T = np.log(alpha + T)
+        log_alpha_tx = np.log(alpha + t_x)
         a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
         a3 = -(r + x) * log_alpha_T
         repeat = x > 0
