@@ -56,6 +56,7 @@ from models.churn_features import (
     build_features,
     churn_labels,
     prepare_orders,
+    sessions_before,
 )
 from models.churn_lightgbm import (
     ChurnModel,
@@ -545,13 +546,11 @@ def scoring_features(
     sessions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Features of every customer with a valid order before as_of, built at as_of."""
-    if sessions is not None and not sessions.is_empty():
-        sessions = sessions.filter(pl.col("date") < as_of)
     return build_features(
         prepare_orders(orders, as_of),
         as_of,
         customers=customers,
-        sessions=sessions,
+        sessions=sessions_before(sessions, as_of),
         horizon_days=settings.horizon_days,
         value_window_days=settings.value_window_days,
     )

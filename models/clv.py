@@ -44,6 +44,7 @@ from models.churn_features import (
     FEATURES,
     build_feature_sets,
     prepare_orders,
+    sessions_before,
 )
 from models.churn_lightgbm import category_vocab, encode, holdout_customers
 from models.clv_metrics import (
@@ -388,11 +389,7 @@ class _Data:
         self.prepared = prepare_orders(orders, as_of)
         self.days = daily_values(self.prepared)
         self.customers = customers
-        self.sessions = (
-            sessions.filter(pl.col("date") < as_of)
-            if sessions is not None and not sessions.is_empty()
-            else None
-        )
+        self.sessions = sessions_before(sessions, as_of)
         self.settings = settings
         self.first = self.prepared["order_date"].min() if self.prepared.height else as_of
         self.features: dict[date, pl.DataFrame] = {}
