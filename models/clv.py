@@ -40,13 +40,11 @@ import polars as pl
 
 from models import bgnbd
 from models.churn_features import (
-    CATEGORICAL_FEATURES,
-    FEATURES,
     build_feature_sets,
     prepare_orders,
     sessions_before,
 )
-from models.churn_lightgbm import category_vocab, encode, holdout_customers
+from models.churn_lightgbm import category_vocab, encode, holdout_customers, train_booster
 from models.clv_metrics import (
     decile_calibration,
     flat_metrics,
@@ -287,34 +285,20 @@ def fit_booster(
         )
     vocab = category_vocab(train, 20)
     x_train, x_valid = encode(train, vocab), encode(valid, vocab)
-    categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
     boosters, best = [], []
     for target, base in (
         ("actual_orders", f"prior_orders_{h}"),
         ("actual_revenue", f"prior_revenue_{h}"),
     ):
-        train_set = lgb.Dataset(
-            x_train,
-            train[target].to_numpy().clip(0.0),
-            init_score=_log(train[base].to_numpy()),
-            feature_name=list(FEATURES),
-            categorical_feature=categorical,
-        )
-        valid_set = lgb.Dataset(
-            x_valid,
-            valid[target].to_numpy().clip(0.0),
-            init_score=_log(valid[base].to_numpy()),
-            reference=train_set,
-        )
-        booster = lgb.train(
+        booster, best_iteration = train_booster(
             _params(settings, seed),
-            train_set,
-            num_boost_round=settings.max_rounds,
-            valid_sets=[valid_set],
-            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+            (x_train, train[target].to_numpy().clip(0.0), _log(train[base].to_numpy())),
+            (x_valid, valid[target].to_numpy().clip(0.0), _log(valid[base].to_numpy())),
+            max_rounds=settings.max_rounds,
+            early_stopping_rounds=settings.early_stopping_rounds,
         )
         boosters.append(booster)
-        best.append(int(booster.best_iteration or booster.current_iteration()))
+        best.append(best_iteration)
     return ClvBooster(boosters[0], boosters[1], vocab, h, (best[0], best[1]), cutoffs, train.height)
 
 
