@@ -33,6 +33,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from models import fallback
 from models.churn_baselines import (
     METHODS,
     RecencyScorer,
@@ -410,12 +411,7 @@ class ChurnModels:
 
     def resolve(self, method: str) -> str:
         """The method itself when it can score, else the next one down the chain."""
-        if method not in METHODS:
-            raise ValueError(f"unknown churn method {method!r}; expected one of {METHODS}")
-        for candidate in METHODS[METHODS.index(method) :]:
-            if candidate not in self.unavailable:
-                return candidate
-        return METHODS[-1]
+        return fallback.resolve(METHODS, self.unavailable, method, "churn")
 
 
 @dataclass
@@ -500,12 +496,14 @@ def train(
         tested.pop("lightgbm", None)
     champion, why = pick_champion(tested, min_auc_gain)
     candidates = {
-        method: {
-            "available": method not in unavailable,
-            "reason": unavailable.get(method, why if method == champion else ""),
-            "metrics": tested.get(method),
-            "store_metrics": backtest.store_metrics.get(method, {}) if backtest else {},
-        }
+        method: fallback.candidate_record(
+            method,
+            unavailable,
+            champion,
+            why,
+            metrics=tested.get(method),
+            store_metrics=backtest.store_metrics.get(method, {}) if backtest else {},
+        )
         for method in METHODS
     }
     if model is not None:
@@ -584,11 +582,9 @@ def score_methods(
         features = scoring_features(orders, as_of, settings, customers=customers, sessions=sessions)
     if features.is_empty():
         return empty_scores()
-    wanted = method_of_store or {}
-    default = default_method or models.champion
-    stores = features["store_id"].unique().to_list()
-    used = {s: models.resolve(wanted.get(s, default)) for s in stores}
-    method = features["store_id"].replace_strict(used, return_dtype=pl.String)
+    method = fallback.method_per_row(
+        features["store_id"], models.resolve, method_of_store, default_method or models.champion
+    )
     probability = np.empty(features.height)
     reasons = pl.Series("top_reasons", [None] * features.height, dtype=pl.String)
     for name in METHODS:

@@ -38,7 +38,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models import bgnbd
+from models import bgnbd, fallback
 from models.churn_features import (
     build_feature_sets,
     prepare_orders,
@@ -342,12 +342,8 @@ class ClvModel:
     champion: str
 
     def resolve(self, method: str) -> str:
-        if method not in METHODS:
-            raise ValueError(f"unknown CLV method {method!r}; expected one of {METHODS}")
-        for candidate in METHODS[METHODS.index(method) :]:
-            if candidate not in self.unavailable:
-                return candidate
-        return METHODS[-1]
+        """The method itself when it can score, else the next one down the chain."""
+        return fallback.resolve(METHODS, self.unavailable, method, "CLV")
 
 
 @dataclass
@@ -588,12 +584,14 @@ def fit(
         )
     )
     candidates = {
-        method: {
-            "available": method not in unavailable,
-            "reason": unavailable.get(method, why if method == champion else ""),
-            "metrics": {hz: b["metrics"].get(method) for hz, b in backtest.items()},
-            "store_metrics": {hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()},
-        }
+        method: fallback.candidate_record(
+            method,
+            unavailable,
+            champion,
+            why,
+            metrics={hz: b["metrics"].get(method) for hz, b in backtest.items()},
+            store_metrics={hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()},
+        )
         for method in METHODS
     }
     return ClvTrainingResult(
@@ -634,10 +632,9 @@ def predict(
     model_version = f"{model_version}/{method}"."""
     if frame.is_empty():
         return empty_clv()
-    wanted = method_of_store or {}
-    default = default_method or model.champion
-    used = {s: model.resolve(wanted.get(s, default)) for s in frame["store_id"].unique().to_list()}
-    method = frame["store_id"].replace_strict(used, return_dtype=pl.String)
+    method = fallback.method_per_row(
+        frame["store_id"], model.resolve, method_of_store, default_method or model.champion
+    )
     learned = (method == "lightgbm").to_numpy()
     p = method_predictions(frame, model.booster, learned)
     # Median wait to the next purchase of an alive customer at the posterior rate:
