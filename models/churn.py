@@ -269,33 +269,22 @@ def predict(
     return _finish_scores(features, probability, reasons, model_version, as_of, model.settings, clv)
 
 
-SCORE_COLUMNS = (
-    "store_id",
-    "customer_id",
-    "as_of",
-    "churn_probability",
-    "risk_score",
-    "risk_band",
-    "top_reasons",
-    "value_at_risk_usd",
-    "model_version",
-)
+SCORE_SCHEMA = {
+    "store_id": pl.String,
+    "customer_id": pl.String,
+    "as_of": pl.Date,
+    "churn_probability": pl.Float64,
+    "risk_score": pl.Int16,
+    "risk_band": pl.String,
+    "top_reasons": pl.String,
+    "value_at_risk_usd": pl.Float64,
+    "model_version": pl.String,
+}
+SCORE_COLUMNS = tuple(SCORE_SCHEMA)
 
 
 def empty_scores() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "customer_id": pl.String,
-            "as_of": pl.Date,
-            "churn_probability": pl.Float64,
-            "risk_score": pl.Int16,
-            "risk_band": pl.String,
-            "top_reasons": pl.String,
-            "value_at_risk_usd": pl.Float64,
-            "model_version": pl.String,
-        }
-    )
+    return pl.DataFrame(schema=SCORE_SCHEMA)
 
 
 # ------------------------------------------------------------------------ backtest

@@ -55,17 +55,18 @@ from models.clv_metrics import (
 MODEL_NAME = "clv"
 
 METHODS = ("lightgbm", "bgnbd_gg")  # most complex first; the fallback chain
-CLV_COLUMNS = (
-    "store_id",
-    "customer_id",
-    "as_of",
-    "p_alive",
-    "expected_orders_90d",
-    "expected_orders_365d",
-    "predicted_revenue_365d_usd",
-    "expected_next_order_date",
-    "model_version",
-)
+CLV_SCHEMA = {
+    "store_id": pl.String,
+    "customer_id": pl.String,
+    "as_of": pl.Date,
+    "p_alive": pl.Float64,
+    "expected_orders_90d": pl.Float64,
+    "expected_orders_365d": pl.Float64,
+    "predicted_revenue_365d_usd": pl.Float64,
+    "expected_next_order_date": pl.Date,
+    "model_version": pl.String,
+}
+CLV_COLUMNS = tuple(CLV_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -685,19 +686,7 @@ def score(
 
 
 def empty_clv() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "customer_id": pl.String,
-            "as_of": pl.Date,
-            "p_alive": pl.Float64,
-            "expected_orders_90d": pl.Float64,
-            "expected_orders_365d": pl.Float64,
-            "predicted_revenue_365d_usd": pl.Float64,
-            "expected_next_order_date": pl.Date,
-            "model_version": pl.String,
-        }
-    )
+    return pl.DataFrame(schema=CLV_SCHEMA)
 
 
 def bench_stage(orders, customers=None, sessions=None, *, seed: int = 0, repeats: int = 3) -> dict:
