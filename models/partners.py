@@ -104,34 +104,25 @@ class Scorecard:
 
 def link_orders(orders: pl.DataFrame, partners: pl.DataFrame) -> pl.DataFrame:
     """orders with `partner_id`: by discount code first, else by UTM campaign."""
-    codes = (
-        partners.filter(pl.col("discount_code").is_not_null())
-        .select(
-            "store_id",
-            pl.col("discount_code").str.to_uppercase().str.strip_chars().alias("_code"),
-            pl.col("partner_id").alias("_by_code"),
+    # Each key normalised the same way on orders and partners: codes are matched case
+    # blind, campaigns in lower case, both trimmed.
+    keys = {
+        "discount_code": pl.col("discount_code").str.to_uppercase().str.strip_chars(),
+        "utm_campaign": pl.col("utm_campaign").str.to_lowercase().str.strip_chars(),
+    }
+    linked = orders.with_columns(key.alias(f"_{column}") for column, key in keys.items())
+    for column, key in keys.items():
+        partner_by_key = (
+            partners.filter(pl.col(column).is_not_null())
+            .select(
+                "store_id", key.alias(f"_{column}"), pl.col("partner_id").alias(f"_by_{column}")
+            )
+            .unique(["store_id", f"_{column}"], keep="first")
         )
-        .unique(["store_id", "_code"], keep="first")
-    )
-    campaigns = (
-        partners.filter(pl.col("utm_campaign").is_not_null())
-        .select(
-            "store_id",
-            pl.col("utm_campaign").str.to_lowercase().str.strip_chars().alias("_campaign"),
-            pl.col("partner_id").alias("_by_campaign"),
-        )
-        .unique(["store_id", "_campaign"], keep="first")
-    )
-    return (
-        orders.with_columns(
-            pl.col("discount_code").str.to_uppercase().str.strip_chars().alias("_code"),
-            pl.col("utm_campaign").str.to_lowercase().str.strip_chars().alias("_campaign"),
-        )
-        .join(codes, on=["store_id", "_code"], how="left")
-        .join(campaigns, on=["store_id", "_campaign"], how="left")
-        .with_columns(pl.coalesce("_by_code", "_by_campaign").alias("partner_id"))
-        .drop("_code", "_campaign", "_by_code", "_by_campaign")
-    )
+        linked = linked.join(partner_by_key, on=["store_id", f"_{column}"], how="left")
+    return linked.with_columns(
+        pl.coalesce("_by_discount_code", "_by_utm_campaign").alias("partner_id")
+    ).drop("_discount_code", "_utm_campaign", "_by_discount_code", "_by_utm_campaign")
 
 
 def unlinked_codes(linked: pl.DataFrame) -> pl.DataFrame:
