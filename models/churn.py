@@ -484,17 +484,14 @@ def train(
         approved, reason = False, f"rejected: the learned model {unavailable['lightgbm']}"
         tested.pop("lightgbm", None)
     champion, why = pick_champion(tested, min_auc_gain)
-    candidates = {
-        method: fallback.candidate_record(
-            method,
-            unavailable,
-            champion,
-            why,
-            metrics=tested.get(method),
-            store_metrics=backtest.store_metrics.get(method, {}) if backtest else {},
-        )
-        for method in METHODS
-    }
+    candidates = fallback.candidates(
+        METHODS,
+        unavailable,
+        champion,
+        why,
+        metrics=tested.get,
+        store_metrics=lambda method: backtest.store_metrics.get(method, {}) if backtest else {},
+    )
     if model is not None:
         fingerprint_frame = pl.concat(
             [

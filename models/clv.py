@@ -584,17 +584,17 @@ def fit(
             "BG/NBD + Gamma-Gamma: the learned model " + unavailable["lightgbm"],
         )
     )
-    candidates = {
-        method: fallback.candidate_record(
-            method,
-            unavailable,
-            champion,
-            why,
-            metrics={hz: b["metrics"].get(method) for hz, b in backtest.items()},
-            store_metrics={hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()},
-        )
-        for method in METHODS
-    }
+    candidates = fallback.candidates(
+        METHODS,
+        unavailable,
+        champion,
+        why,
+        # Per holdout horizon (90 and, with the history for it, 365 days).
+        metrics=lambda method: {hz: b["metrics"].get(method) for hz, b in backtest.items()},
+        store_metrics=lambda method: {
+            hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()
+        },
+    )
     return ClvTrainingResult(
         model=ClvModel(settings, booster, unavailable, champion),
         backtest=backtest,

@@ -37,19 +37,23 @@ def method_per_row(
     return store_id.replace_strict(used, return_dtype=pl.String)
 
 
-def candidate_record(
-    method: str,
+def candidates(
+    methods: tuple[str, ...],
     unavailable: dict[str, str],
     champion: str,
     why: str,
-    metrics: object,
-    store_metrics: object,
-) -> dict:
-    """What the lifecycle reads about one candidate: whether it is available, the
-    reason (why not, or for the champion why it won; else empty) and its backtest."""
+    metrics: Callable[[str], object],
+    store_metrics: Callable[[str], object],
+) -> dict[str, dict]:
+    """What the lifecycle reads about each candidate: whether it is available, the
+    reason (why not; for the champion, why it won; else empty), its backtest metrics
+    and its metrics per store (`metrics(method)`, `store_metrics(method)`)."""
     return {
-        "available": method not in unavailable,
-        "reason": unavailable.get(method, why if method == champion else ""),
-        "metrics": metrics,
-        "store_metrics": store_metrics,
+        method: {
+            "available": method not in unavailable,
+            "reason": unavailable.get(method, why if method == champion else ""),
+            "metrics": metrics(method),
+            "store_metrics": store_metrics(method),
+        }
+        for method in methods
     }
