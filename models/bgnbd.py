@@ -438,13 +438,21 @@ def covariate_probabilities(
 # ------------------------------------------------ exact expectations, Gamma-Gamma spend
 
 
+def _log_hyp2f1(a, b, c, z):
+    """log 2F1(a, b; c; z), by Euler's transformation where 2F1 itself overflows (the
+    fallback `lifetimes` uses)."""
+    with np.errstate(all="ignore"):
+        direct = np.log(hyp2f1(a, b, c, z))
+        transformed = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
+    return np.where(np.isfinite(direct), direct, transformed)
+
+
 def conditional_expected_purchases(
     params: BgNbdParams, x, t_x, T, horizon_weeks: float
 ) -> np.ndarray:
     """E[purchases in (T, T + horizon] | x, t_x, T] under BG/NBD, the exact form of
     Fader, Hardie & Lee (2005, eq. 10) with the Gauss hypergeometric function (the
-    same expression `lifetimes` evaluates, with its fallback transformation where
-    2F1 overflows)."""
+    same expression `lifetimes` evaluates)."""
     x = np.asarray(x, dtype=float)
     t_x = np.asarray(t_x, dtype=float)
     T = np.asarray(T, dtype=float)
@@ -453,11 +461,7 @@ def conditional_expected_purchases(
     big_a, big_b, big_c = r + x, b + x, a + b + x - 1
     z = t / (alpha + T + t)
     with np.errstate(all="ignore"):
-        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, z))
-        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, z)) + (
-            big_c - big_a - big_b
-        ) * np.log1p(-z)
-        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        log_hyp = _log_hyp2f1(big_a, big_b, big_c, z)
         first = (a + b + x - 1) / (a - 1)
         second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
         denominator = 1.0 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * (
@@ -549,11 +553,7 @@ def covariate_expected_purchases(
     big_a, big_b, big_c = r + x, b + x + 1, a + b + x
     zz = t / (alpha + T + t)
     with np.errstate(all="ignore"):
-        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, zz))
-        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, zz)) + (
-            big_c - big_a - big_b
-        ) * np.log1p(-zz)
-        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        log_hyp = _log_hyp2f1(big_a, big_b, big_c, zz)
         first = (a + b + x) / (a - 1)
         second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
         denominator = 1.0 + (a / (b + x)) * ((alpha + T) / (alpha + t_x)) ** (r + x)
