@@ -280,6 +280,12 @@ def _figures(
     return pl.concat([monthly, overall.select(monthly.columns)], how="vertical_relaxed")
 
 
+def _with_overall(monthly: pl.DataFrame, overall: pl.DataFrame) -> pl.DataFrame:
+    """The monthly rows, then the overall ones (month null) in the same columns."""
+    overall = overall.with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
+    return pl.concat([monthly, overall.select(monthly.columns)])
+
+
 def _store_rates(all_orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Per store and month (and overall, month null): repeat rate of new customers and
     refund rate of orders."""
@@ -354,26 +360,13 @@ def partner_scorecard(
         (pl.col("net_usd") * pl.col("commission_rate").fill_null(0.0)).alias("commission_usd"),
         _month("order_date").alias("month"),
     )
-    commission = pl.concat(
-        [
-            commissions.group_by(*keys, "month").agg(pl.col("commission_usd").sum()),
-            commissions.group_by(keys)
-            .agg(pl.col("commission_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(*keys, "month", "commission_usd"),
-        ]
+    commission = _with_overall(
+        commissions.group_by(*keys, "month").agg(pl.col("commission_usd").sum()),
+        commissions.group_by(keys).agg(pl.col("commission_usd").sum()),
     )
     first_day = orders["order_date"].min()
     fees_m = _fees(partners, as_of, first_day)
-    fees = pl.concat(
-        [
-            fees_m,
-            fees_m.group_by(keys)
-            .agg(pl.col("fixed_fee_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(fees_m.columns),
-        ]
-    )
+    fees = _with_overall(fees_m, fees_m.group_by(keys).agg(pl.col("fixed_fee_usd").sum()))
     # Every partner gets an overall row, even one with no order yet.
     skeleton = partners.select(keys).with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
     rows = (
@@ -416,15 +409,7 @@ def _paid_channels(orders: pl.DataFrame, ad_spend: pl.DataFrame, as_of: date) ->
         ("channel:" + pl.col("channel")).alias("partner_id"),
         _month("date").alias("month"),
     ).agg(pl.col("spend_usd").sum().alias("cost_usd"))
-    cost = pl.concat(
-        [
-            cost_m,
-            cost_m.group_by(keys)
-            .agg(pl.col("cost_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(cost_m.columns),
-        ]
-    )
+    cost = _with_overall(cost_m, cost_m.group_by(keys).agg(pl.col("cost_usd").sum()))
     out = (
         pl.concat([figures.select(*keys, "month"), cost.select(*keys, "month")])
         .unique()
