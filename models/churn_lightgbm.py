@@ -186,7 +186,7 @@ def train_booster(
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
     )
-    return booster, int(booster.best_iteration or booster.current_iteration())
+    return booster, booster.best_iteration or booster.current_iteration()
 
 
 def _require_both_outcomes(labelled: pl.DataFrame, cutoff: date, horizon_days: int) -> None:
@@ -308,7 +308,7 @@ def fit_at(
         calibration=settings.calibration,
         vocab=vocab,
         settings=settings,
-        best_iteration=best,
+        best_iteration=int(best),
         train_cutoffs=kept_cutoffs,
         validation_cutoff=validation_cutoff,
         n_train_rows=train.height,

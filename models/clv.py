@@ -299,7 +299,7 @@ def fit_booster(
             early_stopping_rounds=settings.early_stopping_rounds,
         )
         boosters.append(booster)
-        best.append(best_iteration)
+        best.append(int(best_iteration))
     return ClvBooster(boosters[0], boosters[1], vocab, h, (best[0], best[1]), cutoffs, train.height)
 
 
