@@ -388,7 +388,9 @@ class _Prepared:
     tree_fitter: trees.TreeFitter | None = None
 
 
-def _prepare_store(panel: StorePanel, config: AdRoiSettings, tests: pl.DataFrame | None) -> _Prepared:
+def _prepare_store(
+    panel: StorePanel, config: AdRoiSettings, tests: pl.DataFrame | None
+) -> _Prepared:
     channels = _modelled_channels(panel, config)
     spend = {c: panel.spend[c] for c in channels}
     rconfig = dataclasses.replace(config.ridge, seed=config.seed)

@@ -87,29 +87,14 @@ def _neg_log_likelihood_and_gradient(
     so the optimiser needs one evaluation per step instead of five.
     """
     r, alpha, a, b = np.exp(log_params)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha)
-    d_alpha = np.full_like(x, r / alpha)
-    log_alpha_T = np.log(alpha + T)
-    log_alpha_tx = np.log(alpha + t_x)
     if variant == "mbg":
-        log_beta_ab = gammaln(a) + gammaln(b) - gammaln(a + b)
-        tail = gammaln(a + b + x + 1)
-        alive = gammaln(a) + gammaln(b + x + 1) - tail - log_beta_ab - (r + x) * log_alpha_T
-        dead = gammaln(a + 1) + gammaln(b + x) - tail - log_beta_ab - (r + x) * log_alpha_tx
-        mix = np.logaddexp(alive, dead)
-        s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
-        psi_ab, psi_tail = digamma(a + b), digamma(a + b + x + 1)
-        d_r = d_r - s_alive * log_alpha_T - s_dead * log_alpha_tx
-        d_alpha = d_alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
-        d_a = s_alive * (psi_ab - psi_tail) + s_dead * (
-            digamma(a + 1) - digamma(a) + psi_ab - psi_tail
-        )
-        d_b = (
-            s_alive * digamma(b + x + 1) + s_dead * digamma(b + x) - psi_tail - digamma(b) + psi_ab
-        )
-        total = a1 + mix
+        total, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, x, t_x, T)
     else:
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        d_r = digamma(r + x) - digamma(r) + np.log(alpha)
+        d_alpha = np.full_like(x, r / alpha)
+        log_alpha_T = np.log(alpha + T)
+        log_alpha_tx = np.log(alpha + t_x)
         a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
         a3 = -(r + x) * log_alpha_T
         repeat = x > 0
@@ -453,13 +438,21 @@ def covariate_probabilities(
 # ------------------------------------------------ exact expectations, Gamma-Gamma spend
 
 
+def _log_hyp2f1(a, b, c, z):
+    """log 2F1(a, b; c; z), by Euler's transformation where 2F1 itself overflows (the
+    fallback `lifetimes` uses)."""
+    with np.errstate(all="ignore"):
+        direct = np.log(hyp2f1(a, b, c, z))
+        transformed = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
+    return np.where(np.isfinite(direct), direct, transformed)
+
+
 def conditional_expected_purchases(
     params: BgNbdParams, x, t_x, T, horizon_weeks: float
 ) -> np.ndarray:
     """E[purchases in (T, T + horizon] | x, t_x, T] under BG/NBD, the exact form of
     Fader, Hardie & Lee (2005, eq. 10) with the Gauss hypergeometric function (the
-    same expression `lifetimes` evaluates, with its fallback transformation where
-    2F1 overflows)."""
+    same expression `lifetimes` evaluates)."""
     x = np.asarray(x, dtype=float)
     t_x = np.asarray(t_x, dtype=float)
     T = np.asarray(T, dtype=float)
@@ -468,11 +461,7 @@ def conditional_expected_purchases(
     big_a, big_b, big_c = r + x, b + x, a + b + x - 1
     z = t / (alpha + T + t)
     with np.errstate(all="ignore"):
-        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, z))
-        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, z)) + (
-            big_c - big_a - big_b
-        ) * np.log1p(-z)
-        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        log_hyp = _log_hyp2f1(big_a, big_b, big_c, z)
         first = (a + b + x - 1) / (a - 1)
         second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
         denominator = 1.0 + (x > 0) * (a / np.maximum(b + x - 1, 1e-12)) * (
@@ -564,11 +553,7 @@ def covariate_expected_purchases(
     big_a, big_b, big_c = r + x, b + x + 1, a + b + x
     zz = t / (alpha + T + t)
     with np.errstate(all="ignore"):
-        log_hyp = np.log(hyp2f1(big_a, big_b, big_c, zz))
-        alternative = np.log(hyp2f1(big_c - big_a, big_c - big_b, big_c, zz)) + (
-            big_c - big_a - big_b
-        ) * np.log1p(-zz)
-        log_hyp = np.where(np.isfinite(log_hyp), log_hyp, alternative)
+        log_hyp = _log_hyp2f1(big_a, big_b, big_c, zz)
         first = (a + b + x) / (a - 1)
         second = 1.0 - np.exp(log_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
         denominator = 1.0 + (a / (b + x)) * ((alpha + T) / (alpha + t_x)) ** (r + x)

@@ -33,6 +33,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from models import fallback
 from models.churn_baselines import (
     METHODS,
     RecencyScorer,
@@ -56,6 +57,7 @@ from models.churn_features import (
     build_features,
     churn_labels,
     prepare_orders,
+    sessions_before,
 )
 from models.churn_lightgbm import (
     ChurnModel,
@@ -267,33 +269,22 @@ def predict(
     return _finish_scores(features, probability, reasons, model_version, as_of, model.settings, clv)
 
 
-SCORE_COLUMNS = (
-    "store_id",
-    "customer_id",
-    "as_of",
-    "churn_probability",
-    "risk_score",
-    "risk_band",
-    "top_reasons",
-    "value_at_risk_usd",
-    "model_version",
-)
+SCORE_SCHEMA = {
+    "store_id": pl.String,
+    "customer_id": pl.String,
+    "as_of": pl.Date,
+    "churn_probability": pl.Float64,
+    "risk_score": pl.Int16,
+    "risk_band": pl.String,
+    "top_reasons": pl.String,
+    "value_at_risk_usd": pl.Float64,
+    "model_version": pl.String,
+}
+SCORE_COLUMNS = tuple(SCORE_SCHEMA)
 
 
 def empty_scores() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "customer_id": pl.String,
-            "as_of": pl.Date,
-            "churn_probability": pl.Float64,
-            "risk_score": pl.Int16,
-            "risk_band": pl.String,
-            "top_reasons": pl.String,
-            "value_at_risk_usd": pl.Float64,
-            "model_version": pl.String,
-        }
-    )
+    return pl.DataFrame(schema=SCORE_SCHEMA)
 
 
 # ------------------------------------------------------------------------ backtest
@@ -409,12 +400,7 @@ class ChurnModels:
 
     def resolve(self, method: str) -> str:
         """The method itself when it can score, else the next one down the chain."""
-        if method not in METHODS:
-            raise ValueError(f"unknown churn method {method!r}; expected one of {METHODS}")
-        for candidate in METHODS[METHODS.index(method) :]:
-            if candidate not in self.unavailable:
-                return candidate
-        return METHODS[-1]
+        return fallback.resolve(METHODS, self.unavailable, method, "churn")
 
 
 @dataclass
@@ -498,15 +484,14 @@ def train(
         approved, reason = False, f"rejected: the learned model {unavailable['lightgbm']}"
         tested.pop("lightgbm", None)
     champion, why = pick_champion(tested, min_auc_gain)
-    candidates = {
-        method: {
-            "available": method not in unavailable,
-            "reason": unavailable.get(method, why if method == champion else ""),
-            "metrics": tested.get(method),
-            "store_metrics": backtest.store_metrics.get(method, {}) if backtest else {},
-        }
-        for method in METHODS
-    }
+    candidates = fallback.candidates(
+        METHODS,
+        unavailable,
+        champion,
+        why,
+        metrics=tested.get,
+        store_metrics=lambda method: backtest.store_metrics.get(method, {}) if backtest else {},
+    )
     if model is not None:
         fingerprint_frame = pl.concat(
             [
@@ -545,13 +530,11 @@ def scoring_features(
     sessions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Features of every customer with a valid order before as_of, built at as_of."""
-    if sessions is not None and not sessions.is_empty():
-        sessions = sessions.filter(pl.col("date") < as_of)
     return build_features(
         prepare_orders(orders, as_of),
         as_of,
         customers=customers,
-        sessions=sessions,
+        sessions=sessions_before(sessions, as_of),
         horizon_days=settings.horizon_days,
         value_window_days=settings.value_window_days,
     )
@@ -585,11 +568,9 @@ def score_methods(
         features = scoring_features(orders, as_of, settings, customers=customers, sessions=sessions)
     if features.is_empty():
         return empty_scores()
-    wanted = method_of_store or {}
-    default = default_method or models.champion
-    stores = features["store_id"].unique().to_list()
-    used = {s: models.resolve(wanted.get(s, default)) for s in stores}
-    method = features["store_id"].replace_strict(used, return_dtype=pl.String)
+    method = fallback.method_per_row(
+        features["store_id"], models.resolve, method_of_store, default_method or models.champion
+    )
     probability = np.empty(features.height)
     reasons = pl.Series("top_reasons", [None] * features.height, dtype=pl.String)
     for name in METHODS:

@@ -124,6 +124,13 @@ def prepare_orders(orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     )
 
 
+def sessions_before(sessions: pl.DataFrame | None, as_of: date) -> pl.DataFrame | None:
+    """Session days strictly before as_of; None when there are no sessions at all."""
+    if sessions is None or sessions.is_empty():
+        return None
+    return sessions.filter(pl.col("date") < as_of)
+
+
 def _customer_extras(customers: pl.DataFrame | None) -> pl.DataFrame | None:
     if customers is None or customers.is_empty():
         return None
@@ -665,11 +672,7 @@ class FeatureCache:
         self.as_of = as_of
         self.orders = prepare_orders(orders, as_of)
         self.customers = customers
-        self.sessions = (
-            sessions.filter(pl.col("date") < as_of)
-            if sessions is not None and not sessions.is_empty()
-            else None
-        )
+        self.sessions = sessions_before(sessions, as_of)
         self.settings = settings
         self.history = OrderHistory(self.orders)
         self.first_order_date = self.orders["order_date"].min() if self.orders.height else as_of

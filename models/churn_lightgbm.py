@@ -158,6 +158,37 @@ def lightgbm_params(settings: ChurnSettings, seed: int) -> dict:
     }
 
 
+def train_booster(
+    params: dict,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    stopping: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    max_rounds: int,
+    early_stopping_rounds: int,
+) -> tuple[lgb.Booster, int]:
+    """LightGBM on encoded FEATURES (categoricals marked), boosted from an init score and
+    stopped early on the `stopping` rows. train / stopping: (matrix, target, init score).
+    Returns the booster and its best iteration."""
+    x_train, y_train, init_train = train
+    x_stop, y_stop, init_stop = stopping
+    train_set = lgb.Dataset(
+        x_train,
+        y_train,
+        init_score=init_train,
+        feature_name=list(FEATURES),
+        categorical_feature=[FEATURES.index(name) for name in CATEGORICAL_FEATURES],
+    )
+    valid_set = lgb.Dataset(x_stop, y_stop, init_score=init_stop, reference=train_set)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=max_rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    return booster, booster.best_iteration or booster.current_iteration()
+
+
 def _require_both_outcomes(labelled: pl.DataFrame, cutoff: date, horizon_days: int) -> None:
     """AUC, early stopping and calibration need churners and returners both."""
     outcomes = labelled["churned"].n_unique() if labelled.height else 0
@@ -249,31 +280,20 @@ def fit_at(
     vocab = category_vocab(train, settings.min_category_count)
     x_train, y_train = encode(train, vocab), train["churned"].to_numpy()
     x_valid, y_valid = encode(validation, vocab), validation["churned"].to_numpy()
-    categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
     prior_stores = choose_prior_stores(validation)
     init_train = init_margin(train, settings, prior_stores)
     init_valid = init_margin(validation, settings, prior_stores)
-    train_set = lgb.Dataset(
-        x_train,
-        y_train,
-        init_score=init_train,
-        feature_name=list(FEATURES),
-        categorical_feature=categorical,
-    )
-    valid_set = lgb.Dataset(
-        encode(stopping, vocab),
-        stopping["churned"].to_numpy(),
-        init_score=init_margin(stopping, settings, prior_stores),
-        reference=train_set,
-    )
-    booster = lgb.train(
+    booster, best = train_booster(
         lightgbm_params(settings, seed),
-        train_set,
-        num_boost_round=settings.max_rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+        (x_train, y_train, init_train),
+        (
+            encode(stopping, vocab),
+            stopping["churned"].to_numpy(),
+            init_margin(stopping, settings, prior_stores),
+        ),
+        max_rounds=settings.max_rounds,
+        early_stopping_rounds=settings.early_stopping_rounds,
     )
-    best = booster.best_iteration or booster.current_iteration()
     margin = booster.predict(x_valid, num_iteration=best, raw_score=True) + init_valid
     if settings.calibration == "isotonic":
         calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)

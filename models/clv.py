@@ -38,14 +38,13 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models import bgnbd
+from models import bgnbd, fallback
 from models.churn_features import (
-    CATEGORICAL_FEATURES,
-    FEATURES,
     build_feature_sets,
     prepare_orders,
+    sessions_before,
 )
-from models.churn_lightgbm import category_vocab, encode, holdout_customers
+from models.churn_lightgbm import category_vocab, encode, holdout_customers, train_booster
 from models.clv_metrics import (
     decile_calibration,
     flat_metrics,
@@ -56,17 +55,18 @@ from models.clv_metrics import (
 MODEL_NAME = "clv"
 
 METHODS = ("lightgbm", "bgnbd_gg")  # most complex first; the fallback chain
-CLV_COLUMNS = (
-    "store_id",
-    "customer_id",
-    "as_of",
-    "p_alive",
-    "expected_orders_90d",
-    "expected_orders_365d",
-    "predicted_revenue_365d_usd",
-    "expected_next_order_date",
-    "model_version",
-)
+CLV_SCHEMA = {
+    "store_id": pl.String,
+    "customer_id": pl.String,
+    "as_of": pl.Date,
+    "p_alive": pl.Float64,
+    "expected_orders_90d": pl.Float64,
+    "expected_orders_365d": pl.Float64,
+    "predicted_revenue_365d_usd": pl.Float64,
+    "expected_next_order_date": pl.Date,
+    "model_version": pl.String,
+}
+CLV_COLUMNS = tuple(CLV_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -286,34 +286,20 @@ def fit_booster(
         )
     vocab = category_vocab(train, 20)
     x_train, x_valid = encode(train, vocab), encode(valid, vocab)
-    categorical = [FEATURES.index(name) for name in CATEGORICAL_FEATURES]
     boosters, best = [], []
     for target, base in (
         ("actual_orders", f"prior_orders_{h}"),
         ("actual_revenue", f"prior_revenue_{h}"),
     ):
-        train_set = lgb.Dataset(
-            x_train,
-            train[target].to_numpy().clip(0.0),
-            init_score=_log(train[base].to_numpy()),
-            feature_name=list(FEATURES),
-            categorical_feature=categorical,
-        )
-        valid_set = lgb.Dataset(
-            x_valid,
-            valid[target].to_numpy().clip(0.0),
-            init_score=_log(valid[base].to_numpy()),
-            reference=train_set,
-        )
-        booster = lgb.train(
+        booster, best_iteration = train_booster(
             _params(settings, seed),
-            train_set,
-            num_boost_round=settings.max_rounds,
-            valid_sets=[valid_set],
-            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+            (x_train, train[target].to_numpy().clip(0.0), _log(train[base].to_numpy())),
+            (x_valid, valid[target].to_numpy().clip(0.0), _log(valid[base].to_numpy())),
+            max_rounds=settings.max_rounds,
+            early_stopping_rounds=settings.early_stopping_rounds,
         )
         boosters.append(booster)
-        best.append(int(booster.best_iteration or booster.current_iteration()))
+        best.append(int(best_iteration))
     return ClvBooster(boosters[0], boosters[1], vocab, h, (best[0], best[1]), cutoffs, train.height)
 
 
@@ -357,12 +343,8 @@ class ClvModel:
     champion: str
 
     def resolve(self, method: str) -> str:
-        if method not in METHODS:
-            raise ValueError(f"unknown CLV method {method!r}; expected one of {METHODS}")
-        for candidate in METHODS[METHODS.index(method) :]:
-            if candidate not in self.unavailable:
-                return candidate
-        return METHODS[-1]
+        """The method itself when it can score, else the next one down the chain."""
+        return fallback.resolve(METHODS, self.unavailable, method, "CLV")
 
 
 @dataclass
@@ -388,11 +370,7 @@ class _Data:
         self.prepared = prepare_orders(orders, as_of)
         self.days = daily_values(self.prepared)
         self.customers = customers
-        self.sessions = (
-            sessions.filter(pl.col("date") < as_of)
-            if sessions is not None and not sessions.is_empty()
-            else None
-        )
+        self.sessions = sessions_before(sessions, as_of)
         self.settings = settings
         self.first = self.prepared["order_date"].min() if self.prepared.height else as_of
         self.features: dict[date, pl.DataFrame] = {}
@@ -606,15 +584,17 @@ def fit(
             "BG/NBD + Gamma-Gamma: the learned model " + unavailable["lightgbm"],
         )
     )
-    candidates = {
-        method: {
-            "available": method not in unavailable,
-            "reason": unavailable.get(method, why if method == champion else ""),
-            "metrics": {hz: b["metrics"].get(method) for hz, b in backtest.items()},
-            "store_metrics": {hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()},
-        }
-        for method in METHODS
-    }
+    candidates = fallback.candidates(
+        METHODS,
+        unavailable,
+        champion,
+        why,
+        # Per holdout horizon (90 and, with the history for it, 365 days).
+        metrics=lambda method: {hz: b["metrics"].get(method) for hz, b in backtest.items()},
+        store_metrics=lambda method: {
+            hz: b["store_metrics"].get(method, {}) for hz, b in backtest.items()
+        },
+    )
     return ClvTrainingResult(
         model=ClvModel(settings, booster, unavailable, champion),
         backtest=backtest,
@@ -653,10 +633,9 @@ def predict(
     model_version = f"{model_version}/{method}"."""
     if frame.is_empty():
         return empty_clv()
-    wanted = method_of_store or {}
-    default = default_method or model.champion
-    used = {s: model.resolve(wanted.get(s, default)) for s in frame["store_id"].unique().to_list()}
-    method = frame["store_id"].replace_strict(used, return_dtype=pl.String)
+    method = fallback.method_per_row(
+        frame["store_id"], model.resolve, method_of_store, default_method or model.champion
+    )
     learned = (method == "lightgbm").to_numpy()
     p = method_predictions(frame, model.booster, learned)
     # Median wait to the next purchase of an alive customer at the posterior rate:
@@ -707,19 +686,7 @@ def score(
 
 
 def empty_clv() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "customer_id": pl.String,
-            "as_of": pl.Date,
-            "p_alive": pl.Float64,
-            "expected_orders_90d": pl.Float64,
-            "expected_orders_365d": pl.Float64,
-            "predicted_revenue_365d_usd": pl.Float64,
-            "expected_next_order_date": pl.Date,
-            "model_version": pl.String,
-        }
-    )
+    return pl.DataFrame(schema=CLV_SCHEMA)
 
 
 def bench_stage(orders, customers=None, sessions=None, *, seed: int = 0, repeats: int = 3) -> dict:

@@ -54,7 +54,10 @@ TARGET_FEATURES = [
     "age_days_at_target",
 ]
 FEATURES = ORIGIN_FEATURES + LOOKUP_FEATURES + TARGET_FEATURES
-CATEGORICAL = ["country_code", "category_code"]
+# Each categorical feature codes a column of the series: a value's index in the sorted
+# values seen in training (an unseen value is null).
+CODED_COLUMN = {"country_code": "country", "category_code": "category"}
+CATEGORICAL = list(CODED_COLUMN)
 
 
 def _history_features(history: DemandHistory) -> pl.DataFrame:
@@ -194,26 +197,19 @@ def build_features(history: DemandHistory, horizon_days: int, categories=None) -
     ).select("date", "country", *[f"event_{e}" for e in EVENTS], "public_holiday")
     if categories is None:
         categories = {
-            "country_code": sorted(history.series["country"].drop_nulls().unique().to_list()),
-            "category_code": sorted(history.series["category"].drop_nulls().unique().to_list()),
+            code: sorted(history.series[column].drop_nulls().unique().to_list())
+            for code, column in CODED_COLUMN.items()
         }
     series = history.series.with_columns(
-        pl.col("country")
+        pl.col(column)
         .replace_strict(
-            categories["country_code"],
-            list(range(len(categories["country_code"]))),
+            categories[code],
+            list(range(len(categories[code]))),
             default=None,
             return_dtype=pl.Int32,
         )
-        .alias("country_code"),
-        pl.col("category")
-        .replace_strict(
-            categories["category_code"],
-            list(range(len(categories["category_code"]))),
-            default=None,
-            return_dtype=pl.Int32,
-        )
-        .alias("category_code"),
+        .alias(code)
+        for code, column in CODED_COLUMN.items()
     ).select(
         *SERIES_KEY,
         "country",

@@ -135,38 +135,33 @@ def prepare_tests(
         last = index.get(row["end_date"])
         channel = row["channel"]
         days = (row["end_date"] - row["start_date"]).days + 1
-        base = dict(row=row, start=start or 0, stop=(last or 0) + 1, count_stop=(last or 0) + 1)
+        unused = None  # (status, note) of a test that cannot be used
         if channel not in spend:
-            out.append(
-                PreparedTest(
-                    **base,
-                    spend_ratio=float("nan"),
-                    effective_std_error_usd=row["std_error_usd"],
-                    status="unknown_channel",
-                    note=f"no spend for {channel!r} in this store's ad data",
-                )
+            unused = ("unknown_channel", f"no spend for {channel!r} in this store's ad data")
+        elif start is None or last is None:
+            unused = (
+                "outside_history",
+                f"the test window is not inside the modelled days {dates[0]}..{dates[-1]}",
             )
-            continue
-        if start is None or last is None:
-            out.append(
-                PreparedTest(
-                    **base,
-                    spend_ratio=float("nan"),
-                    effective_std_error_usd=row["std_error_usd"],
-                    status="outside_history",
-                    note=f"the test window is not inside the modelled days {dates[0]}..{dates[-1]}",
+        else:
+            window_spend = float(spend[channel][start : last + 1].sum())
+            if window_spend <= 0:
+                unused = (
+                    "no_spend_in_window",
+                    "the ad data show no spend on this channel during the test",
                 )
-            )
-            continue
-        window_spend = float(spend[channel][start : last + 1].sum())
-        if window_spend <= 0:
+        if unused is not None:
+            status, note = unused
             out.append(
                 PreparedTest(
-                    **base,
+                    row=row,
+                    start=start or 0,
+                    stop=(last or 0) + 1,
+                    count_stop=(last or 0) + 1,
                     spend_ratio=float("nan"),
                     effective_std_error_usd=row["std_error_usd"],
-                    status="no_spend_in_window",
-                    note="the ad data show no spend on this channel during the test",
+                    status=status,
+                    note=note,
                 )
             )
             continue

@@ -104,34 +104,25 @@ class Scorecard:
 
 def link_orders(orders: pl.DataFrame, partners: pl.DataFrame) -> pl.DataFrame:
     """orders with `partner_id`: by discount code first, else by UTM campaign."""
-    codes = (
-        partners.filter(pl.col("discount_code").is_not_null())
-        .select(
-            "store_id",
-            pl.col("discount_code").str.to_uppercase().str.strip_chars().alias("_code"),
-            pl.col("partner_id").alias("_by_code"),
+    # Each key normalised the same way on orders and partners: codes are matched case
+    # blind, campaigns in lower case, both trimmed.
+    keys = {
+        "discount_code": pl.col("discount_code").str.to_uppercase().str.strip_chars(),
+        "utm_campaign": pl.col("utm_campaign").str.to_lowercase().str.strip_chars(),
+    }
+    linked = orders.with_columns(key.alias(f"_{column}") for column, key in keys.items())
+    for column, key in keys.items():
+        partner_by_key = (
+            partners.filter(pl.col(column).is_not_null())
+            .select(
+                "store_id", key.alias(f"_{column}"), pl.col("partner_id").alias(f"_by_{column}")
+            )
+            .unique(["store_id", f"_{column}"], keep="first")
         )
-        .unique(["store_id", "_code"], keep="first")
-    )
-    campaigns = (
-        partners.filter(pl.col("utm_campaign").is_not_null())
-        .select(
-            "store_id",
-            pl.col("utm_campaign").str.to_lowercase().str.strip_chars().alias("_campaign"),
-            pl.col("partner_id").alias("_by_campaign"),
-        )
-        .unique(["store_id", "_campaign"], keep="first")
-    )
-    return (
-        orders.with_columns(
-            pl.col("discount_code").str.to_uppercase().str.strip_chars().alias("_code"),
-            pl.col("utm_campaign").str.to_lowercase().str.strip_chars().alias("_campaign"),
-        )
-        .join(codes, on=["store_id", "_code"], how="left")
-        .join(campaigns, on=["store_id", "_campaign"], how="left")
-        .with_columns(pl.coalesce("_by_code", "_by_campaign").alias("partner_id"))
-        .drop("_code", "_campaign", "_by_code", "_by_campaign")
-    )
+        linked = linked.join(partner_by_key, on=["store_id", f"_{column}"], how="left")
+    return linked.with_columns(
+        pl.coalesce("_by_discount_code", "_by_utm_campaign").alias("partner_id")
+    ).drop("_discount_code", "_utm_campaign", "_by_discount_code", "_by_utm_campaign")
 
 
 def unlinked_codes(linked: pl.DataFrame) -> pl.DataFrame:
@@ -289,6 +280,12 @@ def _figures(
     return pl.concat([monthly, overall.select(monthly.columns)], how="vertical_relaxed")
 
 
+def _with_overall(monthly: pl.DataFrame, overall: pl.DataFrame) -> pl.DataFrame:
+    """The monthly rows, then the overall ones (month null) in the same columns."""
+    overall = overall.with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
+    return pl.concat([monthly, overall.select(monthly.columns)])
+
+
 def _store_rates(all_orders: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Per store and month (and overall, month null): repeat rate of new customers and
     refund rate of orders."""
@@ -363,26 +360,13 @@ def partner_scorecard(
         (pl.col("net_usd") * pl.col("commission_rate").fill_null(0.0)).alias("commission_usd"),
         _month("order_date").alias("month"),
     )
-    commission = pl.concat(
-        [
-            commissions.group_by(*keys, "month").agg(pl.col("commission_usd").sum()),
-            commissions.group_by(keys)
-            .agg(pl.col("commission_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(*keys, "month", "commission_usd"),
-        ]
+    commission = _with_overall(
+        commissions.group_by(*keys, "month").agg(pl.col("commission_usd").sum()),
+        commissions.group_by(keys).agg(pl.col("commission_usd").sum()),
     )
     first_day = orders["order_date"].min()
     fees_m = _fees(partners, as_of, first_day)
-    fees = pl.concat(
-        [
-            fees_m,
-            fees_m.group_by(keys)
-            .agg(pl.col("fixed_fee_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(fees_m.columns),
-        ]
-    )
+    fees = _with_overall(fees_m, fees_m.group_by(keys).agg(pl.col("fixed_fee_usd").sum()))
     # Every partner gets an overall row, even one with no order yet.
     skeleton = partners.select(keys).with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
     rows = (
@@ -425,15 +409,7 @@ def _paid_channels(orders: pl.DataFrame, ad_spend: pl.DataFrame, as_of: date) ->
         ("channel:" + pl.col("channel")).alias("partner_id"),
         _month("date").alias("month"),
     ).agg(pl.col("spend_usd").sum().alias("cost_usd"))
-    cost = pl.concat(
-        [
-            cost_m,
-            cost_m.group_by(keys)
-            .agg(pl.col("cost_usd").sum())
-            .with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
-            .select(cost_m.columns),
-        ]
-    )
+    cost = _with_overall(cost_m, cost_m.group_by(keys).agg(pl.col("cost_usd").sum()))
     out = (
         pl.concat([figures.select(*keys, "month"), cost.select(*keys, "month")])
         .unique()

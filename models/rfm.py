@@ -64,24 +64,25 @@ DEFAULT_SEGMENT_ACTIONS: dict[str, str] = {
     "Lost": "reduce spend",
 }
 
-OUTPUT_COLUMNS = (
-    "store_id",
-    "customer_id",
-    "recency_days",
-    "frequency",
-    "monetary_usd",
-    "r_score",
-    "f_score",
-    "m_score",
-    "fm_score",
-    "rfm_cell",
-    "segment",
-    "lifecycle_stage",
-    "action",
-    "first_order_date",
-    "last_order_date",
-    "spend_last_window_usd",
-)
+OUTPUT_SCHEMA = {
+    "store_id": pl.String,
+    "customer_id": pl.String,
+    "recency_days": pl.Int32,
+    "frequency": pl.Int32,
+    "monetary_usd": pl.Float64,
+    "r_score": pl.Int8,
+    "f_score": pl.Int8,
+    "m_score": pl.Int8,
+    "fm_score": pl.Int8,
+    "rfm_cell": pl.String,
+    "segment": pl.String,
+    "lifecycle_stage": pl.String,
+    "action": pl.String,
+    "first_order_date": pl.Date,
+    "last_order_date": pl.Date,
+    "spend_last_window_usd": pl.Float64,
+}
+OUTPUT_COLUMNS = tuple(OUTPUT_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -249,26 +250,7 @@ def _lifecycle_expr(settings: RfmSettings, as_of: date) -> pl.Expr:
 
 
 def empty_rfm() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "customer_id": pl.String,
-            "recency_days": pl.Int32,
-            "frequency": pl.Int32,
-            "monetary_usd": pl.Float64,
-            "r_score": pl.Int8,
-            "f_score": pl.Int8,
-            "m_score": pl.Int8,
-            "fm_score": pl.Int8,
-            "rfm_cell": pl.String,
-            "segment": pl.String,
-            "lifecycle_stage": pl.String,
-            "action": pl.String,
-            "first_order_date": pl.Date,
-            "last_order_date": pl.Date,
-            "spend_last_window_usd": pl.Float64,
-        }
-    )
+    return pl.DataFrame(schema=OUTPUT_SCHEMA)
 
 
 def segment_summary(rfm: pl.DataFrame) -> pl.DataFrame:
