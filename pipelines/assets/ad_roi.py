@@ -24,6 +24,7 @@ from pydantic import Field
 from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
@@ -76,12 +77,7 @@ class AdRoiConfig(dg.Config):
     )
 
     def settings(self) -> ad_roi_model.AdRoiSettings:
-        return ad_roi_model.AdRoiSettings(
-            seed=self.seed,
-            n_bootstrap=self.n_bootstrap,
-            plan_days=self.plan_days,
-            budget_bound=self.budget_bound,
-        )
+        return model_settings(self, ad_roi_model.AdRoiSettings)
 
 
 # --------------------------------------------------------------------------- spec

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from models import churn, clv
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, plot, preview
 from pipelines.model_assets import (
     approved_check,
@@ -89,18 +90,7 @@ class ChurnConfig(dg.Config):
     )
 
     def settings(self) -> churn.ChurnSettings:
-        return churn.ChurnSettings(
-            horizon_days=self.horizon_days,
-            cutoff_step_days=self.cutoff_step_days,
-            n_train_cutoffs=self.n_train_cutoffs,
-            high_risk_above=self.high_risk_above,
-            medium_risk_above=self.medium_risk_above,
-            active_window_days=self.active_window_days,
-            value_window_days=self.value_window_days,
-            calibration=self.calibration,
-            validation=self.validation,
-            validation_share=self.validation_share,
-        )
+        return model_settings(self, churn.ChurnSettings)
 
 
 class ClvConfig(dg.Config):
@@ -115,12 +105,7 @@ class ClvConfig(dg.Config):
     seed: int = Field(default=0, description="Seed for LightGBM (training is deterministic).")
 
     def settings(self) -> clv.ClvSettings:
-        return clv.ClvSettings(
-            horizon_days=self.horizon_days,
-            cutoff_step_days=self.cutoff_step_days,
-            n_train_cutoffs=self.n_train_cutoffs,
-            next_order_max_days=self.next_order_max_days,
-        )
+        return model_settings(self, clv.ClvSettings)
 
 
 # --------------------------------------------------------------------------- specs

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
@@ -63,13 +64,7 @@ class DemandConfig(dg.Config):
     )
 
     def settings(self) -> demand.DemandSettings:
-        return demand.DemandSettings(
-            horizon_days=self.horizon_days,
-            train_days=self.train_days,
-            num_boost_round=self.num_boost_round,
-            interval_coverage=self.interval_coverage,
-            sample_level=self.sample_level,
-        )
+        return model_settings(self, demand.DemandSettings)
 
 
 class ReorderConfig(dg.Config):
@@ -90,16 +85,14 @@ class ReorderConfig(dg.Config):
     )
 
     def settings(self) -> reorder.ReorderSettings:
-        return reorder.ReorderSettings(
+        return model_settings(
+            self,
+            reorder.ReorderSettings,
             service_level_by_class={
                 "A": self.service_level_a,
                 "B": self.service_level_b,
                 "C": self.service_level_c,
             },
-            order_cycle_days=self.order_cycle_days,
-            default_lead_time_days=self.default_lead_time_days,
-            aged_days=self.aged_days,
-            overstock_cover_days=self.overstock_cover_days,
         )
 
 

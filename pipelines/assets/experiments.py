@@ -12,6 +12,7 @@ from pydantic import Field
 
 from models import experiments as experiment_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs import experiments as experiment_inputs
@@ -64,14 +65,7 @@ class ExperimentConfig(dg.Config):
     )
 
     def settings(self) -> experiment_model.ExperimentSettings:
-        return experiment_model.ExperimentSettings(
-            alpha=self.alpha,
-            power=self.power,
-            window_days=self.window_days,
-            default_window_days=self.default_window_days,
-            pre_period_days=self.pre_period_days,
-            srm_alpha=self.srm_alpha,
-        )
+        return model_settings(self, experiment_model.ExperimentSettings)
 
 
 def _stores(con) -> list[str]:
@@ -118,11 +112,7 @@ def experiment_readout(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"experiment config: {exc}") from exc
+    settings = validated_settings(config, "experiment config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         stores = _stores(con)

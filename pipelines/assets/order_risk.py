@@ -6,7 +6,6 @@ order with its risk score and reasons, records each store's outcome in
 ops.store_status (step "order_risk").
 """
 
-from dataclasses import fields
 from datetime import timedelta
 
 import dagster as dg
@@ -15,6 +14,7 @@ from pydantic import Field
 
 from models import order_risk as risk_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs import order_risk as risk_inputs
@@ -66,9 +66,7 @@ class OrderRiskConfig(dg.Config):
     seed: int = Field(default=DEFAULTS.seed, description="IsolationForest seed.")
 
     def settings(self) -> risk_model.RiskSettings:
-        return risk_model.RiskSettings(
-            **{f.name: getattr(self, f.name) for f in fields(risk_model.RiskSettings)}
-        )
+        return model_settings(self, risk_model.RiskSettings)
 
 
 @dg.asset(
@@ -102,11 +100,7 @@ def order_risk(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"order risk config: {exc}") from exc
+    settings = validated_settings(config, "order risk config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         orders = risk_inputs.load_orders(con, as_of)

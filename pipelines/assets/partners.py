@@ -11,6 +11,7 @@ from pydantic import Field
 
 from models import partners as partner_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs import partners as partner_inputs
@@ -61,14 +62,7 @@ class PartnerConfig(dg.Config):
     )
 
     def settings(self) -> partner_model.PartnerSettings:
-        return partner_model.PartnerSettings(
-            low_repeat_ratio=self.low_repeat_ratio,
-            min_customers=self.min_customers,
-            high_refund_ratio=self.high_refund_ratio,
-            min_orders=self.min_orders,
-            include_paid_channels=self.include_paid_channels,
-            credit_other_channels=self.credit_other_channels,
-        )
+        return model_settings(self, partner_model.PartnerSettings)
 
 
 def _stores(con) -> list[str]:
@@ -111,11 +105,7 @@ def partner_scorecard(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"partner scorecard config: {exc}") from exc
+    settings = validated_settings(config, "partner scorecard config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         stores = _stores(con)
