@@ -14,6 +14,7 @@ import polars as pl
 
 from pipelines.metadata import metrics, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import status_preview, write_step
 from storepulse import lifecycle
 from storepulse.lifecycle import (
     STATUS_FAILED,
@@ -23,12 +24,9 @@ from storepulse.lifecycle import (
     NothingToTrain,
     Release,
     StoreOutcome,
-    record_store_status,
     score_stores,
-    status_frame,
 )
 from storepulse.publish import store_ids
-from storepulse.warehouse import replace_table
 
 NO_STORE_FAILED = "no_store_failed"
 
@@ -160,7 +158,7 @@ class ScoreRun:
             "model_version": self.release.version if self.release else "none",
             "model_approved": self.release.approved if self.release else False,
             "trained_now": self.release.trained_now if self.release else False,
-            "store_status": preview(status_frame(self.outcomes), rows=50),
+            "store_status": status_preview(self.outcomes),
             "scoring_seconds": round(self.seconds, 3),
         }
 
@@ -200,7 +198,7 @@ def score_all(
     except NothingToTrain as skipped:
         context.log.warning(f"{step}: {skipped}")
         outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
-        _write(storepulse, as_of, step, empties, outcomes)
+        write_step(storepulse, as_of, step, empties, outcomes)
         return _score_run(as_of, None, empties, outcomes, inputs, started)
     results, outcomes = score_stores(
         release,
@@ -213,18 +211,11 @@ def score_all(
         frames = [r if tables is None else r[name] for r in results.values()]
         frames = [f for f in frames if f.height]
         written[name] = pl.concat(frames, how="vertical_relaxed") if frames else empty_frame
-    _write(storepulse, as_of, step, written, outcomes)
+    write_step(storepulse, as_of, step, written, outcomes)
     for outcome in outcomes:
         if outcome.status != STATUS_OK:
             context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
     return _score_run(as_of, release, written, outcomes, inputs, started)
-
-
-def _write(storepulse, as_of, step: str, frames: dict, outcomes: list[StoreOutcome]) -> None:
-    with storepulse.writer() as con:
-        for name, frame in frames.items():
-            replace_table(con, name, frame)
-        record_store_status(con, as_of, step, outcomes)
 
 
 def _score_run(as_of, release, frames: dict, outcomes, inputs, started: float) -> ScoreRun:

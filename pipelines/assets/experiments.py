@@ -15,16 +15,10 @@ from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import failed, status_preview, write_step
 from storepulse.inputs import experiments as experiment_inputs
-from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    StoreOutcome,
-    record_store_status,
-    status_frame,
-)
-from storepulse.warehouse import query, replace_table
+from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
+from storepulse.publish import store_ids
 
 EXPERIMENT_READOUT = dg.AssetKey(["marts", "experiment_readout"])
 STEP = "experiments"
@@ -68,16 +62,6 @@ class ExperimentConfig(dg.Config):
         return model_settings(self, experiment_model.ExperimentSettings)
 
 
-def _stores(con) -> list[str]:
-    return sorted(
-        query(con, "select store_id from staging.stores union select store_id from staging.orders")[
-            "store_id"
-        ]
-        .drop_nulls()
-        .to_list()
-    )
-
-
 @dg.asset(
     key=EXPERIMENT_READOUT,
     group_name="experiments",
@@ -115,7 +99,7 @@ def experiment_readout(
     settings = validated_settings(config, "experiment config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        stores = _stores(con)
+        stores = store_ids(con)
         assignments = experiment_inputs.load_assignments(con, as_of)
         orders = experiment_inputs.load_orders(con, as_of)
         recent = experiment_inputs.load_recent_conversion(con, as_of, config.next_test_period_days)
@@ -150,9 +134,7 @@ def experiment_readout(
                 mine, orders.filter(pl.col("store_id") == store), as_of, settings
             )
         except Exception as exc:  # one store's problem never stops another's readout
-            outcomes.append(
-                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
-            )
+            outcomes.append(failed(store, STEP, exc))
             continue
         frames.append(frame)
         decided = frame.select("experiment_id", "experiment_decision").unique()
@@ -169,10 +151,8 @@ def experiment_readout(
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=experiment_model.READOUT_SCHEMA)
     plan_table = pl.DataFrame(plans, schema=PLAN_SCHEMA)
-    with storepulse.writer() as con:
-        rows = replace_table(con, "marts.experiment_readout", table)
-        replace_table(con, "marts.experiment_plan", plan_table)
-        record_store_status(con, as_of, STEP, outcomes)
+    tables = {"marts.experiment_readout": table, "marts.experiment_plan": plan_table}
+    rows = write_step(storepulse, as_of, STEP, tables, outcomes)["marts.experiment_readout"]
     primary = table.filter(pl.col("is_primary") & ~pl.col("is_control"))
     srm = (
         table.filter(pl.col("experiment_decision") == "srm")
@@ -183,7 +163,7 @@ def experiment_readout(
         metadata={
             "dagster/row_count": rows,
             "as_of": as_of.isoformat(),
-            "store_status": preview(status_frame(outcomes), rows=50),
+            "store_status": status_preview(outcomes),
             "primary_metric_readout": preview(
                 primary.select(
                     "store_id",

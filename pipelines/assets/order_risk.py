@@ -17,16 +17,9 @@ from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import failed, status_preview, write_step
 from storepulse.inputs import order_risk as risk_inputs
-from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    StoreOutcome,
-    record_store_status,
-    status_frame,
-)
-from storepulse.warehouse import replace_table
+from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
 
 ORDER_RISK = dg.AssetKey(["scores", "order_risk"])
 STEP = "order_risk"
@@ -118,9 +111,7 @@ def order_risk(
                 mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings
             )
         except Exception as exc:  # one store's problem never stops another's scores
-            outcomes.append(
-                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
-            )
+            outcomes.append(failed(store, STEP, exc))
             continue
         if scored.is_empty():
             outcomes.append(
@@ -156,17 +147,15 @@ def order_risk(
             )  # fmt: skip
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=risk_model.SCORE_SCHEMA)
-    with storepulse.writer() as con:
-        rows = replace_table(con, "scores.order_risk", table)
-        record_store_status(con, as_of, STEP, outcomes)
+    written = write_step(storepulse, as_of, STEP, {"scores.order_risk": table}, outcomes)
     flagged = table.filter(pl.col("flagged"))
     without_reasons = flagged.filter(pl.col("flags").is_null() | (pl.col("flags") == "")).height
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": written["scores.order_risk"],
             "as_of": as_of.isoformat(),
             "model_version": risk_model.MODEL_VERSION,
-            "store_status": preview(status_frame(outcomes), rows=50),
+            "store_status": status_preview(outcomes),
             "flagged": metrics(
                 dict(flagged.group_by("store_id").len().sort("store_id").iter_rows())
             ),
