@@ -162,6 +162,15 @@ class ScoreRun:
             "scoring_seconds": round(self.seconds, 3),
         }
 
+    def result(self, metadata: dict, asset_key: dg.AssetKey | None = None) -> dg.MaterializeResult:
+        """The scoring asset's result: the run's metadata, then the asset's own
+        (`metadata`), and the no-store-failed check."""
+        return dg.MaterializeResult(
+            asset_key=asset_key,
+            metadata={**self.metadata(), **metadata},
+            check_results=[no_failure_result(self.outcomes)],
+        )
+
 
 def score_all(
     context: dg.AssetExecutionContext,

@@ -29,7 +29,6 @@ from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
 )
@@ -461,10 +460,8 @@ def ad_roi_marts(
             model, run.inputs["daily_revenue"].filter(pl.col("store_id").is_in(list(published))),
             run.inputs["daily_spend"], run.inputs["events"], end=run.as_of, method=published,
         )  # fmt: skip
-    yield dg.MaterializeResult(
-        asset_key=CHANNEL_ROI,
-        metadata={
-            **run.metadata(),
+    yield run.result(
+        {
             "dagster/row_count": roi.height,
             "roas_comparison": roas_comparison_plot(roi),
             "response_curves": response_curve_plot(curves),
@@ -472,7 +469,7 @@ def ad_roi_marts(
             "channels_where_models_disagree": int(roi["models_disagree"].fill_null(False).sum()),
             "channels_not_identified": int((roi["identified"] == False).sum()),  # noqa: E712
         },
-        check_results=[no_failure_result(run.outcomes)],
+        asset_key=CHANNEL_ROI,
     )
     yield dg.MaterializeResult(
         asset_key=BUDGET_PLAN,

@@ -26,7 +26,6 @@ from pipelines.metadata import OWNER, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
 )
@@ -335,13 +334,11 @@ def clv_scores(
         )
         .sort("store_id")
     )
-    return dg.MaterializeResult(
-        metadata={
-            **run.metadata(),
+    return run.result(
+        {
             "by_store": preview(by_store),
             "preview": preview(scores.sort("predicted_revenue_365d_usd", descending=True)),
-        },
-        check_results=[no_failure_result(run.outcomes)],
+        }
     )
 
 
@@ -398,16 +395,14 @@ def churn_scores(
         )
         .sort("risk_band")
     )
-    return dg.MaterializeResult(
-        metadata={
-            **run.metadata(),
+    return run.result(
+        {
             "risk_bands": preview(bands),
             "value_at_risk_usd": float(scores["value_at_risk_usd"].sum() or 0.0),
             "customers_per_second": round(scores.height / run.seconds) if run.seconds else None,
             "probability_histogram": _histogram(scores),
             "preview": preview(scores.sort("value_at_risk_usd", descending=True)),
-        },
-        check_results=[no_failure_result(run.outcomes)],
+        }
     )
 
 

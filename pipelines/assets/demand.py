@@ -19,7 +19,6 @@ from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
 )
@@ -265,14 +264,14 @@ def demand_forecast(
         )
         .sort("store_id")
     )
-    metadata = {**run.metadata(), "by_store": preview(by_store)}
+    metadata = {"by_store": preview(by_store)}
     if run.release is not None:
         metadata |= {
             "horizon_days": run.release.artifact.horizon_days,
             "history_and_forecast": _forecast_plot(table, run.inputs),
             "preview": preview(_rounded(table.drop("model_version", "as_of"))),
         }
-    return dg.MaterializeResult(metadata=metadata, check_results=[no_failure_result(run.outcomes)])
+    return run.result(metadata)
 
 
 FORECAST_COLUMNS = ("store_id", "sku", "date", "p10", "p50", "p90", "expected_units",
