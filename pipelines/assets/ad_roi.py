@@ -374,14 +374,23 @@ def score_store(
     return out
 
 
+def _mart_spec(key: dg.AssetKey, deps: list, description: str) -> dg.AssetSpec:
+    """One of the four marts ad_roi_marts writes in one pass."""
+    return dg.AssetSpec(
+        key,
+        group_name="ad_roi",
+        deps=deps,
+        kinds={"duckdb", "polars"},
+        owners=[OWNER],
+        description=description,
+    )
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
+        _mart_spec(
             CHANNEL_ROI,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, *STAGING_INPUTS],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per store x channel x period ('all' history, then calendar quarters): spend, "
                 "platform-reported ROAS, last-click ROAS (UTM), and from the store's champion "
@@ -393,12 +402,9 @@ def score_store(
                 "ROAS only."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             BUDGET_PLAN,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, CHANNEL_ROI],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per store x channel: the last plan_days' spend moved across channels (same "
                 "total, each within ±budget_bound) to maximise modelled revenue, with the "
@@ -408,12 +414,9 @@ def score_store(
                 "and the other media model agrees; otherwise spend is kept, with the reason."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             LIFT_PLAN,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, CHANNEL_ROI],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per modelled store, the lift test worth running next: the channel whose "
                 "uncertainty most affects the budget decision, holdout share, duration, the "
@@ -422,12 +425,9 @@ def score_store(
                 "sentence a merchant can act on."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             LIFT_TEST_RESULTS,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, *STAGING_INPUTS],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Every lift test of a modelled store: measured lift and its widened standard "
                 "error, the model's lift over the same window before and after calibration, "

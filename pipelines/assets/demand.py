@@ -250,8 +250,8 @@ def demand_forecast(
 
     run = score_all(
         context, SPEC, config, storepulse, run_settings,
-        step="demand", table="scores.demand_forecast", empty=_empty_forecast(),
-        score_one=forecast_store,
+        step="demand", table="scores.demand_forecast",
+        empty=pl.DataFrame(schema=FORECAST_SCHEMA), score_one=forecast_store,
     )  # fmt: skip
     table = run.scores
     by_store = (
@@ -274,8 +274,19 @@ def demand_forecast(
     return run.result(metadata)
 
 
-FORECAST_COLUMNS = ("store_id", "sku", "date", "p10", "p50", "p90", "expected_units",
-                    "model_version", "as_of")  # fmt: skip
+# scores.demand_forecast, and the order forecast_store gives its columns.
+FORECAST_SCHEMA = {
+    "store_id": pl.String,
+    "sku": pl.String,
+    "date": pl.Date,
+    "p10": pl.Float64,
+    "p50": pl.Float64,
+    "p90": pl.Float64,
+    "expected_units": pl.Float64,
+    "model_version": pl.String,
+    "as_of": pl.Date,
+}
+FORECAST_COLUMNS = tuple(FORECAST_SCHEMA)
 
 
 @dg.asset(
@@ -379,22 +390,6 @@ def reorder_plan(
             "skipped_stores": metrics(skipped),
             "most_urgent": preview(_rounded(plan.drop("as_of")), rows=15),
             "abc_classes": metrics(dict(plan["abc_class"].value_counts().iter_rows())),
-        }
-    )
-
-
-def _empty_forecast() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "sku": pl.String,
-            "date": pl.Date,
-            "p10": pl.Float64,
-            "p50": pl.Float64,
-            "p90": pl.Float64,
-            "expected_units": pl.Float64,
-            "model_version": pl.String,
-            "as_of": pl.Date,
         }
     )
 
