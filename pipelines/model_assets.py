@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -60,6 +61,13 @@ def no_failure_result(outcomes: list[StoreOutcome]) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"failed": metrics({o.store_id: o.message for o in failed})},
     )
+
+
+def train_window(dates: pl.Series, as_of: date) -> str:
+    """A candidate's train_window: "first day of data..the day before as_of" (as_of alone
+    when there is no data)."""
+    start = dates.min() if dates.len() else as_of
+    return f"{start}..{as_of - timedelta(days=1)}"
 
 
 def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:

@@ -15,7 +15,7 @@ the champion per store, records and reloads, like every other model.
 """
 
 import dataclasses
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -31,6 +31,7 @@ from pipelines.model_assets import (
     no_failure_check,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import settings as env_settings
@@ -121,12 +122,6 @@ def _fingerprint(inputs: dict) -> str:
     return frame_fingerprint(inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"])
 
 
-def _window(inputs: dict, as_of: date) -> str:
-    revenue = inputs["daily_revenue"]
-    start = revenue["date"].min() if revenue.height else as_of
-    return f"{start}..{as_of - timedelta(days=1)}"
-
-
 def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
     if inputs["daily_revenue"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
@@ -166,7 +161,7 @@ def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
         artifact=model,
         overall=overall,
         per_store=per_store,
-        train_window=_window(inputs, as_of),
+        train_window=train_window(inputs["daily_revenue"]["date"], as_of),
         unavailable=unavailable,
         backtest_cutoff=None,
         card={

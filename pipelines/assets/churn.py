@@ -28,6 +28,7 @@ from pipelines.model_assets import (
     no_failure_check,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs
@@ -110,11 +111,6 @@ class ClvConfig(dg.Config):
 # --------------------------------------------------------------------------- specs
 
 
-def _window(orders: pl.DataFrame, as_of: date) -> str:
-    start = orders["order_date"].min() if orders.height else as_of
-    return f"{start}..{as_of - timedelta(days=1)}"
-
-
 def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
     if inputs["orders"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
@@ -131,11 +127,12 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
         for store, values in (found["store_metrics"] or {}).items():
             per_store.setdefault(store, {})[method] = _with_n(values)
     model = result.model
+    window = model.train_window if model else train_window(inputs["orders"]["order_date"], as_of)
     return Candidates(
         artifact=result.models,
         overall=overall,
         per_store=per_store,
-        train_window=model.train_window if model else _window(inputs["orders"], as_of),
+        train_window=window,
         unavailable=unavailable,
         backtest_cutoff=result.backtest.cutoff if result.backtest else None,
         card={
@@ -178,7 +175,7 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
         artifact=result.model,
         overall=overall,
         per_store=per_store,
-        train_window=_window(inputs["orders"], as_of),
+        train_window=train_window(inputs["orders"]["order_date"], as_of),
         unavailable=unavailable,
         backtest_cutoff=as_of - timedelta(days=90),
         run_metrics={"train_seconds": result.train_seconds},

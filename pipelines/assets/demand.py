@@ -21,6 +21,7 @@ from pipelines.model_assets import (
     no_failure_check,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
@@ -109,7 +110,7 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     found = demand.train_candidates(history, settings, seed=config.seed)
     seconds = round(time.perf_counter() - started, 2)
     notes = {**history.skipped_stores, **history.notes}
-    window = f"{history.daily['date'].min()}..{as_of - timedelta(days=1)}"
+    window = train_window(history.daily["date"], as_of)
     if found.training is None:
         return Candidates(found.artifact, found.overall, {}, window, found.unavailable,
                           store_notes=notes, run_metrics={"train_seconds": seconds})  # fmt: skip
