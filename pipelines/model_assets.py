@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,7 @@ import polars as pl
 
 from pipelines.metadata import metrics, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import status_preview, write_step
 from storepulse import lifecycle
 from storepulse.lifecycle import (
     STATUS_FAILED,
@@ -23,12 +25,9 @@ from storepulse.lifecycle import (
     NothingToTrain,
     Release,
     StoreOutcome,
-    record_store_status,
     score_stores,
-    status_frame,
 )
 from storepulse.publish import store_ids
-from storepulse.warehouse import replace_table
 
 NO_STORE_FAILED = "no_store_failed"
 
@@ -62,6 +61,13 @@ def no_failure_result(outcomes: list[StoreOutcome]) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"failed": metrics({o.store_id: o.message for o in failed})},
     )
+
+
+def train_window(dates: pl.Series, as_of: date) -> str:
+    """A candidate's train_window: "first day of data..the day before as_of" (as_of alone
+    when there is no data)."""
+    start = dates.min() if dates.len() else as_of
+    return f"{start}..{as_of - timedelta(days=1)}"
 
 
 def candidates_table(candidates: dict[str, dict]) -> pl.DataFrame:
@@ -160,9 +166,18 @@ class ScoreRun:
             "model_version": self.release.version if self.release else "none",
             "model_approved": self.release.approved if self.release else False,
             "trained_now": self.release.trained_now if self.release else False,
-            "store_status": preview(status_frame(self.outcomes), rows=50),
+            "store_status": status_preview(self.outcomes),
             "scoring_seconds": round(self.seconds, 3),
         }
+
+    def result(self, metadata: dict, asset_key: dg.AssetKey | None = None) -> dg.MaterializeResult:
+        """The scoring asset's result: the run's metadata, then the asset's own
+        (`metadata`), and the no-store-failed check."""
+        return dg.MaterializeResult(
+            asset_key=asset_key,
+            metadata={**self.metadata(), **metadata},
+            check_results=[no_failure_result(self.outcomes)],
+        )
 
 
 def score_all(
@@ -200,7 +215,7 @@ def score_all(
     except NothingToTrain as skipped:
         context.log.warning(f"{step}: {skipped}")
         outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
-        _write(storepulse, as_of, step, empties, outcomes)
+        write_step(storepulse, as_of, step, empties, outcomes)
         return _score_run(as_of, None, empties, outcomes, inputs, started)
     results, outcomes = score_stores(
         release,
@@ -213,18 +228,11 @@ def score_all(
         frames = [r if tables is None else r[name] for r in results.values()]
         frames = [f for f in frames if f.height]
         written[name] = pl.concat(frames, how="vertical_relaxed") if frames else empty_frame
-    _write(storepulse, as_of, step, written, outcomes)
+    write_step(storepulse, as_of, step, written, outcomes)
     for outcome in outcomes:
         if outcome.status != STATUS_OK:
             context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
     return _score_run(as_of, release, written, outcomes, inputs, started)
-
-
-def _write(storepulse, as_of, step: str, frames: dict, outcomes: list[StoreOutcome]) -> None:
-    with storepulse.writer() as con:
-        for name, frame in frames.items():
-            replace_table(con, name, frame)
-        record_store_status(con, as_of, step, outcomes)
 
 
 def _score_run(as_of, release, frames: dict, outcomes, inputs, started: float) -> ScoreRun:

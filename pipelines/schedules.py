@@ -7,22 +7,30 @@ import dagster as dg
 from pipelines.jobs import nightly_scoring_job, weekly_training_job
 from storepulse import settings
 
-nightly_scoring_schedule = dg.ScheduleDefinition(
-    name="nightly_scoring_schedule",
-    job=nightly_scoring_job,
-    cron_schedule=settings.nightly_cron(),
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every night (02:00 UTC by default): ingest, score, then publish per store.",
-)
 
-weekly_training_schedule = dg.ScheduleDefinition(
-    name="weekly_training_schedule",
-    job=weekly_training_job,
-    cron_schedule=settings.weekly_cron(),
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Sundays 04:00 UTC by default: retrain, backtest and approve every model.",
+def _running_on_utc(name: str, job, cron: str, description: str) -> dg.ScheduleDefinition:
+    """Every schedule reads its cron as UTC and is on from the start."""
+    return dg.ScheduleDefinition(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+
+
+nightly_scoring_schedule = _running_on_utc(
+    "nightly_scoring_schedule",
+    nightly_scoring_job,
+    settings.nightly_cron(),
+    "Every night (02:00 UTC by default): ingest, score, then publish per store.",
+)
+weekly_training_schedule = _running_on_utc(
+    "weekly_training_schedule",
+    weekly_training_job,
+    settings.weekly_cron(),
+    "Sundays 04:00 UTC by default: retrain, backtest and approve every model.",
 )
 
 SCHEDULES = [nightly_scoring_schedule, weekly_training_schedule]

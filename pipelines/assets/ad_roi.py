@@ -15,7 +15,7 @@ the champion per store, records and reloads, like every other model.
 """
 
 import dataclasses
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -24,13 +24,14 @@ from pydantic import Field
 from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import settings as env_settings
@@ -76,12 +77,7 @@ class AdRoiConfig(dg.Config):
     )
 
     def settings(self) -> ad_roi_model.AdRoiSettings:
-        return ad_roi_model.AdRoiSettings(
-            seed=self.seed,
-            n_bootstrap=self.n_bootstrap,
-            plan_days=self.plan_days,
-            budget_bound=self.budget_bound,
-        )
+        return model_settings(self, ad_roi_model.AdRoiSettings)
 
 
 # --------------------------------------------------------------------------- spec
@@ -126,12 +122,6 @@ def _fingerprint(inputs: dict) -> str:
     return frame_fingerprint(inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"])
 
 
-def _window(inputs: dict, as_of: date) -> str:
-    revenue = inputs["daily_revenue"]
-    start = revenue["date"].min() if revenue.height else as_of
-    return f"{start}..{as_of - timedelta(days=1)}"
-
-
 def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
     if inputs["daily_revenue"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
@@ -171,7 +161,7 @@ def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
         artifact=model,
         overall=overall,
         per_store=per_store,
-        train_window=_window(inputs, as_of),
+        train_window=train_window(inputs["daily_revenue"]["date"], as_of),
         unavailable=unavailable,
         backtest_cutoff=None,
         card={
@@ -379,14 +369,23 @@ def score_store(
     return out
 
 
+def _mart_spec(key: dg.AssetKey, deps: list, description: str) -> dg.AssetSpec:
+    """One of the four marts ad_roi_marts writes in one pass."""
+    return dg.AssetSpec(
+        key,
+        group_name="ad_roi",
+        deps=deps,
+        kinds={"duckdb", "polars"},
+        owners=[OWNER],
+        description=description,
+    )
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
+        _mart_spec(
             CHANNEL_ROI,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, *STAGING_INPUTS],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per store x channel x period ('all' history, then calendar quarters): spend, "
                 "platform-reported ROAS, last-click ROAS (UTM), and from the store's champion "
@@ -398,12 +397,9 @@ def score_store(
                 "ROAS only."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             BUDGET_PLAN,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, CHANNEL_ROI],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per store x channel: the last plan_days' spend moved across channels (same "
                 "total, each within ±budget_bound) to maximise modelled revenue, with the "
@@ -413,12 +409,9 @@ def score_store(
                 "and the other media model agrees; otherwise spend is kept, with the reason."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             LIFT_PLAN,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, CHANNEL_ROI],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Per modelled store, the lift test worth running next: the channel whose "
                 "uncertainty most affects the budget decision, holdout share, duration, the "
@@ -427,12 +420,9 @@ def score_store(
                 "sentence a merchant can act on."
             ),
         ),
-        dg.AssetSpec(
+        _mart_spec(
             LIFT_TEST_RESULTS,
-            group_name="ad_roi",
             deps=[AD_ROI_MODEL, *STAGING_INPUTS],
-            kinds={"duckdb", "polars"},
-            owners=[OWNER],
             description=(
                 "Every lift test of a modelled store: measured lift and its widened standard "
                 "error, the model's lift over the same window before and after calibration, "
@@ -465,10 +455,8 @@ def ad_roi_marts(
             model, run.inputs["daily_revenue"].filter(pl.col("store_id").is_in(list(published))),
             run.inputs["daily_spend"], run.inputs["events"], end=run.as_of, method=published,
         )  # fmt: skip
-    yield dg.MaterializeResult(
-        asset_key=CHANNEL_ROI,
-        metadata={
-            **run.metadata(),
+    yield run.result(
+        {
             "dagster/row_count": roi.height,
             "roas_comparison": roas_comparison_plot(roi),
             "response_curves": response_curve_plot(curves),
@@ -476,7 +464,7 @@ def ad_roi_marts(
             "channels_where_models_disagree": int(roi["models_disagree"].fill_null(False).sum()),
             "channels_not_identified": int((roi["identified"] == False).sum()),  # noqa: E712
         },
-        check_results=[no_failure_result(run.outcomes)],
+        asset_key=CHANNEL_ROI,
     )
     yield dg.MaterializeResult(
         asset_key=BUDGET_PLAN,

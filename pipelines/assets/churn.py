@@ -21,13 +21,14 @@ from pydantic import Field
 
 from models import churn, clv
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs
@@ -89,18 +90,7 @@ class ChurnConfig(dg.Config):
     )
 
     def settings(self) -> churn.ChurnSettings:
-        return churn.ChurnSettings(
-            horizon_days=self.horizon_days,
-            cutoff_step_days=self.cutoff_step_days,
-            n_train_cutoffs=self.n_train_cutoffs,
-            high_risk_above=self.high_risk_above,
-            medium_risk_above=self.medium_risk_above,
-            active_window_days=self.active_window_days,
-            value_window_days=self.value_window_days,
-            calibration=self.calibration,
-            validation=self.validation,
-            validation_share=self.validation_share,
-        )
+        return model_settings(self, churn.ChurnSettings)
 
 
 class ClvConfig(dg.Config):
@@ -115,20 +105,10 @@ class ClvConfig(dg.Config):
     seed: int = Field(default=0, description="Seed for LightGBM (training is deterministic).")
 
     def settings(self) -> clv.ClvSettings:
-        return clv.ClvSettings(
-            horizon_days=self.horizon_days,
-            cutoff_step_days=self.cutoff_step_days,
-            n_train_cutoffs=self.n_train_cutoffs,
-            next_order_max_days=self.next_order_max_days,
-        )
+        return model_settings(self, clv.ClvSettings)
 
 
 # --------------------------------------------------------------------------- specs
-
-
-def _window(orders: pl.DataFrame, as_of: date) -> str:
-    start = orders["order_date"].min() if orders.height else as_of
-    return f"{start}..{as_of - timedelta(days=1)}"
 
 
 def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
@@ -147,11 +127,12 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
         for store, values in (found["store_metrics"] or {}).items():
             per_store.setdefault(store, {})[method] = _with_n(values)
     model = result.model
+    window = model.train_window if model else train_window(inputs["orders"]["order_date"], as_of)
     return Candidates(
         artifact=result.models,
         overall=overall,
         per_store=per_store,
-        train_window=model.train_window if model else _window(inputs["orders"], as_of),
+        train_window=window,
         unavailable=unavailable,
         backtest_cutoff=result.backtest.cutoff if result.backtest else None,
         card={
@@ -194,7 +175,7 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
         artifact=result.model,
         overall=overall,
         per_store=per_store,
-        train_window=_window(inputs["orders"], as_of),
+        train_window=train_window(inputs["orders"]["order_date"], as_of),
         unavailable=unavailable,
         backtest_cutoff=as_of - timedelta(days=90),
         run_metrics={"train_seconds": result.train_seconds},
@@ -350,13 +331,11 @@ def clv_scores(
         )
         .sort("store_id")
     )
-    return dg.MaterializeResult(
-        metadata={
-            **run.metadata(),
+    return run.result(
+        {
             "by_store": preview(by_store),
             "preview": preview(scores.sort("predicted_revenue_365d_usd", descending=True)),
-        },
-        check_results=[no_failure_result(run.outcomes)],
+        }
     )
 
 
@@ -413,16 +392,14 @@ def churn_scores(
         )
         .sort("risk_band")
     )
-    return dg.MaterializeResult(
-        metadata={
-            **run.metadata(),
+    return run.result(
+        {
             "risk_bands": preview(bands),
             "value_at_risk_usd": float(scores["value_at_risk_usd"].sum() or 0.0),
             "customers_per_second": round(scores.height / run.seconds) if run.seconds else None,
             "probability_histogram": _histogram(scores),
             "preview": preview(scores.sort("value_at_risk_usd", descending=True)),
-        },
-        check_results=[no_failure_result(run.outcomes)],
+        }
     )
 
 

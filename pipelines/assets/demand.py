@@ -14,13 +14,14 @@ from pydantic import Field
 
 from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
-    no_failure_result,
     score_all,
     train_result,
+    train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
@@ -63,13 +64,7 @@ class DemandConfig(dg.Config):
     )
 
     def settings(self) -> demand.DemandSettings:
-        return demand.DemandSettings(
-            horizon_days=self.horizon_days,
-            train_days=self.train_days,
-            num_boost_round=self.num_boost_round,
-            interval_coverage=self.interval_coverage,
-            sample_level=self.sample_level,
-        )
+        return model_settings(self, demand.DemandSettings)
 
 
 class ReorderConfig(dg.Config):
@@ -90,16 +85,14 @@ class ReorderConfig(dg.Config):
     )
 
     def settings(self) -> reorder.ReorderSettings:
-        return reorder.ReorderSettings(
+        return model_settings(
+            self,
+            reorder.ReorderSettings,
             service_level_by_class={
                 "A": self.service_level_a,
                 "B": self.service_level_b,
                 "C": self.service_level_c,
             },
-            order_cycle_days=self.order_cycle_days,
-            default_lead_time_days=self.default_lead_time_days,
-            aged_days=self.aged_days,
-            overstock_cover_days=self.overstock_cover_days,
         )
 
 
@@ -117,7 +110,7 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     found = demand.train_candidates(history, settings, seed=config.seed)
     seconds = round(time.perf_counter() - started, 2)
     notes = {**history.skipped_stores, **history.notes}
-    window = f"{history.daily['date'].min()}..{as_of - timedelta(days=1)}"
+    window = train_window(history.daily["date"], as_of)
     if found.training is None:
         return Candidates(found.artifact, found.overall, {}, window, found.unavailable,
                           store_notes=notes, run_metrics={"train_seconds": seconds})  # fmt: skip
@@ -258,8 +251,8 @@ def demand_forecast(
 
     run = score_all(
         context, SPEC, config, storepulse, run_settings,
-        step="demand", table="scores.demand_forecast", empty=_empty_forecast(),
-        score_one=forecast_store,
+        step="demand", table="scores.demand_forecast",
+        empty=pl.DataFrame(schema=FORECAST_SCHEMA), score_one=forecast_store,
     )  # fmt: skip
     table = run.scores
     by_store = (
@@ -272,18 +265,29 @@ def demand_forecast(
         )
         .sort("store_id")
     )
-    metadata = {**run.metadata(), "by_store": preview(by_store)}
+    metadata = {"by_store": preview(by_store)}
     if run.release is not None:
         metadata |= {
             "horizon_days": run.release.artifact.horizon_days,
             "history_and_forecast": _forecast_plot(table, run.inputs),
             "preview": preview(_rounded(table.drop("model_version", "as_of"))),
         }
-    return dg.MaterializeResult(metadata=metadata, check_results=[no_failure_result(run.outcomes)])
+    return run.result(metadata)
 
 
-FORECAST_COLUMNS = ("store_id", "sku", "date", "p10", "p50", "p90", "expected_units",
-                    "model_version", "as_of")  # fmt: skip
+# scores.demand_forecast, and the order forecast_store gives its columns.
+FORECAST_SCHEMA = {
+    "store_id": pl.String,
+    "sku": pl.String,
+    "date": pl.Date,
+    "p10": pl.Float64,
+    "p50": pl.Float64,
+    "p90": pl.Float64,
+    "expected_units": pl.Float64,
+    "model_version": pl.String,
+    "as_of": pl.Date,
+}
+FORECAST_COLUMNS = tuple(FORECAST_SCHEMA)
 
 
 @dg.asset(
@@ -387,22 +391,6 @@ def reorder_plan(
             "skipped_stores": metrics(skipped),
             "most_urgent": preview(_rounded(plan.drop("as_of")), rows=15),
             "abc_classes": metrics(dict(plan["abc_class"].value_counts().iter_rows())),
-        }
-    )
-
-
-def _empty_forecast() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "store_id": pl.String,
-            "sku": pl.String,
-            "date": pl.Date,
-            "p10": pl.Float64,
-            "p50": pl.Float64,
-            "p90": pl.Float64,
-            "expected_units": pl.Float64,
-            "model_version": pl.String,
-            "as_of": pl.Date,
         }
     )
 

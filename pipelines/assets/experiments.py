@@ -12,18 +12,13 @@ from pydantic import Field
 
 from models import experiments as experiment_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import failed, status_preview, write_step
 from storepulse.inputs import experiments as experiment_inputs
-from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    StoreOutcome,
-    record_store_status,
-    status_frame,
-)
-from storepulse.warehouse import query, replace_table
+from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
+from storepulse.publish import store_ids
 
 EXPERIMENT_READOUT = dg.AssetKey(["marts", "experiment_readout"])
 STEP = "experiments"
@@ -64,24 +59,7 @@ class ExperimentConfig(dg.Config):
     )
 
     def settings(self) -> experiment_model.ExperimentSettings:
-        return experiment_model.ExperimentSettings(
-            alpha=self.alpha,
-            power=self.power,
-            window_days=self.window_days,
-            default_window_days=self.default_window_days,
-            pre_period_days=self.pre_period_days,
-            srm_alpha=self.srm_alpha,
-        )
-
-
-def _stores(con) -> list[str]:
-    return sorted(
-        query(con, "select store_id from staging.stores union select store_id from staging.orders")[
-            "store_id"
-        ]
-        .drop_nulls()
-        .to_list()
-    )
+        return model_settings(self, experiment_model.ExperimentSettings)
 
 
 @dg.asset(
@@ -118,14 +96,10 @@ def experiment_readout(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"experiment config: {exc}") from exc
+    settings = validated_settings(config, "experiment config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        stores = _stores(con)
+        stores = store_ids(con)
         assignments = experiment_inputs.load_assignments(con, as_of)
         orders = experiment_inputs.load_orders(con, as_of)
         recent = experiment_inputs.load_recent_conversion(con, as_of, config.next_test_period_days)
@@ -160,9 +134,7 @@ def experiment_readout(
                 mine, orders.filter(pl.col("store_id") == store), as_of, settings
             )
         except Exception as exc:  # one store's problem never stops another's readout
-            outcomes.append(
-                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
-            )
+            outcomes.append(failed(store, STEP, exc))
             continue
         frames.append(frame)
         decided = frame.select("experiment_id", "experiment_decision").unique()
@@ -179,10 +151,8 @@ def experiment_readout(
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=experiment_model.READOUT_SCHEMA)
     plan_table = pl.DataFrame(plans, schema=PLAN_SCHEMA)
-    with storepulse.writer() as con:
-        rows = replace_table(con, "marts.experiment_readout", table)
-        replace_table(con, "marts.experiment_plan", plan_table)
-        record_store_status(con, as_of, STEP, outcomes)
+    tables = {"marts.experiment_readout": table, "marts.experiment_plan": plan_table}
+    rows = write_step(storepulse, as_of, STEP, tables, outcomes)["marts.experiment_readout"]
     primary = table.filter(pl.col("is_primary") & ~pl.col("is_control"))
     srm = (
         table.filter(pl.col("experiment_decision") == "srm")
@@ -193,7 +163,7 @@ def experiment_readout(
         metadata={
             "dagster/row_count": rows,
             "as_of": as_of.isoformat(),
-            "store_status": preview(status_frame(outcomes), rows=50),
+            "store_status": status_preview(outcomes),
             "primary_metric_readout": preview(
                 primary.select(
                     "store_id",

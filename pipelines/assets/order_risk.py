@@ -6,7 +6,6 @@ order with its risk score and reasons, records each store's outcome in
 ops.store_status (step "order_risk").
 """
 
-from dataclasses import fields
 from datetime import timedelta
 
 import dagster as dg
@@ -15,18 +14,12 @@ from pydantic import Field
 
 from models import order_risk as risk_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import failed, status_preview, write_step
 from storepulse.inputs import order_risk as risk_inputs
-from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    StoreOutcome,
-    record_store_status,
-    status_frame,
-)
-from storepulse.warehouse import replace_table
+from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
 
 ORDER_RISK = dg.AssetKey(["scores", "order_risk"])
 STEP = "order_risk"
@@ -66,9 +59,7 @@ class OrderRiskConfig(dg.Config):
     seed: int = Field(default=DEFAULTS.seed, description="IsolationForest seed.")
 
     def settings(self) -> risk_model.RiskSettings:
-        return risk_model.RiskSettings(
-            **{f.name: getattr(self, f.name) for f in fields(risk_model.RiskSettings)}
-        )
+        return model_settings(self, risk_model.RiskSettings)
 
 
 @dg.asset(
@@ -102,11 +93,7 @@ def order_risk(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"order risk config: {exc}") from exc
+    settings = validated_settings(config, "order risk config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         orders = risk_inputs.load_orders(con, as_of)
@@ -124,9 +111,7 @@ def order_risk(
                 mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings
             )
         except Exception as exc:  # one store's problem never stops another's scores
-            outcomes.append(
-                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
-            )
+            outcomes.append(failed(store, STEP, exc))
             continue
         if scored.is_empty():
             outcomes.append(
@@ -162,17 +147,15 @@ def order_risk(
             )  # fmt: skip
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=risk_model.SCORE_SCHEMA)
-    with storepulse.writer() as con:
-        rows = replace_table(con, "scores.order_risk", table)
-        record_store_status(con, as_of, STEP, outcomes)
+    written = write_step(storepulse, as_of, STEP, {"scores.order_risk": table}, outcomes)
     flagged = table.filter(pl.col("flagged"))
     without_reasons = flagged.filter(pl.col("flags").is_null() | (pl.col("flags") == "")).height
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": written["scores.order_risk"],
             "as_of": as_of.isoformat(),
             "model_version": risk_model.MODEL_VERSION,
-            "store_status": preview(status_frame(outcomes), rows=50),
+            "store_status": status_preview(outcomes),
             "flagged": metrics(
                 dict(flagged.group_by("store_id").len().sort("store_id").iter_rows())
             ),

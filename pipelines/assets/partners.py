@@ -11,18 +11,13 @@ from pydantic import Field
 
 from models import partners as partner_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
+from pipelines.store_steps import failed, status_preview, write_step
 from storepulse.inputs import partners as partner_inputs
-from storepulse.lifecycle import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    StoreOutcome,
-    record_store_status,
-    status_frame,
-)
-from storepulse.warehouse import query, replace_table
+from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
+from storepulse.publish import store_ids
 
 PARTNER_SCORECARD = dg.AssetKey(["marts", "partner_scorecard"])
 STEP = "partners"
@@ -61,24 +56,7 @@ class PartnerConfig(dg.Config):
     )
 
     def settings(self) -> partner_model.PartnerSettings:
-        return partner_model.PartnerSettings(
-            low_repeat_ratio=self.low_repeat_ratio,
-            min_customers=self.min_customers,
-            high_refund_ratio=self.high_refund_ratio,
-            min_orders=self.min_orders,
-            include_paid_channels=self.include_paid_channels,
-            credit_other_channels=self.credit_other_channels,
-        )
-
-
-def _stores(con) -> list[str]:
-    return sorted(
-        query(con, "select store_id from staging.stores union select store_id from staging.orders")[
-            "store_id"
-        ]
-        .drop_nulls()
-        .to_list()
-    )
+        return model_settings(self, partner_model.PartnerSettings)
 
 
 @dg.asset(
@@ -111,14 +89,10 @@ def partner_scorecard(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"partner scorecard config: {exc}") from exc
+    settings = validated_settings(config, "partner scorecard config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        stores = _stores(con)
+        stores = store_ids(con)
         orders = partner_inputs.load_orders(con, as_of)
         partners = partner_inputs.load_partners(con)
         ad_spend = partner_inputs.load_ad_spend(con, as_of)
@@ -131,9 +105,7 @@ def partner_scorecard(
                 store_orders, mine, as_of, ad_spend.filter(pl.col("store_id") == store), settings
             )
         except Exception as exc:  # one store's problem never stops another's scorecard
-            outcomes.append(
-                StoreOutcome(store, STEP, STATUS_FAILED, None, f"{type(exc).__name__}: {exc}")
-            )
+            outcomes.append(failed(store, STEP, exc))
             continue
         unlinked.append(card.unlinked_codes)
         if mine.is_empty():
@@ -171,10 +143,8 @@ def partner_scorecard(
         )
     table = pl.concat(frames) if frames else pl.DataFrame(schema=partner_model.SCORECARD_SCHEMA)
     codes = pl.concat(unlinked) if unlinked else pl.DataFrame(schema=partner_model.UNLINKED_SCHEMA)
-    with storepulse.writer() as con:
-        rows = replace_table(con, "marts.partner_scorecard", table)
-        replace_table(con, "marts.partner_unlinked_codes", codes)
-        record_store_status(con, as_of, STEP, outcomes)
+    tables = {"marts.partner_scorecard": table, "marts.partner_unlinked_codes": codes}
+    rows = write_step(storepulse, as_of, STEP, tables, outcomes)["marts.partner_scorecard"]
     overall = table.filter(pl.col("period") == "overall")
     scored_partners = set(overall.select("store_id", "partner_id").iter_rows())
     expected = {
@@ -187,7 +157,7 @@ def partner_scorecard(
         metadata={
             "dagster/row_count": rows,
             "as_of": as_of.isoformat(),
-            "store_status": preview(status_frame(outcomes), rows=50),
+            "store_status": status_preview(outcomes),
             "overall": preview(
                 overall.select(
                     "store_id",

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.assets.ad_roi import BUDGET_PLAN, CHANNEL_ROI, LIFT_PLAN, LIFT_TEST_RESULTS
+from pipelines.assets.churn import CHURN_SCORES
+from pipelines.assets.demand import DEMAND_FORECAST, REORDER_PLAN
+from pipelines.assets.experiments import EXPERIMENT_READOUT
+from pipelines.assets.marts import KPI_DAILY
+from pipelines.assets.order_risk import ORDER_RISK
+from pipelines.assets.partners import PARTNER_SCORECARD
+from pipelines.assets.segments import CUSTOMER_RFM
 from pipelines.assets.staging import PRIVACY_APPLIED
 from pipelines.metadata import OWNER, metrics, preview
 from pipelines.partitions import STORES
@@ -26,19 +34,19 @@ MAX_EXPORT_AGE = timedelta(hours=26)
 
 # The tables the exports read (DESIGN §4); each is optional for the publish code.
 PUBLISH_INPUTS = [
-    dg.AssetKey(["marts", "kpi_daily"]),
-    dg.AssetKey(["marts", "customer_rfm"]),
-    dg.AssetKey(["scores", "churn"]),
-    dg.AssetKey(["scores", "demand_forecast"]),
-    dg.AssetKey(["marts", "reorder_plan"]),
-    dg.AssetKey(["marts", "channel_roi"]),
-    dg.AssetKey(["marts", "budget_plan"]),
-    dg.AssetKey(["marts", "lift_plan"]),
-    dg.AssetKey(["marts", "lift_test_results"]),
+    KPI_DAILY,
+    CUSTOMER_RFM,
+    CHURN_SCORES,
+    DEMAND_FORECAST,
+    REORDER_PLAN,
+    CHANNEL_ROI,
+    BUDGET_PLAN,
+    LIFT_PLAN,
+    LIFT_TEST_RESULTS,
     # Growth levers (#17): partners.csv, experiments.csv, orders_to_review.csv.
-    dg.AssetKey(["marts", "partner_scorecard"]),
-    dg.AssetKey(["marts", "experiment_readout"]),
-    dg.AssetKey(["scores", "order_risk"]),
+    PARTNER_SCORECARD,
+    EXPERIMENT_READOUT,
+    ORDER_RISK,
     PRIVACY_APPLIED,
 ]
 

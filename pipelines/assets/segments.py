@@ -10,6 +10,7 @@ from pydantic import Field
 
 from models import rfm
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs import rfm as rfm_inputs
@@ -61,14 +62,9 @@ class RfmConfig(dg.Config):
     )
 
     def settings(self) -> rfm.RfmSettings:
-        return rfm.RfmSettings(
-            lookback_days=self.lookback_days,
-            f_weight=self.f_weight,
-            m_weight=self.m_weight,
-            new_within_days=self.new_within_days,
-            churned_after_days=self.churned_after_days,
-            high_value_usd=self.high_value_usd,
-            high_value_window_days=self.high_value_window_days,
+        return model_settings(
+            self,
+            rfm.RfmSettings,
             segment_grid=tuple(
                 (r.segment, r.r_min, r.r_max, r.fm_min, r.fm_max) for r in self.segment_grid
             ),
@@ -103,11 +99,7 @@ def customer_rfm(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    settings = config.settings()
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise dg.Failure(f"RFM config: {exc}") from exc
+    settings = validated_settings(config, "RFM config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         orders = rfm_inputs.load_orders(con, as_of)
