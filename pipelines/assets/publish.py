@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.assets.ad_roi import BUDGET_PLAN, CHANNEL_ROI, LIFT_PLAN, LIFT_TEST_RESULTS
-from pipelines.assets.churn import CHURN_SCORES
+from pipelines.assets.churn import CHURN_SCORES, CLV_SCORES
 from pipelines.assets.demand import DEMAND_FORECAST, REORDER_PLAN
 from pipelines.assets.experiments import EXPERIMENT_READOUT
 from pipelines.assets.marts import KPI_DAILY
@@ -37,6 +37,7 @@ PUBLISH_INPUTS = [
     KPI_DAILY,
     CUSTOMER_RFM,
     CHURN_SCORES,
+    CLV_SCORES,  # predicted value in scores.parquet and the Klaviyo properties
     DEMAND_FORECAST,
     REORDER_PLAN,
     CHANNEL_ROI,
