@@ -72,6 +72,7 @@ from models.churn_lightgbm import (
 from models.churn_reasons import REASON_OF_FEATURE, REASONS, reason_texts, top_reasons
 from models.explain import tree_contributions
 from models.risk import RiskSettings, assign_risk, value_at_risk
+from models.sampling import restrict, sample_customers
 
 __all__ = [
     "BGNBD_COLUMNS",
@@ -137,6 +138,9 @@ class ChurnSettings:
         are not stacked (None = horizon_days): they only show brand-new customers.
     active_window_days: ordered within this many days = plausibly active, the
         customers risk_score ranks (models.risk; 365).
+    max_train_customers: training and the backtest use at most about this many
+        customers, drawn per store (models.sampling; None = all). Memory then stays
+        bounded however many stores there are; scoring still covers every customer.
     """
 
     horizon_days: int = 90
@@ -162,6 +166,7 @@ class ChurnSettings:
     validation_share: float = 0.25
     min_median_tenure_days: int | None = None
     active_window_days: int = 365
+    max_train_customers: int | None = 150_000
 
 
 # ---------------------------------------------------------------------- prediction
@@ -420,6 +425,7 @@ class TrainingResult:
     data_fingerprint_frame: pl.DataFrame
     models: ChurnModels | None = None
     candidates: dict[str, dict] = field(default_factory=dict)
+    training_sample: str = ""  # what was trained on (models.sampling)
 
     @property
     def champion(self) -> str:
@@ -457,6 +463,9 @@ def train(
     settings = settings or ChurnSettings()
     started = time.perf_counter()
     horizon = timedelta(days=settings.horizon_days)
+    sample = sample_customers(orders, settings.max_train_customers, seed)
+    if sample.is_sample:
+        orders, customers = sample.orders, restrict(customers, sample.orders)
     cache = FeatureCache(orders, as_of, customers=customers, sessions=sessions, settings=settings)
     test_cutoff = backtest_cutoff(as_of, settings)
     needed = [test_cutoff, test_cutoff - horizon]
@@ -518,6 +527,7 @@ def train(
         data_fingerprint_frame=fingerprint_frame,
         models=models,
         candidates=candidates,
+        training_sample=sample.describe(),
     )
 
 

@@ -51,6 +51,7 @@ from models.clv_metrics import (
     learned_beats,
     value_metrics,
 )
+from models.sampling import restrict, sample_customers
 
 MODEL_NAME = "clv"
 
@@ -79,7 +80,9 @@ class ClvSettings:
     resolution_weeks: BG/NBD summaries are fitted at this resolution (1/7 = a day:
         exact for daily data, so the fit equals `lifetimes`').
     LightGBM: learning_rate, num_leaves, min_data_in_leaf, lambda_l2, max_rounds,
-    early_stopping_rounds, num_threads."""
+    early_stopping_rounds, num_threads.
+    max_train_customers: the booster and the backtest use at most about this many
+        customers, drawn per store (models.sampling; None = all); scoring covers all."""
 
     horizon_days: int = 90
     cutoff_step_days: int = 45
@@ -95,6 +98,7 @@ class ClvSettings:
     max_rounds: int = 400
     early_stopping_rounds: int = 30
     num_threads: int = 1
+    max_train_customers: int | None = 150_000
 
 
 # ------------------------------------------------------------------- BTYD summaries
@@ -357,6 +361,7 @@ class ClvTrainingResult:
     train_seconds: float
     data_fingerprint_frame: pl.DataFrame
     predictions: dict[int, pl.DataFrame] = field(default_factory=dict)
+    training_sample: str = ""  # what was trained on (models.sampling)
 
     @property
     def champion(self) -> str:
@@ -543,6 +548,9 @@ def fit(
     if settings.horizon_days not in (90, 365):
         raise ValueError(f"ClvSettings.horizon_days must be 90 or 365, got {settings.horizon_days}")
     started = time.perf_counter()
+    sample = sample_customers(orders, settings.max_train_customers, seed)
+    if sample.is_sample:
+        orders, customers = sample.orders, restrict(customers, sample.orders)
     data = _Data(orders, as_of, customers, sessions, settings)
     h = timedelta(days=settings.horizon_days)
     short_cutoff = as_of - h
@@ -604,6 +612,7 @@ def fit(
             "store_id", "customer_id", "order_id", "order_date"
         ),
         predictions=predictions,
+        training_sample=sample.describe(),
     )
 
 

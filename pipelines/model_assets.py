@@ -135,6 +135,11 @@ def train_result(
         "unavailable": metrics(release.unavailable),
         "train_window": card["train_window"],
     }
+    if card.get("training_sample"):
+        metadata["training_sample"] = card["training_sample"]
+    if card.get("memory_guard"):
+        context.log.warning(card["memory_guard"])
+        metadata["memory_guard"] = card["memory_guard"]
     metadata |= extra(release) if extra else {}
     return dg.MaterializeResult(
         metadata=metadata,

@@ -411,6 +411,8 @@ def release_for_scoring(
         log(f"{spec.name}: no approved version trained up to {as_of}: training one first.")
     release = train(warehouse, spec, as_of, settings, model_store)
     log(f"{spec.name}: {release.version}: {release.decision.summary}")
+    if release.card.get("memory_guard"):
+        log(release.card["memory_guard"])
     return release
 
 

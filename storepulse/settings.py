@@ -174,6 +174,30 @@ def duckdb_memory_limit(env: dict[str, str] | None = None) -> str:
     return value
 
 
+DEFAULT_MEMORY_BUDGET_SHARE = 0.75
+_SIZE_UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_budget_bytes(env: dict[str, str] | None = None) -> int:
+    """STOREPULSE_MEMORY_BUDGET: what one run may hold ('8GB', '75%'; default 75 % of
+    this machine's RAM). Training lowers its sample to stay within it (storepulse.memory)."""
+    value = (_env(env).get("STOREPULSE_MEMORY_BUDGET") or "").strip().upper()
+    if not value:
+        return int(DEFAULT_MEMORY_BUDGET_SHARE * physical_memory_bytes())
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", value):
+        return int(float(match.group(1)) / 100 * physical_memory_bytes())
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", value):
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    raise ValueError(
+        f"STOREPULSE_MEMORY_BUDGET={value!r} is not a size or a share; write it like 8GB or 75%"
+    )
+
+
 def duckdb_temp_directory(env: dict[str, str] | None = None) -> Path:
     """STOREPULSE_DUCKDB_TEMP_DIR: where DuckDB spills (default STOREPULSE_HOME/tmp/duckdb)."""
     env = _env(env)

@@ -13,6 +13,7 @@ only the loaders, the two specs and the assets' metadata.
   revenue x churn probability.
 """
 
+import dataclasses
 from datetime import date, timedelta
 
 import dagster as dg
@@ -39,6 +40,7 @@ from storepulse.lifecycle import (
     NothingToTrain,
     frame_fingerprint,
 )
+from storepulse.memory import training_allowance
 from storepulse.warehouse import query, table_exists
 
 CHURN_MODEL = dg.AssetKey(["models", "churn"])
@@ -82,6 +84,12 @@ class ChurnConfig(dg.Config):
         description="A more complex method must beat a simpler one's AUC by more than this "
         "(and be no worse on Brier) to become champion.",
     )
+    max_train_customers: int = Field(
+        default=150_000,
+        description="Train and backtest on at most about this many customers, drawn per store "
+        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
+        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
+    )
     seed: int = Field(default=42, description="Seed for LightGBM (training is deterministic).")
     explain_top_reasons: bool = Field(
         default=True,
@@ -102,6 +110,12 @@ class ClvConfig(dg.Config):
     next_order_max_days: int = Field(
         default=365, description="No expected next order date further away than this."
     )
+    max_train_customers: int = Field(
+        default=150_000,
+        description="Train and backtest on at most about this many customers, drawn per store "
+        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
+        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
+    )
     seed: int = Field(default=0, description="Seed for LightGBM (training is deterministic).")
 
     def settings(self) -> clv.ClvSettings:
@@ -114,9 +128,10 @@ class ClvConfig(dg.Config):
 def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
     if inputs["orders"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
+    settings, guard = _within_memory(config.settings(), inputs, CHURN_BYTES_PER_CUSTOMER, "churn")
     result = churn.train(
         inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=config.settings(), seed=config.seed, min_auc_gain=config.min_auc_gain,
+        settings=settings, seed=config.seed, min_auc_gain=config.min_auc_gain,
     )  # fmt: skip
     overall, per_store, unavailable = {}, {}, {}
     for method, found in result.candidates.items():
@@ -140,13 +155,31 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
             "categorical_features": list(churn.CATEGORICAL_FEATURES),
             "best_iteration": model.best_iteration if model else None,
             "feature_importance_gain": model.feature_importance if model else {},
+            "training_sample": result.training_sample,
+            "memory_guard": guard,
         },
         run_metrics={
             "train_seconds": result.train_seconds,
             "n_train_rows": model.n_train_rows if model else 0,
+            "training_sample": result.training_sample,
         },  # fmt: skip
         report=result,
     )
+
+
+# Peak memory per training customer (churn: features of ~26 cutoffs; CLV: ~14), measured
+# on medium seed 0 (docs/scaling.md); the memory guard divides the budget by it.
+CHURN_BYTES_PER_CUSTOMER = 12_000
+CLV_BYTES_PER_CUSTOMER = 11_000
+
+
+def _within_memory(settings, inputs: dict, per_customer: int, what: str):
+    """(settings with a training sample that fits the memory budget, the guard's note)."""
+    customers = inputs["orders"].select("store_id", "customer_id").n_unique()
+    allowance = training_allowance(settings.max_train_customers, customers, per_customer, what)
+    if allowance.note is None:
+        return settings, None
+    return dataclasses.replace(settings, max_train_customers=allowance.customers), allowance.note
 
 
 def _with_n(values: dict) -> dict:
@@ -156,9 +189,10 @@ def _with_n(values: dict) -> dict:
 def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
     if inputs["orders"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
+    settings, guard = _within_memory(config.settings(), inputs, CLV_BYTES_PER_CUSTOMER, "CLV")
     result = clv.fit(
         inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=config.settings(), seed=config.seed,
+        settings=settings, seed=config.seed,
     )  # fmt: skip
     unavailable = dict(result.model.unavailable)
     overall, per_store = {}, {}
@@ -178,7 +212,11 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
         train_window=train_window(inputs["orders"]["order_date"], as_of),
         unavailable=unavailable,
         backtest_cutoff=as_of - timedelta(days=90),
-        run_metrics={"train_seconds": result.train_seconds},
+        card={"training_sample": result.training_sample, "memory_guard": guard},
+        run_metrics={
+            "train_seconds": result.train_seconds,
+            "training_sample": result.training_sample,
+        },
         report=result,
     )
 

@@ -1,0 +1,80 @@
+"""A bounded training sample of customers, so training memory does not grow with
+the number of stores (issue #18).
+
+Global models (churn, customer value) stack every customer over several cutoffs:
+memory grows with the sum of all stores. Training on at most `max_customers`
+customers, drawn per store, bounds it; scoring still covers every customer, store
+by store. Under the cap the orders come back untouched, so small data trains
+exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+# A store keeps at least this many of its customers (or all of them), so a small
+# store is still in the training set and its own backtest can choose its champion.
+MIN_PER_STORE = 2_000
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """What was trained on: the orders kept, and how many customers of how many."""
+
+    orders: pl.DataFrame
+    customers: int  # customers with an order in the data
+    sampled: int  # customers kept (== customers when under the cap)
+
+    @property
+    def is_sample(self) -> bool:
+        return self.sampled < self.customers
+
+    def describe(self) -> str:
+        if not self.is_sample:
+            return f"all {self.customers:,} customers"
+        return (
+            f"a sample of {self.sampled:,} of {self.customers:,} customers "
+            f"({self.sampled / self.customers:.0%}, drawn per store)"
+        )
+
+
+def sample_customers(
+    orders: pl.DataFrame,
+    max_customers: int | None,
+    seed: int,
+    min_per_store: int | None = None,
+) -> TrainingSample:
+    """The orders of at most about `max_customers` customers (None or 0: all).
+
+    Each store keeps the same share of its customers, but at least
+    min(its customers, min_per_store); which customers is a seeded random draw per
+    store, so the sample is deterministic. Every order of a kept customer is kept."""
+    keys = orders.select("store_id", "customer_id").unique().sort("store_id", "customer_id")
+    total = keys.height
+    if not max_customers or total <= max_customers:
+        return TrainingSample(orders, total, total)
+    min_per_store = MIN_PER_STORE if min_per_store is None else min_per_store
+    share = max_customers / total
+    draw = np.random.default_rng(seed).random(total)
+    ranked = keys.with_columns(draw=pl.Series(draw)).with_columns(
+        rank=pl.col("draw").rank("ordinal").over("store_id"),
+        n=pl.len().over("store_id"),
+    )
+    quota = pl.max_horizontal(
+        pl.min_horizontal(pl.col("n"), pl.lit(min_per_store)),
+        (pl.col("n") * share).ceil().cast(pl.UInt32),
+    )
+    kept = ranked.filter(pl.col("rank") <= quota).select("store_id", "customer_id")
+    sampled = orders.join(kept, on=["store_id", "customer_id"], how="semi", maintain_order="left")
+    return TrainingSample(sampled, total, kept.height)
+
+
+def restrict(frame: pl.DataFrame | None, orders: pl.DataFrame) -> pl.DataFrame | None:
+    """`frame` (e.g. customers) limited to the customers of `orders`."""
+    if frame is None or "customer_id" not in frame.columns:
+        return frame
+    keys = orders.select("store_id", "customer_id").unique()
+    return frame.join(keys, on=["store_id", "customer_id"], how="semi", maintain_order="left")

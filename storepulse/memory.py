@@ -1,0 +1,56 @@
+"""The memory guard (issue #18): a run that would outgrow its budget lowers its
+training sample and says so, instead of being killed by the kernel.
+
+Training memory of the global models grows with the customers they stack over
+cutoffs; what one training customer costs was measured (docs/scaling.md) and is
+given by the caller. Scoring runs store by store and needs no guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storepulse import settings
+
+# Below this the learned model would not be worth training; the guard never asks for less.
+MIN_TRAINING_CUSTOMERS = 20_000
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class Allowance:
+    customers: int | None  # the training sample to use (None = all)
+    note: str | None  # set when the guard lowered it: what and why, for people
+
+
+def training_allowance(
+    requested: int | None,
+    customers: int,
+    bytes_per_customer: int,
+    what: str,
+    budget: int | None = None,
+) -> Allowance:
+    """The training sample that fits the memory budget (STOREPULSE_MEMORY_BUDGET).
+
+    requested: the configured cap (None or 0 = all `customers`)."""
+    budget = settings.memory_budget_bytes() if budget is None else budget
+    wanted = min(requested or customers, customers)
+    fits = max(int((budget - rss_bytes()) // bytes_per_customer), MIN_TRAINING_CUSTOMERS)
+    if fits >= wanted:
+        return Allowance(requested or None, None)
+    return Allowance(
+        fits,
+        f"{what}: training sample lowered from {wanted:,} to {fits:,} customers to stay "
+        f"within the memory budget of {budget / 1e9:.1f} GB (STOREPULSE_MEMORY_BUDGET; about "
+        f"{bytes_per_customer / 1e3:.0f} kB per training customer)",
+    )
