@@ -87,6 +87,7 @@ from models.demand_features import (
     with_origin,
 )
 from models.demand_history import SERIES_KEY, DemandHistory, prepare_history
+from models.sampling import sample_keys
 
 __all__ = ["CATEGORICAL", "FEATURES", "SERIES_KEY", "DemandHistory", "prepare_history"]
 
@@ -133,6 +134,10 @@ class DemandSettings:
     # Training rows whose series level at the origin is below sample_level x the mean
     # level of all training rows are importance-sampled (see sample_rows); 0 keeps all.
     sample_level: float = 1.5
+    # The global model trains and is backtested on at most about this many store x SKU
+    # series, drawn per store (models.sampling; None = all): memory stays bounded however
+    # many stores there are. Every series is still forecast.
+    max_train_series: int | None = 8_000
     features: tuple[str, ...] | None = None  # None: FEATURES
     lgbm_params: dict = field(default_factory=lambda: dict(LGBM_PARAMS))
 
@@ -679,6 +684,7 @@ class DemandCandidates:
     per_store: dict[str, dict[str, dict]]
     unavailable: dict[str, str]
     training: DemandTraining | None  # None when LightGBM could not be trained
+    training_sample: str = ""  # the series trained and backtested on
 
 
 def history_for_store(history: DemandHistory, store_id: str) -> DemandHistory:
@@ -693,6 +699,21 @@ def history_for_store(history: DemandHistory, store_id: str) -> DemandHistory:
     )
 
 
+# A store keeps at least this many of its series (or all) in a training sample.
+MIN_SERIES_PER_STORE = 50
+
+
+def history_for_series(history: DemandHistory, keys: pl.DataFrame) -> DemandHistory:
+    """The part of a history of the given (store_id, sku) series."""
+    return DemandHistory(
+        daily=history.daily.join(keys, on=SERIES_KEY, how="semi", maintain_order="left"),
+        series=history.series.join(keys, on=SERIES_KEY, how="semi", maintain_order="left"),
+        as_of=history.as_of,
+        skipped_stores=history.skipped_stores,
+        notes=history.notes,
+    )
+
+
 def train_candidates(
     history: DemandHistory, config: DemandSettings | None = None, seed: int = 0
 ) -> DemandCandidates:
@@ -700,6 +721,13 @@ def train_candidates(
     too little history for LightGBM (or for any backtest), the baselines still forecast
     (unevaluated) and LightGBM is listed as unavailable with the reason."""
     config = config or DemandSettings()
+    keys, total = sample_keys(
+        history.series, "sku", config.max_train_series, seed, MIN_SERIES_PER_STORE
+    )
+    sample = f"all {total:,} series"
+    if keys is not None:
+        history = history_for_series(history, keys)
+        sample = f"a sample of {keys.height:,} of {total:,} series (drawn per store)"
     try:
         training = train(history, config, seed)
     except ValueError as exc:
@@ -710,6 +738,7 @@ def train_candidates(
             {},
             {LEARNED: reason},
             None,
+            sample,
         )
     bt = training.backtest
     overall = {LEARNED: {**bt.metrics, "n": bt.metrics["days"]}}
@@ -719,4 +748,4 @@ def train_candidates(
         metrics = {k: v for k, v in row.items() if k not in ("store_id", "method")}
         per_store.setdefault(row["store_id"], {})[row["method"]] = {**metrics, "n": row["days"]}
     artifact = DemandArtifact(training.model, bt.baseline_intervals, config.horizon_days)
-    return DemandCandidates(artifact, overall, per_store, {}, training)
+    return DemandCandidates(artifact, overall, per_store, {}, training, sample)

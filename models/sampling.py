@@ -52,12 +52,28 @@ def sample_customers(
     Each store keeps the same share of its customers, but at least
     min(its customers, min_per_store); which customers is a seeded random draw per
     store, so the sample is deterministic. Every order of a kept customer is kept."""
-    keys = orders.select("store_id", "customer_id").unique().sort("store_id", "customer_id")
-    total = keys.height
-    if not max_customers or total <= max_customers:
+    kept, total = sample_keys(orders, "customer_id", max_customers, seed, min_per_store)
+    if kept is None:
         return TrainingSample(orders, total, total)
+    sampled = orders.join(kept, on=["store_id", "customer_id"], how="semi", maintain_order="left")
+    return TrainingSample(sampled, total, kept.height)
+
+
+def sample_keys(
+    frame: pl.DataFrame,
+    key: str,
+    max_keys: int | None,
+    seed: int,
+    min_per_store: int | None = None,
+) -> tuple[pl.DataFrame | None, int]:
+    """(store_id, key) pairs drawn per store, at most about `max_keys` of them, and how
+    many there are; None instead of the pairs when all are kept (under the cap)."""
+    keys = frame.select("store_id", key).unique().sort("store_id", key)
+    total = keys.height
+    if not max_keys or total <= max_keys:
+        return None, total
     min_per_store = MIN_PER_STORE if min_per_store is None else min_per_store
-    share = max_customers / total
+    share = max_keys / total
     draw = np.random.default_rng(seed).random(total)
     ranked = keys.with_columns(draw=pl.Series(draw)).with_columns(
         rank=pl.col("draw").rank("ordinal").over("store_id"),
@@ -67,9 +83,7 @@ def sample_customers(
         pl.min_horizontal(pl.col("n"), pl.lit(min_per_store)),
         (pl.col("n") * share).ceil().cast(pl.UInt32),
     )
-    kept = ranked.filter(pl.col("rank") <= quota).select("store_id", "customer_id")
-    sampled = orders.join(kept, on=["store_id", "customer_id"], how="semi", maintain_order="left")
-    return TrainingSample(sampled, total, kept.height)
+    return ranked.filter(pl.col("rank") <= quota).select("store_id", key), total
 
 
 def restrict(frame: pl.DataFrame | None, orders: pl.DataFrame) -> pl.DataFrame | None:

@@ -63,6 +63,7 @@ def tiny_inputs(tiny_sample, tmp_path_factory):
 
     from storepulse.ingest import ingest_landing
     from storepulse.inputs.churn import load_inputs
+    from storepulse.inputs.demand import load_history
     from storepulse.warehouse import Warehouse, scalar
 
     root = tmp_path_factory.mktemp("training_sample")
@@ -70,11 +71,11 @@ def tiny_inputs(tiny_sample, tmp_path_factory):
     with Warehouse(root / "warehouse.duckdb").writer() as con:
         ingest_landing(con, root / "landing")
         as_of = scalar(con, "select max(order_date) + 1 from staging.orders")
-        return load_inputs(con, as_of), as_of
+        return load_inputs(con, as_of), as_of, load_history(con, as_of)
 
 
 def test_churn_trains_on_the_sample_and_says_so(tiny_inputs, monkeypatch):
-    inputs, as_of = tiny_inputs
+    inputs, as_of, _ = tiny_inputs
     orders = inputs["orders"]
     customers = orders.select("store_id", "customer_id").n_unique()
     full = churn.train(orders, as_of, seed=1)
@@ -113,3 +114,22 @@ def test_the_memory_budget_reads_sizes_and_shares():
     assert settings.memory_budget_bytes({"STOREPULSE_MEMORY_BUDGET": "50%"}) == int(0.5 * ram)
     with pytest.raises(ValueError, match="write it like 8GB or 75%"):
         settings.memory_budget_bytes({"STOREPULSE_MEMORY_BUDGET": "lots"})
+
+
+def test_demand_trains_on_a_sample_of_series_and_still_forecasts_every_series(
+    tiny_inputs, monkeypatch
+):
+    from models import demand
+
+    monkeypatch.setattr(demand, "MIN_SERIES_PER_STORE", 0)
+    _, _, history = tiny_inputs
+    series = history.series.height
+    settings = demand.DemandSettings(num_boost_round=30, max_train_series=series // 2)
+    found = demand.train_candidates(history, settings, seed=0)
+    kept = int(found.training_sample.split()[3].replace(",", ""))
+    assert series // 2 <= kept <= series // 2 + 2
+    assert found.training_sample.endswith(f"of {series:,} series (drawn per store)")
+    forecast = found.artifact.forecast(history, demand.LEARNED)
+    assert forecast.select("store_id", "sku").n_unique() == series
+    full = demand.train_candidates(history, demand.DemandSettings(num_boost_round=30), seed=0)
+    assert full.training_sample == f"all {series:,} series"

@@ -59,6 +59,12 @@ class DemandConfig(dg.Config):
         description="Training rows of series below this multiple of the mean level are "
         "importance-sampled (faster training, same expected loss); 0 keeps every row.",
     )
+    max_train_series: int = Field(
+        default=8_000,
+        description="Train and backtest the global model on at most about this many store x "
+        "SKU series, drawn per store (0 = all); memory stays bounded, every series is still "
+        "forecast.",
+    )
     seed: int = Field(
         default=0, description="Seed for LightGBM, horizon and training-row sampling."
     )
@@ -131,6 +137,7 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
             "num_boost_round": settings.num_boost_round,
             "interval": training.model.interval.__dict__,
             "feature_importance_gain": dict(training.model.feature_importance().iter_rows()),
+            "training_sample": found.training_sample,
         },
         report=(bt, history),
         run_metrics={
