@@ -28,6 +28,16 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB
 
 
+def _timed(row: dict, model: str, train):
+    """Run `train`, noting its seconds, what it trained on and the peak memory so far."""
+    started = time.perf_counter()
+    result = train()
+    row[f"{model}_train_seconds"] = round(time.perf_counter() - started, 1)
+    row[f"{model}_sample"] = result.training_sample
+    row[f"{model}_peak_gb"] = round(_peak_gb(), 2)
+    return result
+
+
 def _one_cap(warehouse: str, cap: int, out: mp.Queue) -> None:
     from models import churn, clv
     from storepulse.inputs.churn import load_inputs
@@ -40,13 +50,10 @@ def _one_cap(warehouse: str, cap: int, out: mp.Queue) -> None:
     loaded = _peak_gb()
     row = {"cap": cap or "all", "customers": orders.select("store_id", "customer_id").n_unique()}
 
-    started = time.perf_counter()
     settings = churn.ChurnSettings(max_train_customers=cap or None)
-    trained = churn.train(orders, as_of, customers=customers, sessions=sessions,
-                          settings=settings, seed=42)  # fmt: skip
-    row["churn_train_seconds"] = round(time.perf_counter() - started, 1)
-    row["churn_sample"] = trained.training_sample
-    row["churn_peak_gb"] = round(_peak_gb(), 2)
+    trained = _timed(row, "churn", lambda: churn.train(
+        orders, as_of, customers=customers, sessions=sessions, settings=settings, seed=42
+    ))  # fmt: skip
     full = churn.FeatureCache(orders, as_of, customers=customers, sessions=sessions,
                               settings=settings)  # fmt: skip
     test_cutoff = churn.backtest_cutoff(as_of, settings)
@@ -57,13 +64,10 @@ def _one_cap(warehouse: str, cap: int, out: mp.Queue) -> None:
         row[f"churn_{method}_brier"] = metrics.get("brier")
     del trained, full, judged
 
-    started = time.perf_counter()
     clv_settings = clv.ClvSettings(max_train_customers=cap or None)
-    fitted = clv.fit(orders, as_of, customers=customers, sessions=sessions,
-                     settings=clv_settings, seed=0)  # fmt: skip
-    row["clv_train_seconds"] = round(time.perf_counter() - started, 1)
-    row["clv_sample"] = fitted.training_sample
-    row["clv_peak_gb"] = round(_peak_gb(), 2)
+    _timed(row, "clv", lambda: clv.fit(
+        orders, as_of, customers=customers, sessions=sessions, settings=clv_settings, seed=0
+    ))  # fmt: skip
     # The backtest booster of that sample, judged on every customer's holdout.
     from models.sampling import sample_customers
 
