@@ -36,34 +36,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmarks.sample_cache import generate_and_ingest
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def prepare(seed: int, cache: Path, scale: str = "small") -> tuple[Path, Path]:
-    """(landing folder with _truth/, warehouse file), generated and ingested once."""
-    from storepulse.ingest import ingest_landing
-    from storepulse.sample_data import generate
-    from storepulse.warehouse import Warehouse
-
-    root = cache / f"{scale}-seed{seed}"
-    landing = root / "landing"
-    if not (landing / "_truth" / "channels.csv").exists():
-        if landing.exists():
-            shutil.rmtree(landing)
-        generate(landing, scale=scale, seed=seed, progress=False)
-    warehouse = root / "ingest.duckdb"
-    if not warehouse.exists():
-        # ingest reads a landing folder without the truth, as the pipeline would see it
-        staged = root / "staged-landing"
-        if staged.exists():
-            shutil.rmtree(staged)
-        shutil.copytree(landing, staged, ignore=shutil.ignore_patterns("_truth"))
-        partial = root / "ingest.partial.duckdb"
-        partial.unlink(missing_ok=True)
-        with Warehouse(partial).writer() as con:
-            ingest_landing(con, staged)
-        partial.rename(warehouse)
-    return landing, warehouse
 
 
 def load(warehouse: Path) -> tuple[dict, object]:
@@ -211,7 +186,7 @@ def evaluate_small(
     from pipelines.assets.ad_roi import AdRoiConfig
     from storepulse.sample_data import load_truth
 
-    landing, warehouse = prepare(seed, cache, scale)
+    landing, warehouse = generate_and_ingest(seed, cache, scale, "channels.csv")
     truth = load_truth(landing)
     inputs, as_of = load(warehouse)
     settings = AdRoiConfig() if n_bootstrap is None else AdRoiConfig(n_bootstrap=n_bootstrap)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import polars as pl
 
+from benchmarks.sample_cache import generate_and_ingest
+
 
 @dataclass
 class SeedResult:
@@ -51,25 +53,6 @@ class SeedResult:
     partners: pl.DataFrame | None = None
     stores: pl.DataFrame | None = None
     risk: pl.DataFrame | None = None
-
-
-def prepare(seed: int, cache: Path, scale: str) -> tuple[Path, Path]:
-    """(landing folder with _truth/, warehouse file), generated and ingested once."""
-    from storepulse.ingest import ingest_landing
-    from storepulse.sample_data import generate
-    from storepulse.warehouse import Warehouse
-
-    root = cache / f"{scale}-seed{seed}"
-    landing = root / "landing"
-    if not (landing / "_truth" / "risky_orders.csv").exists():
-        if root.exists():
-            shutil.rmtree(root)
-        generate(landing, scale=scale, seed=seed, progress=False)
-    warehouse = root / "ingest.duckdb"
-    if not warehouse.exists():
-        with Warehouse(warehouse).writer() as con:
-            ingest_landing(con, landing)
-    return landing, warehouse
 
 
 def quarantined_by_design(landing: Path, dirt: pl.DataFrame) -> set[str]:
@@ -91,7 +74,7 @@ def evaluate_seed(seed: int, cache: Path, scale: str) -> SeedResult:
 
     result = SeedResult(seed)
     started = time.perf_counter()
-    landing, warehouse = prepare(seed, cache, scale)
+    landing, warehouse = generate_and_ingest(seed, cache, scale, "risky_orders.csv")
     result.seconds["generate_and_ingest"] = time.perf_counter() - started
     truth = load_truth(landing)
     with Warehouse(warehouse).reader() as con:

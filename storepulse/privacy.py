@@ -35,7 +35,7 @@ import duckdb
 import polars as pl
 
 from storepulse.ingest.normalise import email_sha256, safe_store_id
-from storepulse.warehouse import query, quote_ident, table_exists, transaction
+from storepulse.warehouse import append_rows, query, quote_ident, table_exists, transaction
 
 ERASED_SCHEMAS = ("raw", "staging", "marts", "scores", "quarantine")
 JSON_VALUE = "e.value ->> '$'"  # a json_each value as text
@@ -230,13 +230,7 @@ def _import_staged_requests(con: duckdb.DuckDBPyConnection, now: datetime) -> in
         pl.lit("delete").alias("kind"),
         pl.lit(0, dtype=pl.Int64).alias("rows_deleted"),
     )
-    cols = ", ".join(new.columns)
-    con.register("_sp_new", new.to_arrow())
-    try:
-        con.execute(f"insert into ops.privacy_log ({cols}) select {cols} from _sp_new")
-    finally:
-        con.unregister("_sp_new")
-    return new.height
+    return append_rows(con, "ops.privacy_log", new)
 
 
 def _known_ids(requests: pl.DataFrame) -> pl.DataFrame:

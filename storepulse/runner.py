@@ -80,14 +80,7 @@ def run_job(
 
     job = defs.resolve_job_def(name)
     selection = [dg.AssetKey(s.split("/")) for s in select] if select else None
-    outcome = job.execute_in_process(
-        instance=instance,
-        run_config=run_config(as_of),
-        asset_selection=selection,
-        raise_on_error=False,
-        tags={"storepulse/trigger": "cli"},
-    )
-    result.run_ids.append(outcome.run_id)
+    outcome = _execute(job, instance, as_of, result, asset_selection=selection)
     if not outcome.success:
         result.success = False
         result.failures += _failures(outcome)
@@ -99,6 +92,21 @@ def run_job(
     _store_outcomes(result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _execute(job, instance, as_of: date | None, result: RunResult, **target):
+    """Run `job` in-process the way the CLI runs every job (its run config and trigger
+    tag, failures returned rather than raised) and record the run id in `result`.
+    `target`: asset_selection or partition_key."""
+    outcome = job.execute_in_process(
+        instance=instance,
+        run_config=run_config(as_of),
+        raise_on_error=False,
+        tags={"storepulse/trigger": "cli"},
+        **target,
+    )
+    result.run_ids.append(outcome.run_id)
+    return outcome
 
 
 def run_nightly(
@@ -179,14 +187,7 @@ def _publish_each_store(defs, instance, as_of, result: RunResult) -> list[str]:
     job = defs.resolve_job_def("publish_store")
     published, outcomes = [], []
     for store_id in stores:
-        outcome = job.execute_in_process(
-            instance=instance,
-            run_config=run_config(as_of),
-            partition_key=store_id,
-            raise_on_error=False,
-            tags={"storepulse/trigger": "cli"},
-        )
-        result.run_ids.append(outcome.run_id)
+        outcome = _execute(job, instance, as_of, result, partition_key=store_id)
         if outcome.success:
             published.append(store_id)
             outcomes.append(StoreOutcome(store_id, "publish", "ok", None,

@@ -122,16 +122,18 @@ MODEL_TABLES: dict[str, tuple[str, ...]] = {
     **GROWTH_TABLES,
 }
 
-CUSTOMER_COLUMNS = (
-    "customer_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "country",
-    "accepts_email_marketing",
-    "ad_personalization_consent",
-)
+# Contact details and consent read from staging.customers (consent flags are booleans).
+CUSTOMER_SCHEMA: dict[str, type[pl.DataType]] = {
+    "customer_id": pl.String,
+    "email": pl.String,
+    "phone": pl.String,
+    "first_name": pl.String,
+    "last_name": pl.String,
+    "country": pl.String,
+    "accepts_email_marketing": pl.Boolean,
+    "ad_personalization_consent": pl.Boolean,
+}
+CUSTOMER_COLUMNS = tuple(CUSTOMER_SCHEMA)
 
 # Churn band that DESIGN §5 calls high (risk_score > 80).
 HIGH_RISK_SCORE = 80
@@ -310,27 +312,15 @@ def _latest_churn(frame: pl.DataFrame, as_of: date) -> pl.DataFrame:
 
 
 def _customers(con: duckdb.DuckDBPyConnection, store_id: str) -> pl.DataFrame:
-    empty = pl.DataFrame(
-        schema={
-            "customer_id": pl.String,
-            "email": pl.String,
-            "phone": pl.String,
-            "first_name": pl.String,
-            "last_name": pl.String,
-            "country": pl.String,
-            "accepts_email_marketing": pl.Boolean,
-            "ad_personalization_consent": pl.Boolean,
-        }
-    )
     if not table_exists(con, "staging.customers"):
-        return empty
+        return pl.DataFrame(schema=CUSTOMER_SCHEMA)
     present = _columns(con, "staging.customers")
-    select = ", ".join(
-        f'cast("{c}" as {"boolean" if c.startswith(("accepts", "ad_")) else "varchar"}) as "{c}"'
-        if c in present
-        else f'cast(null as {"boolean" if c.startswith(("accepts", "ad_")) else "varchar"}) as "{c}"'
-        for c in CUSTOMER_COLUMNS
-    )
+    casts = []
+    for column, dtype in CUSTOMER_SCHEMA.items():
+        source = f'"{column}"' if column in present else "null"
+        sql_type = "boolean" if dtype == pl.Boolean else "varchar"
+        casts.append(f'cast({source} as {sql_type}) as "{column}"')
+    select = ", ".join(casts)
     return query(
         con,
         f"select {select} from staging.customers where cast(store_id as varchar) = ?",
@@ -378,68 +368,35 @@ def audience(data: StoreData) -> pl.DataFrame:
     no consent. predicted_clv_usd and expected_next_order_date come from scores.clv
     (the predicted net revenue of the next 365 days, models/clv.py).
     """
-    rfm = data.table("marts.customer_rfm")
-    churn = data.table("scores.churn")
-    frames = []
-    if rfm.usable:
-        frames.append(
-            rfm.frame.select(
-                pl.col("customer_id").cast(pl.String),
-                pl.col("segment").cast(pl.String),
-                pl.col("lifecycle_stage").cast(pl.String),
-                pl.col("monetary_usd").cast(pl.Float64),
-                pl.col("m_score").cast(pl.Float64),
-            )
-        )
-    base = (
-        frames[0]
-        if frames
-        else pl.DataFrame(
-            schema={
-                "customer_id": pl.String,
-                "segment": pl.String,
-                "lifecycle_stage": pl.String,
-                "monetary_usd": pl.Float64,
-                "m_score": pl.Float64,
-            }
-        )
+    base = _cast_columns(
+        data.table("marts.customer_rfm"),
+        {
+            "customer_id": pl.String,
+            "segment": pl.String,
+            "lifecycle_stage": pl.String,
+            "monetary_usd": pl.Float64,
+            "m_score": pl.Float64,
+        },
     )
-    churn_frame = (
-        churn.frame.select(
-            pl.col("customer_id").cast(pl.String),
-            pl.col("churn_probability").cast(pl.Float64),
-            pl.col("risk_score").cast(pl.Float64),
-            pl.col("risk_band").cast(pl.String),
-            pl.col("value_at_risk_usd").cast(pl.Float64),
-        )
-        if churn.usable
-        else pl.DataFrame(
-            schema={
-                "customer_id": pl.String,
-                "churn_probability": pl.Float64,
-                "risk_score": pl.Float64,
-                "risk_band": pl.String,
-                "value_at_risk_usd": pl.Float64,
-            }
-        )
+    churn_frame = _cast_columns(
+        data.table("scores.churn"),
+        {
+            "customer_id": pl.String,
+            "churn_probability": pl.Float64,
+            "risk_score": pl.Float64,
+            "risk_band": pl.String,
+            "value_at_risk_usd": pl.Float64,
+        },
     )
     joined = base.join(churn_frame, on="customer_id", how="full", coalesce=True)
-    value = data.table("scores.clv")
-    value_frame = (
-        value.frame.select(
-            pl.col("customer_id").cast(pl.String),
-            pl.col("predicted_revenue_365d_usd").cast(pl.Float64).alias("predicted_clv_usd"),
-            pl.col("expected_next_order_date").cast(pl.Date),
-        )
-        if value.usable
-        else pl.DataFrame(
-            schema={
-                "customer_id": pl.String,
-                "predicted_clv_usd": pl.Float64,
-                "expected_next_order_date": pl.Date,
-            }
-        )
-    )
+    value_frame = _cast_columns(
+        data.table("scores.clv"),
+        {
+            "customer_id": pl.String,
+            "predicted_revenue_365d_usd": pl.Float64,
+            "expected_next_order_date": pl.Date,
+        },
+    ).rename({"predicted_revenue_365d_usd": "predicted_clv_usd"})
     joined = joined.join(value_frame, on="customer_id", how="left")
     customers = data.customers
     by_id = joined.join(customers, on="customer_id", how="left", maintain_order="left")
@@ -456,6 +413,14 @@ def audience(data: StoreData) -> pl.DataFrame:
     contact = [c for c in CUSTOMER_COLUMNS if c != "customer_id"]
     out = by_id.with_columns(pl.col(c).fill_null(fallback[c]) for c in contact)
     return out.with_columns(pl.lit(data.store_id).alias("store_id")).sort("customer_id")
+
+
+def _cast_columns(table: StoreTable, schema: dict[str, type[pl.DataType]]) -> pl.DataFrame:
+    """The table's `schema` columns cast to their types, or no rows of that schema when
+    the table is not usable (not built, empty, or missing a column)."""
+    if not table.usable:
+        return pl.DataFrame(schema=schema)
+    return table.frame.select([pl.col(c).cast(dtype) for c, dtype in schema.items()])
 
 
 def win_back_list(audience_frame: pl.DataFrame) -> pl.DataFrame:

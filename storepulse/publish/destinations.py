@@ -14,18 +14,13 @@ import unicodedata
 import polars as pl
 
 from storepulse.ingest.normalise import normalise_email
+from storepulse.publish.data import CUSTOMER_COLUMNS
 
-# Columns the audience frame carries (built by storepulse.publish.data).
+# Columns the audience frame carries (built by storepulse.publish.data): the customer's
+# contact details and consent from staging.customers, then the model columns.
 AUDIENCE_COLUMNS = (
     "store_id",
-    "customer_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "country",
-    "accepts_email_marketing",
-    "ad_personalization_consent",
+    *CUSTOMER_COLUMNS,
     "segment",
     "lifecycle_stage",
     "risk_score",

@@ -6,6 +6,7 @@ Google's title lines, are not counted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,26 @@ def _pick(
     return np.sort(rng.choice(pool, k, replace=False)) if k else np.array([], dtype=np.int64)
 
 
+def _replace_values(
+    frame: pl.DataFrame,
+    column: str,
+    rows: np.ndarray,
+    dirty: Callable[[object], tuple[object, str]],
+    kind: str,
+    store_id: str,
+    file: str,
+    dtype: pl.DataType | None = None,
+):
+    """`column` with each of `rows` replaced by dirty(value) -> (new value, description),
+    and one DirtItem of `kind` per replaced row."""
+    values = frame[column].to_list()
+    items = []
+    for r in rows:
+        values[r], description = dirty(values[r])
+        items.append(DirtItem(store_id, kind, file, int(r) + 1, description))
+    return frame.with_columns(pl.Series(column, values, dtype=dtype)), items
+
+
 def messy_emails(
     frame: pl.DataFrame,
     column: str,
@@ -62,91 +83,53 @@ def messy_emails(
     allowed=None,
 ):
     """Stray spaces and capitals, as customers type them."""
-    rows = _pick(rng, frame.height, share, 2, allowed)
-    emails = frame[column].to_list()
-    items = []
-    for r in rows:
-        clean = emails[r]
+
+    def dirty(clean: str) -> tuple[str, str]:
         style = int(rng.integers(0, 3))
         if style == 0:
-            dirty = f" {clean} "
+            typed = f" {clean} "
         elif style == 1:
-            dirty = clean.upper()
+            typed = clean.upper()
         else:
             local, domain = clean.split("@")
-            dirty = f"{local.capitalize()}@{domain.capitalize()} "
-        emails[r] = dirty
-        items.append(
-            DirtItem(
-                store_id,
-                "email_format",
-                file,
-                int(r) + 1,
-                f"e-mail {dirty!r} should normalise to {clean!r}",
-            )
-        )
-    return frame.with_columns(pl.Series(column, emails)), items
+            typed = f"{local.capitalize()}@{domain.capitalize()} "
+        return typed, f"e-mail {typed!r} should normalise to {clean!r}"
+
+    rows = _pick(rng, frame.height, share, 2, allowed)
+    return _replace_values(frame, column, rows, dirty, "email_format", store_id, file)
 
 
 def messy_phones(frame: pl.DataFrame, rng, store_id: str, file: str, share: float = 0.03):
+    def dirty(clean: str) -> tuple[str, str]:
+        typed = messy_phone(clean, rng)
+        return typed, f"phone {typed!r} is {clean!r} in another format"
+
     rows = _pick(rng, frame.height, share, 2)
-    phones = frame["phone"].to_list()
-    items = []
-    for r in rows:
-        clean = phones[r]
-        phones[r] = messy_phone(clean, rng)
-        items.append(
-            DirtItem(
-                store_id,
-                "phone_format",
-                file,
-                int(r) + 1,
-                f"phone {phones[r]!r} is {clean!r} in another format",
-            )
-        )
-    return frame.with_columns(pl.Series("phone", phones)), items
+    return _replace_values(frame, "phone", rows, dirty, "phone_format", store_id, file)
 
 
 def unknown_currency(
     frame: pl.DataFrame, column: str, rng, store_id: str, file: str, allowed=None, count: int = 3
 ):
+    def dirty(code: str) -> tuple[str, str]:
+        return UNKNOWN_CURRENCY, f"currency {UNKNOWN_CURRENCY!r} instead of {code!r}"
+
     rows = _pick(rng, frame.height, 0.0, count, allowed)
-    values = frame[column].to_list()
-    items = []
-    for r in rows:
-        items.append(
-            DirtItem(
-                store_id,
-                "unknown_currency",
-                file,
-                int(r) + 1,
-                f"currency {UNKNOWN_CURRENCY!r} instead of {values[r]!r}",
-            )
-        )
-        values[r] = UNKNOWN_CURRENCY
-    return frame.with_columns(pl.Series(column, values)), items
+    return _replace_values(frame, column, rows, dirty, "unknown_currency", store_id, file)
 
 
 def negative_quantity(
     frame: pl.DataFrame, column: str, rng, store_id: str, file: str, allowed=None, count: int = 3
 ):
-    rows = _pick(rng, frame.height, 0.0, count, allowed)
-    values = frame[column].to_list()
-    items = []
-    for r in rows:
-        flipped = -int(values[r])
-        items.append(
-            DirtItem(
-                store_id,
-                "negative_quantity",
-                file,
-                int(r) + 1,
-                f"quantity {flipped} should be {values[r]}",
-            )
-        )
-        values[r] = flipped if frame.schema[column] != pl.String else str(flipped)
     dtype = frame.schema[column]
-    return frame.with_columns(pl.Series(column, values, dtype=dtype)), items
+
+    def dirty(quantity) -> tuple[object, str]:
+        flipped = -int(quantity)
+        written = flipped if dtype != pl.String else str(flipped)
+        return written, f"quantity {flipped} should be {quantity}"
+
+    rows = _pick(rng, frame.height, 0.0, count, allowed)
+    return _replace_values(frame, column, rows, dirty, "negative_quantity", store_id, file, dtype)
 
 
 def duplicate_rows(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storepulse.ingest.channels import channel_sql
 from storepulse.ingest.kinds import KIND_SPECS
 from storepulse.warehouse import qualified, quote_ident
 
@@ -143,6 +144,17 @@ def per_value(kind: str, column: str, alias: str, expression) -> tuple[str, str]
         f" on {alias}.raw_value is not distinct from r.{col}"
     )
     return f"{alias}.value", join
+
+
+def platform_channel(value: str) -> str:
+    """SQL: an ad platform's name as its channel ('Facebook', 'AdWords', 'TikTok Ads' ->
+    meta, google, tiktok: the UTM source rules); a name the rules do not know is kept,
+    lower-cased."""
+    channel = channel_sql(value, "null")
+    return (
+        f"case when {channel} not in ('other', 'direct')"
+        f" then {channel} else lower(sp_text({value})) end"
+    )
 
 
 def raw_cols(kind: str) -> list[str]:

@@ -3,7 +3,6 @@ assignments (validation across rows: duplicate codes, variants)."""
 
 from __future__ import annotations
 
-from storepulse.ingest.channels import channel_sql
 from storepulse.ingest.kinds import STAGING_SCHEMAS
 from storepulse.ingest.specs.common import (
     STORE_JOIN,
@@ -15,6 +14,7 @@ from storepulse.ingest.specs.common import (
     num,
     number_checks,
     per_value,
+    platform_channel,
     store_checks,
     time_checks,
 )
@@ -26,15 +26,7 @@ Z90 = 1.6448536269514722
 
 
 def _lift_tests(now: str) -> KindSql:
-    channel, channel_join = per_value(
-        "lift_tests",
-        "channel",
-        "lc",
-        lambda x: (
-            f"case when {channel_sql(x, 'null')} not in ('other', 'direct')"
-            f" then {channel_sql(x, 'null')} else lower(sp_text({x})) end"
-        ),
-    )
+    channel, channel_join = per_value("lift_tests", "channel", "lc", platform_channel)
     store = "coalesce(sp_text(r.store_id), r.folder_store_id)"
     paid = ", ".join(lit(c) for c in PAID_CHANNELS)
     se = f"coalesce(n_std_error, (n_ci_high - n_ci_low) / (2 * {Z90}))"

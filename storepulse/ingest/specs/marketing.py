@@ -14,6 +14,7 @@ from storepulse.ingest.specs.common import (
     num,
     number_checks,
     per_value,
+    platform_channel,
     store_checks,
     time_checks,
 )
@@ -27,17 +28,7 @@ def _ad_spend(now: str) -> KindSql:
         "platform_conversions",
         "platform_conversion_value",
     )
-    # 'Facebook', 'AdWords', 'TikTok Ads' -> meta, google, tiktok (same rules as UTM
-    # sources); anything else is kept, lower-cased.
-    platform, platform_join = per_value(
-        "ad_spend",
-        "platform",
-        "pm",
-        lambda x: (
-            f"case when {channel_sql(x, 'null')} not in ('other', 'direct')"
-            f" then {channel_sql(x, 'null')} else lower(sp_text({x})) end"
-        ),
-    )
+    platform, platform_join = per_value("ad_spend", "platform", "pm", platform_channel)
     return KindSql(
         parsed=[
             *STORE_PARSED,
