@@ -203,7 +203,9 @@ def read_store_table(con: duckdb.DuckDBPyConnection, name: str, store_id: str) -
     schema, table = name.split(".")
     frame = query(
         con,
-        f'select * from "{schema}"."{table}" where cast(store_id as varchar) = ?',
+        # order by all: the same rows in the same order every run (ties in a report's
+        # sort then always break the same way).
+        f'select * from "{schema}"."{table}" where cast(store_id as varchar) = ? order by all',
         [store_id],
     )
     expected = MODEL_TABLES.get(name, ())

@@ -94,7 +94,9 @@ def write_growth_files(out: Path, data: StoreData, notes: list[str]) -> None:
 
 def _to_review(risk: pl.DataFrame) -> pl.DataFrame:
     marked = pl.col("to_review") if "to_review" in risk.columns else pl.col("flagged")
-    return risk.filter(marked.fill_null(False)).sort("risk_score", descending=True)
+    return risk.filter(marked.fill_null(False)).sort(
+        "risk_score", descending=True, maintain_order=True
+    )
 
 
 # ---------------------------------------------------------------- report sections
@@ -119,7 +121,7 @@ def partner_section(data: StoreData) -> Section:
             .otherwise(pl.col("kind"))
             .alias("kind_label")
         )
-        .sort("roi", descending=True, nulls_last=True)
+        .sort("roi", descending=True, nulls_last=True, maintain_order=True)
     )
     partners = overall.filter(pl.col("kind") != "paid_channel")
     store_repeat = partners["store_repeat_rate_90d"].drop_nulls()
@@ -149,7 +151,7 @@ def partner_section(data: StoreData) -> Section:
         )
     unlinked = data.tables.get("marts.partner_unlinked_codes")
     if unlinked is not None and unlinked.usable:
-        codes = unlinked.frame.sort("orders", descending=True).head(5)
+        codes = unlinked.frame.sort("orders", descending=True, maintain_order=True).head(5)
         listed = ", ".join(
             f"{code} ({n:,} orders)"
             for code, n in zip(codes["discount_code"], codes["orders"], strict=True)
@@ -158,7 +160,7 @@ def partner_section(data: StoreData) -> Section:
             f"<p>Discount codes on orders that no partner owns: {esc(listed)}. If one of "
             "them belongs to a partner, add it to partners.csv.</p>"
         )
-    shown = overall.filter(pl.col("roi").is_not_null()).sort("roi")
+    shown = overall.filter(pl.col("roi").is_not_null()).sort("roi", maintain_order=True)
     plot = None
     if shown.height:
         fig, ax = figure(8, max(2.5, 0.3 * shown.height + 1))
@@ -238,7 +240,7 @@ def experiment_section(data: StoreData) -> Section:
         return Section(EXPERIMENTS_TITLE, "", unavailable=reason)
     frame = table.frame
     primary = frame.filter(pl.col("is_primary") & ~pl.col("is_control")).sort(
-        "window_end", descending=True
+        "window_end", descending=True, maintain_order=True
     )
     control_n = (
         frame.filter(pl.col("is_primary") & pl.col("is_control"))
@@ -364,7 +366,7 @@ def order_review_section(data: StoreData) -> Section:
         .group_by("rule")
         .len()
         .with_columns(pl.col("rule").replace(RULES).alias("reason"))
-        .sort("len")
+        .sort("len", maintain_order=True)
         if "rules" in flagged.columns
         else pl.DataFrame(schema={"reason": pl.String, "len": pl.UInt32})
     )

@@ -86,7 +86,7 @@ def channel_section(data: StoreData) -> Section:
             _optional(frame, "group_roas_p90").alias("group_p90"),
         )
         .unique("channel", keep="first", maintain_order=True)
-        .sort("spend", descending=True)
+        .sort("spend", descending=True, maintain_order=True)
     )
     roi = roi.with_columns(
         pl.struct("p10", "p90")
@@ -135,7 +135,9 @@ def channel_section(data: StoreData) -> Section:
 
 
 def _channel_advice(roi: pl.DataFrame, data: StoreData) -> str:
-    ranked = roi.filter(pl.col("incremental").is_not_null()).sort("incremental", descending=True)
+    ranked = roi.filter(pl.col("incremental").is_not_null()).sort(
+        "incremental", descending=True, maintain_order=True
+    )
     if not ranked.height:
         why = ""
         status = data.status.filter(pl.col("step") == "ad_roi") if data.status.height else None
@@ -265,8 +267,8 @@ def budget_section(data: StoreData) -> Section:
     ax.set_title("Ad spend per channel: current vs recommended (USD)")
     ax.legend(frameon=False, fontsize=8)
     gain = float(plan["revenue_change"].sum() or 0.0)
-    more = plan.filter(pl.col("change") > 0).sort("change", descending=True)
-    less = plan.filter(pl.col("change") < 0).sort("change")
+    more = plan.filter(pl.col("change") > 0).sort("change", descending=True, maintain_order=True)
+    less = plan.filter(pl.col("change") < 0).sort("change", maintain_order=True)
     kept = plan["flag"].drop_nulls().filter(plan["flag"].drop_nulls().str.starts_with("spend kept"))
     if more.height and less.height:
         advice = (

@@ -226,7 +226,7 @@ def kpi_section(data: StoreData) -> Section:
             _float("ad_spend_usd").sum().alias("ad_spend"),
             _float("sessions").sum().alias("sessions"),
         )
-        .sort("date")
+        .sort("date", maintain_order=True)
     )
     end = data.as_of
     last = daily.filter(pl.col("date") >= end - timedelta(days=30))
@@ -279,7 +279,7 @@ def kpi_section(data: StoreData) -> Section:
         daily.with_columns(pl.col("date").cast(pl.Date).dt.truncate("1w").alias("week"))
         .group_by("week")
         .agg(pl.col("gmv").sum(), pl.col("orders").sum())
-        .sort("week")
+        .sort("week", maintain_order=True)
     )
     fig, ax = figure()
     ax.plot(weekly["week"].to_list(), weekly["gmv"].to_list(), color=BLUE, marker="o", ms=3)
@@ -328,7 +328,7 @@ def segment_section(data: StoreData) -> Section:
             pl.col("action").cast(pl.String).first().alias("action"),
         )
         .with_columns((pl.col("customers") / pl.col("customers").sum()).alias("share"))
-        .sort("value", descending=True)
+        .sort("value", descending=True, maintain_order=True)
     )
     body = table_html(
         by_segment,
@@ -341,7 +341,7 @@ def segment_section(data: StoreData) -> Section:
             "action": ("Recommended action", None),
         },
     )
-    ordered = by_segment.sort("value")
+    ordered = by_segment.sort("value", maintain_order=True)
     fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
     names = [label(s) for s in ordered["segment"].to_list()]
     ax.barh(names, ordered["value"].to_list(), color=BLUE)
@@ -389,7 +389,7 @@ def churn_section(
             pl.len().alias("customers"),
             _float("value_at_risk_usd").sum().alias("value_at_risk"),
         )
-        .sort("value_at_risk", descending=True)
+        .sort("value_at_risk", descending=True, maintain_order=True)
     )
     body = (
         f"<p>Among the {esc(f'{active.height:,}')} customers who ordered in the last year, "
@@ -445,7 +445,7 @@ def _value_by_segment(audience: pl.DataFrame) -> str:
             _float("predicted_clv_usd").sum().alias("value"),
             _float("predicted_clv_usd").mean().alias("per_customer"),
         )
-        .sort("value", descending=True)
+        .sort("value", descending=True, maintain_order=True)
     )
     return "<h3>Predicted value of the next 12 months, by segment</h3>" + table_html(
         table,
@@ -469,7 +469,7 @@ def _next_order_calendar(audience: pl.DataFrame, as_of) -> str:
         due.filter(pl.col("week").is_between(0, 7))
         .group_by("week")
         .agg(pl.len().alias("customers"))
-        .sort("week")
+        .sort("week", maintain_order=True)
         .with_columns((pl.lit(as_of) + pl.duration(days=7 * pl.col("week"))).alias("from"))
     )
     if weeks.is_empty():
@@ -507,7 +507,7 @@ def forecast_section(data: StoreData) -> Section:
             _float("p90").sum().alias("p90"),
             pl.col("date").n_unique().alias("days"),
         )
-        .sort("p50", descending=True)
+        .sort("p50", descending=True, maintain_order=True)
         .head(10)
     )
     days = int(top["days"].max() or 0)
@@ -520,7 +520,7 @@ def forecast_section(data: StoreData) -> Section:
             "p90": ("High (p90)", lambda v: f"{v:,.0f}"),
         },
     )
-    ordered = top.sort("p50")
+    ordered = top.sort("p50", maintain_order=True)
     fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
     p50 = ordered["p50"].to_list()
     low = [max(0.0, m - lo) for m, lo in zip(p50, ordered["p10"].to_list(), strict=True)]
@@ -561,9 +561,9 @@ def reorder_section(data: StoreData) -> Section:
         _float("days_of_cover").alias("days_of_cover"),
     )
     urgent = frame.filter((pl.col("reorder_qty") > 0) & (pl.col("days_of_cover") <= 14)).sort(
-        "days_of_cover"
+        "days_of_cover", maintain_order=True
     )
-    to_order = frame.filter(pl.col("reorder_qty") > 0).sort("days_of_cover")
+    to_order = frame.filter(pl.col("reorder_qty") > 0).sort("days_of_cover", maintain_order=True)
     shown = (urgent if urgent.height else to_order).head(15)
     aged = frame.filter(pl.col("aged_stock_flag").cast(pl.Boolean).fill_null(False)).height
     body = (
@@ -584,7 +584,7 @@ def reorder_section(data: StoreData) -> Section:
     )
     plot = None
     if shown.height:
-        ordered = shown.sort("days_of_cover", descending=True)
+        ordered = shown.sort("days_of_cover", descending=True, maintain_order=True)
         fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
         cover = ordered["days_of_cover"].fill_null(0).to_list()
         ax.barh(
