@@ -4,6 +4,7 @@ metadata a person reads in the UI (candidates, champions, store status)."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,6 +223,10 @@ def score_all(
         outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
         write_step(storepulse, as_of, step, empties, outcomes)
         return _score_run(as_of, None, empties, outcomes, inputs, started)
+    # What a version trained inline showed its training asset (backtest frames, feature
+    # caches) is not needed to score: free it before the stores are scored.
+    release.report = None
+    gc.collect()
     results, outcomes = score_stores(
         release,
         stores,
