@@ -10,7 +10,8 @@ export DAGSTER_HOME ?= $(STOREPULSE_HOME)/dagster
 SCALE ?= small
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist); every test is independent (its own tmp home and ports).
-# --dist loadgroup: tests marked xdist_group(name) share one worker (and its module fixtures).
+# --dist loadfile: a module's tests share one worker, so a module fixture is built once
+# (xdist's loadgroup marks do not work with pytest 9: it no longer reads item._nodeid).
 PYTEST_WORKERS ?= auto
 
 .PHONY: install browser run test ui bench lint format lock clean
@@ -40,7 +41,7 @@ browser:
 test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 ui: install
 	$(VENV)/bin/storepulse init-home

@@ -14,9 +14,6 @@ import pytest
 from models import ad_roi, ad_roi_plan
 from models.adstock import Carryover, hill
 
-# Its module fixtures are built once, on one worker (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ad_roi_worlds")
-
 WORLD_START = date(2024, 1, 1)
 
 

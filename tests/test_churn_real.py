@@ -19,9 +19,6 @@ import pytest
 from benchmarks.churn_real import evaluate_cutoff, load_cdnow
 from models import churn
 
-# Its module fixtures are built once, on one worker (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("churn_real")
-
 EARLY, LATE = date(1997, 10, 1), date(1998, 4, 1)  # 9 and 15 months of history
 
 

@@ -17,9 +17,6 @@ from test_publish_fixtures import AS_OF, STORE_A, STORE_B, build_warehouse
 from storepulse.publish import publish_store
 from storepulse.publish.growth import EXPERIMENTS_TITLE, ORDERS_TITLE, PARTNERS_TITLE
 
-# Its module fixtures are built once, on one worker (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("report_browser")
-
 GROWTH_TITLES = (PARTNERS_TITLE, EXPERIMENTS_TITLE, ORDERS_TITLE)
 
 CHROMIUM_FLAGS = [

@@ -13,9 +13,6 @@ from storepulse.runner import run_job
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query
 
-# The shared slice run is built once, on one worker (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("slice")
-
 # The ingest multi-asset is not subsettable: select all of it, plus the mart.
 SLICE = ["raw/landing_files", *(f"staging/{kind}" for kind in STAGING_KINDS), "marts/kpi_daily"]
 

@@ -17,8 +17,7 @@ from storepulse.sample_data import generate
 from storepulse.sample_data.generator import ThinStore
 from storepulse.warehouse import Warehouse, query
 
-# One worker builds the module's shared run (make test: pytest-xdist --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("thin_stores")]
+pytestmark = pytest.mark.slow
 
 THIN = (
     ThinStore("young-gb", "Young Shop", "GB", "baby", customers=240, days=75,
