@@ -86,10 +86,17 @@ from models.demand_features import (
     sample_rows,
     with_origin,
 )
-from models.demand_history import SERIES_KEY, DemandHistory, prepare_history
+from models.demand_history import SERIES_KEY, DemandHistory, concat_histories, prepare_history
 from models.sampling import sample_keys
 
-__all__ = ["CATEGORICAL", "FEATURES", "SERIES_KEY", "DemandHistory", "prepare_history"]
+__all__ = [
+    "CATEGORICAL",
+    "FEATURES",
+    "SERIES_KEY",
+    "DemandHistory",
+    "concat_histories",
+    "prepare_history",
+]
 
 MODEL_NAME = "demand"
 HORIZON_DAYS = 28

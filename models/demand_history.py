@@ -164,3 +164,16 @@ def _series_attributes(
         # Lifecycle starts at launch when known, else at the first sale or snapshot.
         pl.min_horizontal("launched_at", "first_date").alias("lifecycle_start"),
     )
+
+
+def concat_histories(parts: list[DemandHistory], as_of: date) -> DemandHistory:
+    """Histories of different stores (in store order, at least one) as one."""
+    daily = [p.daily for p in parts if p.daily.height] or [parts[0].daily]
+    series = [p.series for p in parts if p.series.height] or [parts[0].series]
+    return DemandHistory(
+        daily=pl.concat(daily),
+        series=pl.concat(series),
+        as_of=as_of,
+        skipped_stores={k: v for p in parts for k, v in p.skipped_stores.items()},
+        notes={k: v for p in parts for k, v in p.notes.items()},
+    )
