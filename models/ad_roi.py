@@ -553,9 +553,14 @@ def fit(
         else:
             from joblib import Parallel, delayed
 
+            from joblib.externals.loky import get_reusable_executor
+
             outcomes = Parallel(n_jobs=jobs, backend="loky")(
                 delayed(_fit_one_store)(p, config, tests_of(s)) for s, p in candidates.items()
             )
+            # loky keeps its workers (a few hundred MB each) for reuse; nothing after the
+            # fit needs them, and the run's later steps want that memory (issue #18).
+            get_reusable_executor().shutdown(wait=True)
     for store, outcome in zip(candidates, outcomes, strict=True):
         if isinstance(outcome, str):
             skipped[store] = outcome

@@ -166,7 +166,7 @@ class ChurnSettings:
     validation_share: float = 0.25
     min_median_tenure_days: int | None = None
     active_window_days: int = 365
-    max_train_customers: int | None = 100_000
+    max_train_customers: int | None = 60_000
 
 
 # ---------------------------------------------------------------------- prediction

@@ -98,7 +98,7 @@ class ClvSettings:
     max_rounds: int = 400
     early_stopping_rounds: int = 30
     num_threads: int = 1
-    max_train_customers: int | None = 100_000
+    max_train_customers: int | None = 60_000
 
 
 # ------------------------------------------------------------------- BTYD summaries

@@ -85,7 +85,7 @@ class ChurnConfig(dg.Config):
         "(and be no worse on Brier) to become champion.",
     )
     max_train_customers: int = Field(
-        default=100_000,
+        default=60_000,
         description="Train and backtest on at most about this many customers, drawn per store "
         "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
         "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
@@ -111,7 +111,7 @@ class ClvConfig(dg.Config):
         default=365, description="No expected next order date further away than this."
     )
     max_train_customers: int = Field(
-        default=100_000,
+        default=60_000,
         description="Train and backtest on at most about this many customers, drawn per store "
         "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
         "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
