@@ -552,7 +552,6 @@ def fit(
             outcomes = [_fit_one_store(p, config, tests_of(s)) for s, p in candidates.items()]
         else:
             from joblib import Parallel, delayed
-
             from joblib.externals.loky import get_reusable_executor
 
             outcomes = Parallel(n_jobs=jobs, backend="loky")(
