@@ -220,7 +220,13 @@ def build_features(history: DemandHistory, horizon_days: int, categories=None) -
         "lifecycle_start",
     )
     series = series.join(spans.drop("_last"), on=SERIES_KEY, how="left")
-    return Features(hist, events, series, categories)
+    # Lookups go by row index (_gather), so the cache keeps only the values, in the
+    # precision the design matrix has anyway (float32): half the memory (issue #18).
+    values = hist.select(
+        pl.col(c).cast(pl.Float32) if hist.schema[c] == pl.Float64 else pl.col(c).cast(pl.Int32)
+        for c in dict.fromkeys([*ORIGIN_FEATURES, *LOOKUP_COLUMNS])
+    )
+    return Features(values, events, series, categories)
 
 
 def _gather(features: Features, rows: pl.DataFrame, day: pl.Expr, columns: dict[str, str]):

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models import demand
+from models import demand, demand_features
 from models import events as events_module
 from models.events import event_calendar, event_distance_features
 
@@ -427,8 +427,9 @@ def test_design_lookups_read_the_right_day_of_the_right_series(planted):
     assert design["same_day_last_year"].equals(value_on(364), check_names=False)
     # The planted data spans 420 days: 364 days back exists only for the last ~56 days.
     assert 0 < design["same_day_last_year"].null_count() < design.height
-    # Origin features are those of date - horizon.
-    origin = features.history.select("store_id", "sku", "date", pl.col("ma_28").alias("o"))
+    # Origin features are those of date - horizon (the cache holds them as float32).
+    keyed = demand_features._history_features(history)
+    origin = keyed.select("store_id", "sku", "date", pl.col("ma_28").cast(pl.Float32).alias("o"))
     joined = design.join(
         origin, left_on=["store_id", "sku", "origin"], right_on=["store_id", "sku", "date"]
     )
