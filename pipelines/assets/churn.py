@@ -14,6 +14,7 @@ only the loaders, the two specs and the assets' metadata.
 """
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
@@ -25,6 +26,7 @@ from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, plot, preview
 from pipelines.model_assets import (
+    ScoreRun,
     approved_check,
     no_failure_check,
     score_all,
@@ -38,6 +40,7 @@ from storepulse.lifecycle import (
     CannotScore,
     ModelSpec,
     NothingToTrain,
+    Release,
     frame_fingerprint,
 )
 from storepulse.memory import training_allowance
@@ -315,11 +318,30 @@ def churn_model(
 # --------------------------------------------------------------------------- nightly
 
 
-def _of_store(inputs: dict, store: str, as_of: date) -> dict:
-    mine = {name: frame.filter(pl.col("store_id") == store) for name, frame in inputs.items()}
-    if mine["orders"].is_empty():
-        raise CannotScore(f"no orders before {as_of}")
-    return mine
+def _score_customers(
+    context: dg.AssetExecutionContext,
+    spec: ModelSpec,
+    config: ChurnConfig | ClvConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    step: str,
+    empty: pl.DataFrame,
+    score: Callable[[Release, dict, date, str, str], pl.DataFrame],
+) -> ScoreRun:
+    """score_all into scores.<step>, each store's customers on their own:
+    `score(release, inputs of the store, as_of, store, method)`. A store without orders
+    before as_of cannot be scored."""
+
+    def score_one(release, inputs, as_of, store, method):
+        mine = {name: frame.filter(pl.col("store_id") == store) for name, frame in inputs.items()}
+        if mine["orders"].is_empty():
+            raise CannotScore(f"no orders before {as_of}")
+        return score(release, mine, as_of, store, method)
+
+    return score_all(
+        context, spec, config, storepulse, run_settings,
+        step=step, table=f"scores.{step}", empty=empty, score_one=score_one,
+    )  # fmt: skip
 
 
 @dg.asset(
@@ -343,18 +365,16 @@ def clv_scores(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    def score_one(release, inputs, as_of, store, method):
-        mine = _of_store(inputs, store, as_of)
+    def score(release, mine, as_of, store, method):
         return clv.score(
             release.artifact, mine["orders"], as_of, release.version,
             customers=mine["customers"], sessions=mine["sessions"],
             method_of_store={store: method},
         )  # fmt: skip
 
-    run = score_all(
-        context, CLV_SPEC, config, storepulse, run_settings,
-        step="clv", table="scores.clv", empty=clv.empty_clv(), score_one=score_one,
-    )  # fmt: skip
+    run = _score_customers(
+        context, CLV_SPEC, config, storepulse, run_settings, "clv", clv.empty_clv(), score
+    )
     scores = run.scores
     by_store = (
         scores.group_by("store_id")
@@ -407,8 +427,7 @@ def churn_scores(
             else None  # value at risk then from the last value_window_days' spend
         )
 
-    def score_one(release, inputs, as_of, store, method):
-        mine = _of_store(inputs, store, as_of)
+    def score(release, mine, as_of, store, method):
         return churn.score_methods(
             release.artifact, mine["orders"], as_of, release.version,
             method_of_store={store: method}, customers=mine["customers"],
@@ -416,10 +435,9 @@ def churn_scores(
             clv=values.filter(pl.col("store_id") == store) if values is not None else None,
         )  # fmt: skip
 
-    run = score_all(
-        context, CHURN_SPEC, config, storepulse, run_settings,
-        step="churn", table="scores.churn", empty=churn.empty_scores(), score_one=score_one,
-    )  # fmt: skip
+    run = _score_customers(
+        context, CHURN_SPEC, config, storepulse, run_settings, "churn", churn.empty_scores(), score
+    )
     scores = run.scores
     bands = (
         scores.group_by("risk_band")
