@@ -44,6 +44,7 @@ from storepulse.lifecycle import (
     Release,
     frame_fingerprint,
 )
+from storepulse.publish.data import MODEL_TABLES
 from storepulse.warehouse import query, set_as_of, table_exists
 
 MODEL_NAME = ad_roi_model.MODEL_NAME
@@ -302,18 +303,8 @@ _ROI_PREVIEW = [
     "identified",
     "models_disagree",
 ]
-_TEST_PREVIEW = [
-    "store_id",
-    "channel",
-    "start_date",
-    "end_date",
-    "measured_lift_usd",
-    "effective_std_error_usd",
-    "model_lift_usd",
-    "calibrated_lift_usd",
-    "z_score",
-    "status",
-]
+# A lift test's columns a person reads: the ones the merchant's export set has.
+_TEST_PREVIEW = list(MODEL_TABLES["marts.lift_test_results"])
 EMPTY = {
     "marts.channel_roi": pl.DataFrame(schema=ad_roi_model.CHANNEL_ROI_SCHEMA),
     "marts.budget_plan": pl.DataFrame(schema=ad_roi_model.BUDGET_PLAN_SCHEMA),
