@@ -29,6 +29,17 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: the figures become metadata, never windows
+    (imported on first use: most runs draw nothing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot(fig) -> dg.MetadataValue:
     """A matplotlib figure as a base64 PNG inside markdown (renders in the UI)."""
     import matplotlib.pyplot as plt

@@ -25,7 +25,7 @@ from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
@@ -493,18 +493,9 @@ def ad_roi_marts(
 # --------------------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def roas_comparison_plot(roi: pl.DataFrame) -> dg.MetadataValue:
     """Per store: platform vs last-click vs incremental (with p10-p90) vs ridge ROAS."""
-    plt = _pyplot()
+    plt = pyplot()
     overall = roi.filter(pl.col("period") == "all").sort("store_id", "channel")
     stores = overall["store_id"].unique(maintain_order=True).to_list() or ["(no stores)"]
     fig, axes = plt.subplots(len(stores), 1, figsize=(8, 2.6 * len(stores)), squeeze=False)
@@ -543,7 +534,7 @@ def roas_comparison_plot(roi: pl.DataFrame) -> dg.MetadataValue:
 
 def response_curve_plot(curves: pl.DataFrame) -> dg.MetadataValue:
     """Per store: modelled revenue change vs spend multiplier, p10-p90 band per channel."""
-    plt = _pyplot()
+    plt = pyplot()
     stores = curves["store_id"].unique(maintain_order=True).to_list() if curves.height else []
     fig, axes = plt.subplots(
         max(len(stores), 1), 1, figsize=(8, 2.6 * max(len(stores), 1)), squeeze=False
@@ -567,7 +558,7 @@ def response_curve_plot(curves: pl.DataFrame) -> dg.MetadataValue:
 
 
 def budget_plot(plan: pl.DataFrame) -> dg.MetadataValue:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     if plan.height:
         labels = [f"{s}\n{c}" for s, c in zip(plan["store_id"], plan["channel"], strict=True)]

@@ -24,7 +24,7 @@ from pydantic import Field
 from models import churn, clv
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, plot, preview
+from pipelines.metadata import OWNER, plot, preview, pyplot
 from pipelines.model_assets import (
     ScoreRun,
     approved_check,
@@ -460,11 +460,7 @@ def churn_scores(
 
 
 def _histogram(scores: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist(scores["churn_probability"].to_numpy(), bins=20, range=(0, 1), color="#dc2626")
     ax.set_title("Churn probability, all customers")

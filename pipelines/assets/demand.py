@@ -15,7 +15,7 @@ from pydantic import Field
 from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, metrics, plot, preview, table_metadata
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
@@ -444,11 +444,7 @@ def _forecast_plot(table: pl.DataFrame, history: demand.DemandHistory):
 
 
 def _sku_panels(top, past, forecast, title, cutoff):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = max(top.height, 1)
     cols = 2
     rows = (n + cols - 1) // cols

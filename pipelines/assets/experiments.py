@@ -13,7 +13,7 @@ from pydantic import Field
 from models import experiments as experiment_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
 from pipelines.store_steps import (
     attempt,
@@ -208,11 +208,7 @@ def _plan_row(plan: experiment_model.TestPlan) -> dict:
 
 
 def _lift_plot(primary: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = primary.filter(pl.col("lift").is_not_null()).with_columns(
         (pl.col("store_id") + " · " + pl.col("experiment_id") + " · " + pl.col("variant")).alias(
             "label"

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
-from pipelines.metadata import OWNER, metrics, plot, preview, table_metadata
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.warehouse import query, read_sql, replace_table, set_as_of
 
@@ -72,11 +72,7 @@ def _daily_metadata(by_store: pl.DataFrame, weekly: pl.DataFrame) -> dict:
 
 
 def _weekly_plot(weekly):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     if weekly.height:
         ax.plot(weekly["week"].to_list(), weekly["gmv_usd"].to_list(), color="#2563eb")
@@ -130,11 +126,7 @@ def _monthly_metadata(frame: pl.DataFrame) -> dict:
 
 
 def _monthly_plot(frame: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     for (store,), part in frame.sort("month").group_by("store_id", maintain_order=True):
         ax.plot(part["month"].to_list(), part["net_revenue_usd"].to_list(), label=store)

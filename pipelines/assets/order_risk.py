@@ -15,7 +15,7 @@ from pydantic import Field
 from models import order_risk as risk_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview, table_metadata
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from pipelines.store_steps import (
     attempt,
@@ -184,11 +184,7 @@ def _reason_counts(flagged: pl.DataFrame) -> pl.DataFrame:
 
 
 def _score_plot(table: pl.DataFrame, threshold: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     scores = table.filter(pl.col("risk_score") > 0)["risk_score"].to_list()
     if scores:

@@ -12,7 +12,7 @@ from pydantic import Field
 from models import partners as partner_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
 from pipelines.store_steps import (
     attempt,
@@ -186,11 +186,7 @@ def partner_scorecard(
 
 
 def _roi_plot(overall: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = (
         overall.filter(pl.col("roi").is_not_null())
         .with_columns((pl.col("store_id") + " · " + pl.col("partner_name")).alias("label"))
