@@ -129,12 +129,9 @@ class ClvConfig(dg.Config):
 
 
 def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
-    if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
-    settings, guard = _within_memory(config.settings(), inputs, CHURN_BYTES_PER_CUSTOMER, "churn")
-    result = churn.train(
-        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=settings, seed=config.seed, min_auc_gain=config.min_auc_gain,
+    result, guard = _fit(
+        churn.train, inputs, as_of, config, CHURN_BYTES_PER_CUSTOMER, "churn",
+        min_auc_gain=config.min_auc_gain,
     )  # fmt: skip
     overall, per_store, unavailable = {}, {}, {}
     for method, found in result.candidates.items():
@@ -176,13 +173,22 @@ CHURN_BYTES_PER_CUSTOMER = 12_000
 CLV_BYTES_PER_CUSTOMER = 11_000
 
 
-def _within_memory(settings, inputs: dict, per_customer: int, what: str):
-    """(settings with a training sample that fits the memory budget, the guard's note)."""
+def _fit(fit: Callable, inputs: dict, as_of: date, config, per_customer: int, what: str, **extra):
+    """(what `fit` learns from the orders, customers and sessions before as_of, the memory
+    guard's note): the config's settings, with a training sample that fits the memory
+    budget. No orders: nothing to train."""
+    if inputs["orders"].is_empty():
+        raise NothingToTrain(f"no orders before {as_of}")
+    settings = config.settings()
     customers = inputs["orders"].select("store_id", "customer_id").n_unique()
     allowance = training_allowance(settings.max_train_customers, customers, per_customer, what)
-    if allowance.note is None:
-        return settings, None
-    return dataclasses.replace(settings, max_train_customers=allowance.customers), allowance.note
+    if allowance.note is not None:
+        settings = dataclasses.replace(settings, max_train_customers=allowance.customers)
+    result = fit(
+        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
+        settings=settings, seed=config.seed, **extra,
+    )  # fmt: skip
+    return result, allowance.note
 
 
 def _with_n(values: dict) -> dict:
@@ -190,13 +196,7 @@ def _with_n(values: dict) -> dict:
 
 
 def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
-    if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
-    settings, guard = _within_memory(config.settings(), inputs, CLV_BYTES_PER_CUSTOMER, "CLV")
-    result = clv.fit(
-        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=settings, seed=config.seed,
-    )  # fmt: skip
+    result, guard = _fit(clv.fit, inputs, as_of, config, CLV_BYTES_PER_CUSTOMER, "CLV")
     unavailable = dict(result.model.unavailable)
     overall, per_store = {}, {}
     stores = {s for b in result.backtest.values() for m in b["store_metrics"].values() for s in m}
