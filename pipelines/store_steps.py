@@ -49,8 +49,9 @@ def attempt(
     work: Callable[..., Result],
     *args: Any,
 ) -> Result | None:
-    """`work(*args)` for one store. When it raises, the store's failed outcome goes to
-    `outcomes` and None comes back: one store's problem never stops another's."""
+    """`work(*args)` for one store (a result that is never None). When it raises, the
+    store's failed outcome goes to `outcomes` and None comes back: one store's problem
+    never stops another's."""
     try:
         return work(*args)
     except Exception as exc:

@@ -15,14 +15,7 @@ from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
-from pipelines.store_steps import (
-    attempt,
-    concat_or_empty,
-    done,
-    skipped,
-    step_metadata,
-    write_step,
-)
+from pipelines.store_steps import attempt, concat_or_empty, done, skipped, step_metadata, write_step
 from storepulse.inputs import experiments as experiment_inputs
 from storepulse.publish import store_ids
 
