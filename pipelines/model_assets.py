@@ -154,6 +154,17 @@ def train_result(
     )
 
 
+def of_store(inputs: dict, store: str) -> dict:
+    """One store's slice of a model's inputs: its rows of every frame (other values as
+    they are)."""
+    return {
+        name: value.filter(pl.col("store_id") == store)
+        if isinstance(value, pl.DataFrame)
+        else value
+        for name, value in inputs.items()
+    }
+
+
 @dataclass
 class ScoreRun:
     as_of: Any

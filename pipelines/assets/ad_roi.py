@@ -29,6 +29,7 @@ from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
+    of_store,
     score_all,
     train_result,
     train_window,
@@ -319,10 +320,7 @@ def score_store(
     """One store's rows of the four marts, with `method` (lifecycle.score_stores walks
     the fallback chain: CannotScore sends it to the next, simpler method)."""
     model: ad_roi_model.AdRoiModel = release.artifact
-    mine = {
-        k: v.filter(pl.col("store_id") == store) if isinstance(v, pl.DataFrame) else v
-        for k, v in inputs.items()
-    }
+    mine = of_store(inputs, store)
     revenue, spend = mine["daily_revenue"], mine["daily_spend"]
     if spend.is_empty() or not (spend["spend_usd"].sum() or 0) > 0:
         raise CannotScore("no ad spend in the data: nothing to measure")

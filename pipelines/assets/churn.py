@@ -29,6 +29,7 @@ from pipelines.model_assets import (
     ScoreRun,
     approved_check,
     no_failure_check,
+    of_store,
     score_all,
     train_result,
     train_window,
@@ -333,7 +334,7 @@ def _score_customers(
     before as_of cannot be scored."""
 
     def score_one(release, inputs, as_of, store, method):
-        mine = {name: frame.filter(pl.col("store_id") == store) for name, frame in inputs.items()}
+        mine = of_store(inputs, store)
         if mine["orders"].is_empty():
             raise CannotScore(f"no orders before {as_of}")
         return score(release, mine, as_of, store, method)
