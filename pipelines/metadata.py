@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import date
 
 import dagster as dg
 import polars as pl
@@ -28,6 +29,17 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: the figures become metadata, never windows
+    (imported on first use: most runs draw nothing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot(fig) -> dg.MetadataValue:
     """A matplotlib figure as a base64 PNG inside markdown (renders in the UI)."""
     import matplotlib.pyplot as plt
@@ -41,6 +53,12 @@ def plot(fig) -> dg.MetadataValue:
 
 def metrics(values: dict) -> dg.MetadataValue:
     return dg.MetadataValue.json(json.loads(json.dumps(values, default=str)))
+
+
+def table_metadata(rows: int, as_of: date) -> dict:
+    """What the result of an asset that writes a table shows first: the rows written
+    (Dagster's row count) and the as_of of the data."""
+    return {"dagster/row_count": rows, "as_of": as_of.isoformat()}
 
 
 OWNER = "team:analytics"

@@ -14,14 +14,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from pipelines.metadata import metrics, preview
+from pipelines.metadata import metrics, preview, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
-from pipelines.store_steps import status_preview, write_step
+from pipelines.store_steps import skipped, status_preview, write_step
 from storepulse import lifecycle
 from storepulse.lifecycle import (
     STATUS_FAILED,
     STATUS_OK,
-    STATUS_SKIPPED,
     ModelSpec,
     NothingToTrain,
     Release,
@@ -106,16 +105,16 @@ def train_result(
         release = lifecycle.train(
             storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store
         )
-    except NothingToTrain as skipped:
-        context.log.warning(f"{spec.name}: {skipped}; skipped")
+    except NothingToTrain as nothing:
+        context.log.warning(f"{spec.name}: {nothing}; skipped")
         return dg.MaterializeResult(
-            metadata={"as_of": as_of.isoformat(), "skipped": str(skipped)},
+            metadata={"as_of": as_of.isoformat(), "skipped": str(nothing)},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=check_name,
                     passed=True,
                     severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"skipped": str(skipped)},
+                    metadata={"skipped": str(nothing)},
                 )
             ],
         )
@@ -155,6 +154,17 @@ def train_result(
     )
 
 
+def of_store(inputs: dict, store: str) -> dict:
+    """One store's slice of a model's inputs: its rows of every frame (other values as
+    they are)."""
+    return {
+        name: value.filter(pl.col("store_id") == store)
+        if isinstance(value, pl.DataFrame)
+        else value
+        for name, value in inputs.items()
+    }
+
+
 @dataclass
 class ScoreRun:
     as_of: Any
@@ -167,8 +177,7 @@ class ScoreRun:
 
     def metadata(self) -> dict:
         return {
-            "dagster/row_count": self.scores.height,
-            "as_of": self.as_of.isoformat(),
+            **table_metadata(self.scores.height, self.as_of),
             "model_version": self.release.version if self.release else "none",
             "model_approved": self.release.approved if self.release else False,
             "trained_now": self.release.trained_now if self.release else False,
@@ -218,9 +227,9 @@ def score_all(
             storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store,
             context.log.info,
         )  # fmt: skip
-    except NothingToTrain as skipped:
-        context.log.warning(f"{step}: {skipped}")
-        outcomes = [StoreOutcome(s, step, STATUS_SKIPPED, None, str(skipped)) for s in stores]
+    except NothingToTrain as nothing:
+        context.log.warning(f"{step}: {nothing}")
+        outcomes = [skipped(s, step, str(nothing)) for s in stores]
         write_step(storepulse, as_of, step, empties, outcomes)
         return _score_run(as_of, None, empties, outcomes, inputs, started)
     # What a version trained inline showed its training asset (backtest frames, feature

@@ -25,10 +25,11 @@ from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
+    of_store,
     score_all,
     train_result,
     train_window,
@@ -44,6 +45,7 @@ from storepulse.lifecycle import (
     Release,
     frame_fingerprint,
 )
+from storepulse.publish.data import MODEL_TABLES
 from storepulse.warehouse import query, set_as_of, table_exists
 
 MODEL_NAME = ad_roi_model.MODEL_NAME
@@ -302,18 +304,8 @@ _ROI_PREVIEW = [
     "identified",
     "models_disagree",
 ]
-_TEST_PREVIEW = [
-    "store_id",
-    "channel",
-    "start_date",
-    "end_date",
-    "measured_lift_usd",
-    "effective_std_error_usd",
-    "model_lift_usd",
-    "calibrated_lift_usd",
-    "z_score",
-    "status",
-]
+# A lift test's columns a person reads: the ones the merchant's export set has.
+_TEST_PREVIEW = list(MODEL_TABLES["marts.lift_test_results"])
 EMPTY = {
     "marts.channel_roi": pl.DataFrame(schema=ad_roi_model.CHANNEL_ROI_SCHEMA),
     "marts.budget_plan": pl.DataFrame(schema=ad_roi_model.BUDGET_PLAN_SCHEMA),
@@ -328,10 +320,7 @@ def score_store(
     """One store's rows of the four marts, with `method` (lifecycle.score_stores walks
     the fallback chain: CannotScore sends it to the next, simpler method)."""
     model: ad_roi_model.AdRoiModel = release.artifact
-    mine = {
-        k: v.filter(pl.col("store_id") == store) if isinstance(v, pl.DataFrame) else v
-        for k, v in inputs.items()
-    }
+    mine = of_store(inputs, store)
     revenue, spend = mine["daily_revenue"], mine["daily_spend"]
     if spend.is_empty() or not (spend["spend_usd"].sum() or 0) > 0:
         raise CannotScore("no ad spend in the data: nothing to measure")
@@ -502,18 +491,9 @@ def ad_roi_marts(
 # --------------------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def roas_comparison_plot(roi: pl.DataFrame) -> dg.MetadataValue:
     """Per store: platform vs last-click vs incremental (with p10-p90) vs ridge ROAS."""
-    plt = _pyplot()
+    plt = pyplot()
     overall = roi.filter(pl.col("period") == "all").sort("store_id", "channel")
     stores = overall["store_id"].unique(maintain_order=True).to_list() or ["(no stores)"]
     fig, axes = plt.subplots(len(stores), 1, figsize=(8, 2.6 * len(stores)), squeeze=False)
@@ -552,7 +532,7 @@ def roas_comparison_plot(roi: pl.DataFrame) -> dg.MetadataValue:
 
 def response_curve_plot(curves: pl.DataFrame) -> dg.MetadataValue:
     """Per store: modelled revenue change vs spend multiplier, p10-p90 band per channel."""
-    plt = _pyplot()
+    plt = pyplot()
     stores = curves["store_id"].unique(maintain_order=True).to_list() if curves.height else []
     fig, axes = plt.subplots(
         max(len(stores), 1), 1, figsize=(8, 2.6 * max(len(stores), 1)), squeeze=False
@@ -576,7 +556,7 @@ def response_curve_plot(curves: pl.DataFrame) -> dg.MetadataValue:
 
 
 def budget_plot(plan: pl.DataFrame) -> dg.MetadataValue:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     if plan.height:
         labels = [f"{s}\n{c}" for s, c in zip(plan["store_id"], plan["channel"], strict=True)]

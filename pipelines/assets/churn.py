@@ -14,6 +14,7 @@ only the loaders, the two specs and the assets' metadata.
 """
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
@@ -23,10 +24,12 @@ from pydantic import Field
 from models import churn, clv
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, plot, preview
+from pipelines.metadata import OWNER, plot, preview, pyplot
 from pipelines.model_assets import (
+    ScoreRun,
     approved_check,
     no_failure_check,
+    of_store,
     score_all,
     train_result,
     train_window,
@@ -38,6 +41,7 @@ from storepulse.lifecycle import (
     CannotScore,
     ModelSpec,
     NothingToTrain,
+    Release,
     frame_fingerprint,
 )
 from storepulse.memory import training_allowance
@@ -126,12 +130,9 @@ class ClvConfig(dg.Config):
 
 
 def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
-    if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
-    settings, guard = _within_memory(config.settings(), inputs, CHURN_BYTES_PER_CUSTOMER, "churn")
-    result = churn.train(
-        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=settings, seed=config.seed, min_auc_gain=config.min_auc_gain,
+    result, guard = _fit(
+        churn.train, inputs, as_of, config, CHURN_BYTES_PER_CUSTOMER, "churn",
+        min_auc_gain=config.min_auc_gain,
     )  # fmt: skip
     overall, per_store, unavailable = {}, {}, {}
     for method, found in result.candidates.items():
@@ -173,13 +174,22 @@ CHURN_BYTES_PER_CUSTOMER = 12_000
 CLV_BYTES_PER_CUSTOMER = 11_000
 
 
-def _within_memory(settings, inputs: dict, per_customer: int, what: str):
-    """(settings with a training sample that fits the memory budget, the guard's note)."""
+def _fit(fit: Callable, inputs: dict, as_of: date, config, per_customer: int, what: str, **extra):
+    """(what `fit` learns from the orders, customers and sessions before as_of, the memory
+    guard's note): the config's settings, with a training sample that fits the memory
+    budget. No orders: nothing to train."""
+    if inputs["orders"].is_empty():
+        raise NothingToTrain(f"no orders before {as_of}")
+    settings = config.settings()
     customers = inputs["orders"].select("store_id", "customer_id").n_unique()
     allowance = training_allowance(settings.max_train_customers, customers, per_customer, what)
-    if allowance.note is None:
-        return settings, None
-    return dataclasses.replace(settings, max_train_customers=allowance.customers), allowance.note
+    if allowance.note is not None:
+        settings = dataclasses.replace(settings, max_train_customers=allowance.customers)
+    result = fit(
+        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
+        settings=settings, seed=config.seed, **extra,
+    )  # fmt: skip
+    return result, allowance.note
 
 
 def _with_n(values: dict) -> dict:
@@ -187,13 +197,7 @@ def _with_n(values: dict) -> dict:
 
 
 def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
-    if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
-    settings, guard = _within_memory(config.settings(), inputs, CLV_BYTES_PER_CUSTOMER, "CLV")
-    result = clv.fit(
-        inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=settings, seed=config.seed,
-    )  # fmt: skip
+    result, guard = _fit(clv.fit, inputs, as_of, config, CLV_BYTES_PER_CUSTOMER, "CLV")
     unavailable = dict(result.model.unavailable)
     overall, per_store = {}, {}
     stores = {s for b in result.backtest.values() for m in b["store_metrics"].values() for s in m}
@@ -315,11 +319,30 @@ def churn_model(
 # --------------------------------------------------------------------------- nightly
 
 
-def _of_store(inputs: dict, store: str, as_of: date) -> dict:
-    mine = {name: frame.filter(pl.col("store_id") == store) for name, frame in inputs.items()}
-    if mine["orders"].is_empty():
-        raise CannotScore(f"no orders before {as_of}")
-    return mine
+def _score_customers(
+    context: dg.AssetExecutionContext,
+    spec: ModelSpec,
+    config: ChurnConfig | ClvConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    step: str,
+    empty: pl.DataFrame,
+    score: Callable[[Release, dict, date, str, str], pl.DataFrame],
+) -> ScoreRun:
+    """score_all into scores.<step>, each store's customers on their own:
+    `score(release, inputs of the store, as_of, store, method)`. A store without orders
+    before as_of cannot be scored."""
+
+    def score_one(release, inputs, as_of, store, method):
+        mine = of_store(inputs, store)
+        if mine["orders"].is_empty():
+            raise CannotScore(f"no orders before {as_of}")
+        return score(release, mine, as_of, store, method)
+
+    return score_all(
+        context, spec, config, storepulse, run_settings,
+        step=step, table=f"scores.{step}", empty=empty, score_one=score_one,
+    )  # fmt: skip
 
 
 @dg.asset(
@@ -343,18 +366,16 @@ def clv_scores(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    def score_one(release, inputs, as_of, store, method):
-        mine = _of_store(inputs, store, as_of)
+    def score(release, mine, as_of, store, method):
         return clv.score(
             release.artifact, mine["orders"], as_of, release.version,
             customers=mine["customers"], sessions=mine["sessions"],
             method_of_store={store: method},
         )  # fmt: skip
 
-    run = score_all(
-        context, CLV_SPEC, config, storepulse, run_settings,
-        step="clv", table="scores.clv", empty=clv.empty_clv(), score_one=score_one,
-    )  # fmt: skip
+    run = _score_customers(
+        context, CLV_SPEC, config, storepulse, run_settings, "clv", clv.empty_clv(), score
+    )
     scores = run.scores
     by_store = (
         scores.group_by("store_id")
@@ -407,8 +428,7 @@ def churn_scores(
             else None  # value at risk then from the last value_window_days' spend
         )
 
-    def score_one(release, inputs, as_of, store, method):
-        mine = _of_store(inputs, store, as_of)
+    def score(release, mine, as_of, store, method):
         return churn.score_methods(
             release.artifact, mine["orders"], as_of, release.version,
             method_of_store={store: method}, customers=mine["customers"],
@@ -416,10 +436,9 @@ def churn_scores(
             clv=values.filter(pl.col("store_id") == store) if values is not None else None,
         )  # fmt: skip
 
-    run = score_all(
-        context, CHURN_SPEC, config, storepulse, run_settings,
-        step="churn", table="scores.churn", empty=churn.empty_scores(), score_one=score_one,
-    )  # fmt: skip
+    run = _score_customers(
+        context, CHURN_SPEC, config, storepulse, run_settings, "churn", churn.empty_scores(), score
+    )
     scores = run.scores
     bands = (
         scores.group_by("risk_band")
@@ -442,11 +461,7 @@ def churn_scores(
 
 
 def _histogram(scores: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.hist(scores["churn_probability"].to_numpy(), bins=20, range=(0, 1), color="#dc2626")
     ax.set_title("Churn probability, all customers")

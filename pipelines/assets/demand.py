@@ -15,7 +15,7 @@ from pydantic import Field
 from models import demand, reorder
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
     approved_check,
     no_failure_check,
@@ -346,8 +346,7 @@ def reorder_plan(
             rows = replace_table(con, "marts.reorder_plan", _empty_plan(as_of))
             return dg.MaterializeResult(
                 metadata={
-                    "dagster/row_count": rows,
-                    "as_of": as_of.isoformat(),
+                    **table_metadata(rows, as_of),
                     "skipped": "no store has a demand forecast (no order lines)",
                 }
             )
@@ -392,8 +391,7 @@ def reorder_plan(
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
+            **table_metadata(rows, as_of),
             "by_store": preview(summary),
             "skipped_stores": metrics(skipped),
             "most_urgent": preview(_rounded(plan.drop("as_of")), rows=15),
@@ -446,11 +444,7 @@ def _forecast_plot(table: pl.DataFrame, history: demand.DemandHistory):
 
 
 def _sku_panels(top, past, forecast, title, cutoff):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = max(top.height, 1)
     cols = 2
     rows = (n + cols - 1) // cols

@@ -13,16 +13,19 @@ from pydantic import Field
 from models import experiments as experiment_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
-from pipelines.store_steps import failed, status_preview, write_step
+from pipelines.store_steps import attempt, concat_or_empty, done, skipped, step_metadata, write_step
 from storepulse.inputs import experiments as experiment_inputs
-from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
 from storepulse.publish import store_ids
 
 EXPERIMENT_READOUT = dg.AssetKey(["marts", "experiment_readout"])
 STEP = "experiments"
 NO_SAMPLE_RATIO_MISMATCH = "no_sample_ratio_mismatch"
+NO_ASSIGNMENTS = (
+    "no experiment assignments file: export your A/B tool's assignments (experiment_id, "
+    "variant, customer, assigned_at) to read tests here"
+)
 PLAN_SCHEMA = {
     "store_id": pl.String, "metric": pl.String, "baseline": pl.Float64,
     "relative_lift": pl.Float64, "alpha": pl.Float64, "power": pl.Float64,
@@ -117,39 +120,21 @@ def experiment_readout(
         if plan is not None:
             plans.append({"store_id": store, **_plan_row(plan)})
         if mine.is_empty():
-            outcomes.append(
-                StoreOutcome(
-                    store,
-                    STEP,
-                    STATUS_SKIPPED,
-                    None,
-                    "no experiment assignments file: export your A/B tool's "
-                    "assignments (experiment_id, variant, customer, assigned_at) to "
-                    "read tests here",
-                )  # fmt: skip
-            )
+            outcomes.append(skipped(store, STEP, NO_ASSIGNMENTS))
             continue
-        try:
-            frame = experiment_model.readout(
-                mine, orders.filter(pl.col("store_id") == store), as_of, settings
-            )
-        except Exception as exc:  # one store's problem never stops another's readout
-            outcomes.append(failed(store, STEP, exc))
+        frame = attempt(
+            outcomes, store, STEP, experiment_model.readout,
+            mine, orders.filter(pl.col("store_id") == store), as_of, settings,
+        )  # fmt: skip
+        if frame is None:
             continue
         frames.append(frame)
         decided = frame.select("experiment_id", "experiment_decision").unique()
         counts = dict(decided.group_by("experiment_decision").len().iter_rows())
         summary = ", ".join(f"{n} {d.replace('_', ' ')}" for d, n in sorted(counts.items()))
-        outcomes.append(
-            StoreOutcome(
-                store,
-                STEP,
-                STATUS_OK,
-                "fixed_horizon_cuped",
-                f"{decided.height} experiment{'' if decided.height == 1 else 's'} read ({summary})",
-            )  # fmt: skip
-        )
-    table = pl.concat(frames) if frames else pl.DataFrame(schema=experiment_model.READOUT_SCHEMA)
+        read = f"{decided.height} experiment{'' if decided.height == 1 else 's'} read ({summary})"
+        outcomes.append(done(store, STEP, "fixed_horizon_cuped", read))
+    table = concat_or_empty(frames, experiment_model.READOUT_SCHEMA)
     plan_table = pl.DataFrame(plans, schema=PLAN_SCHEMA)
     tables = {"marts.experiment_readout": table, "marts.experiment_plan": plan_table}
     rows = write_step(storepulse, as_of, STEP, tables, outcomes)["marts.experiment_readout"]
@@ -161,9 +146,7 @@ def experiment_readout(
     )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "store_status": status_preview(outcomes),
+            **step_metadata(rows, as_of, outcomes),
             "primary_metric_readout": preview(
                 primary.select(
                     "store_id",
@@ -218,11 +201,7 @@ def _plan_row(plan: experiment_model.TestPlan) -> dict:
 
 
 def _lift_plot(primary: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = primary.filter(pl.col("lift").is_not_null()).with_columns(
         (pl.col("store_id") + " · " + pl.col("experiment_id") + " · " + pl.col("variant")).alias(
             "label"

@@ -1,16 +1,37 @@
 """Marts: business tables built by the SQL files in sql/marts/ (one table per file)."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import polars as pl
 
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.warehouse import query, read_sql, replace_table, set_as_of
 
 KPI_DAILY = dg.AssetKey(["marts", "kpi_daily"])
 KPI_MONTHLY = dg.AssetKey(["marts", "kpi_monthly"])
 COHORT_RETENTION = dg.AssetKey(["marts", "cohort_retention"])
+
+
+def _build_mart(
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    table: str,
+    summary: Callable[..., dict],
+    *queries: str,
+) -> dg.MaterializeResult:
+    """marts.<table> built from sql/marts/<table>.sql with the data before as_of. What
+    `queries` read on the same connection (without queries: the whole table) goes to
+    `summary`, whose metadata follows the rows and as_of (plots are drawn after the
+    connection is closed)."""
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        set_as_of(con, as_of)
+        rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
+        frames = [query(con, sql) for sql in queries or (f"select * from marts.{table}",)]
+    return dg.MaterializeResult(metadata={**table_metadata(rows, as_of), **summary(*frames)})
 
 
 @dg.asset(
@@ -29,54 +50,35 @@ COHORT_RETENTION = dg.AssetKey(["marts", "cohort_retention"])
 def kpi_daily(
     context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        set_as_of(con, as_of)
-        rows = replace_table(con, "marts.kpi_daily", read_sql("marts/kpi_daily.sql"))
-        by_store = query(
-            con,
-            "select store_id, sum(gmv_usd) as gmv_usd, sum(orders) as orders, "
-            "sum(ad_spend_usd) as ad_spend_usd, sum(new_customers) as new_customers "
-            "from marts.kpi_daily group by store_id order by store_id",
-        )
-        weekly = query(
-            con,
-            "select date_trunc('week', date) as week, sum(gmv_usd) as gmv_usd "
-            "from marts.kpi_daily group by 1 order by 1",
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "totals_by_store": preview(by_store),
-            "total_gmv_usd": float(by_store["gmv_usd"].sum() or 0.0),
-            "weekly_gmv": _weekly_plot(weekly),
-            "stores": metrics({"count": by_store.height}),
-        }
-    )
+    return _build_mart(storepulse, run_settings, "kpi_daily", _daily_metadata, *_DAILY_QUERIES)
+
+
+_DAILY_QUERIES = (
+    "select store_id, sum(gmv_usd) as gmv_usd, sum(orders) as orders, "
+    "sum(ad_spend_usd) as ad_spend_usd, sum(new_customers) as new_customers "
+    "from marts.kpi_daily group by store_id order by store_id",
+    "select date_trunc('week', date) as week, sum(gmv_usd) as gmv_usd "
+    "from marts.kpi_daily group by 1 order by 1",
+)
+
+
+def _daily_metadata(by_store: pl.DataFrame, weekly: pl.DataFrame) -> dict:
+    return {
+        "totals_by_store": preview(by_store),
+        "total_gmv_usd": float(by_store["gmv_usd"].sum() or 0.0),
+        "weekly_gmv": _weekly_plot(weekly),
+        "stores": metrics({"count": by_store.height}),
+    }
 
 
 def _weekly_plot(weekly):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     if weekly.height:
         ax.plot(weekly["week"].to_list(), weekly["gmv_usd"].to_list(), color="#2563eb")
     ax.set_title("GMV per week, all stores (USD)")
     ax.grid(alpha=0.3)
     return plot(fig)
-
-
-def _build_mart(storepulse: StorepulseResource, run_settings: RunSettings, table: str):
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        set_as_of(con, as_of)
-        rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
-        frame = query(con, f"select * from marts.{table}")
-    return as_of, rows, frame
 
 
 @dg.asset(
@@ -96,7 +98,10 @@ def _build_mart(storepulse: StorepulseResource, run_settings: RunSettings, table
 def kpi_monthly(
     context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    as_of, rows, frame = _build_mart(storepulse, run_settings, "kpi_monthly")
+    return _build_mart(storepulse, run_settings, "kpi_monthly", _monthly_metadata)
+
+
+def _monthly_metadata(frame: pl.DataFrame) -> dict:
     latest = (
         frame.filter(pl.col("is_complete_month"))
         .sort("month")
@@ -114,22 +119,14 @@ def kpi_monthly(
             "blended_roas",
         )
     )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "latest_complete_month_by_store": preview(latest, rows=50),
-            "monthly_revenue": _monthly_plot(frame),
-        }
-    )
+    return {
+        "latest_complete_month_by_store": preview(latest, rows=50),
+        "monthly_revenue": _monthly_plot(frame),
+    }
 
 
 def _monthly_plot(frame: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     for (store,), part in frame.sort("month").group_by("store_id", maintain_order=True):
         ax.plot(part["month"].to_list(), part["net_revenue_usd"].to_list(), label=store)
@@ -156,7 +153,10 @@ def _monthly_plot(frame: pl.DataFrame):
 def cohort_retention(
     context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    as_of, rows, frame = _build_mart(storepulse, run_settings, "cohort_retention")
+    return _build_mart(storepulse, run_settings, "cohort_retention", _retention_metadata)
+
+
+def _retention_metadata(frame: pl.DataFrame) -> dict:
     curve = (
         frame.filter(pl.col("is_complete_month"))
         .group_by("months_since_first_order")
@@ -168,10 +168,4 @@ def cohort_retention(
         )
         .sort("months_since_first_order")
     )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "retention_by_month_k_all_stores": preview(curve.head(13), rows=13),
-        }
-    )
+    return {"retention_by_month_k_all_stores": preview(curve.head(13), rows=13)}

@@ -15,11 +15,17 @@ from pydantic import Field
 from models import order_risk as risk_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
-from pipelines.store_steps import failed, status_preview, write_step
+from pipelines.store_steps import (
+    attempt,
+    concat_or_empty,
+    done,
+    skipped,
+    status_preview,
+    write_step,
+)
 from storepulse.inputs import order_risk as risk_inputs
-from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
 
 ORDER_RISK = dg.AssetKey(["scores", "order_risk"])
 STEP = "order_risk"
@@ -106,23 +112,15 @@ def order_risk(
     frames, outcomes = [], []
     for store in stores:
         mine = orders.filter(pl.col("store_id") == store)
-        try:
-            scored = risk_model.score_orders(
-                mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings
-            )
-        except Exception as exc:  # one store's problem never stops another's scores
-            outcomes.append(failed(store, STEP, exc))
+        scored = attempt(
+            outcomes, store, STEP, risk_model.score_orders,
+            mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings,
+        )  # fmt: skip
+        if scored is None:
             continue
         if scored.is_empty():
-            outcomes.append(
-                StoreOutcome(
-                    store,
-                    STEP,
-                    STATUS_SKIPPED,
-                    None,
-                    f"no orders in the {settings.lookback_days} days before {as_of}",
-                )  # fmt: skip
-            )
+            why = f"no orders in the {settings.lookback_days} days before {as_of}"
+            outcomes.append(skipped(store, STEP, why))
             continue
         scored = risk_model.orders_to_review(scored, open_orders, as_of, settings.review_days)
         frames.append(scored)
@@ -135,25 +133,19 @@ def order_risk(
                 "rules only"
             )
         )
-        outcomes.append(
-            StoreOutcome(
-                store,
-                STEP,
-                STATUS_OK,
-                risk_model.MODEL_VERSION,
-                f"{scored.height} orders scored, {int(scored['flagged'].sum())} flagged, "
-                f"{review.height} open ones of the last {settings.review_days} days to "
-                f"review{anomaly}",
-            )  # fmt: skip
+        summary = (
+            f"{scored.height} orders scored, {int(scored['flagged'].sum())} flagged, "
+            f"{review.height} open ones of the last {settings.review_days} days to "
+            f"review{anomaly}"
         )
-    table = pl.concat(frames) if frames else pl.DataFrame(schema=risk_model.SCORE_SCHEMA)
+        outcomes.append(done(store, STEP, risk_model.MODEL_VERSION, summary))
+    table = concat_or_empty(frames, risk_model.SCORE_SCHEMA)
     written = write_step(storepulse, as_of, STEP, {"scores.order_risk": table}, outcomes)
     flagged = table.filter(pl.col("flagged"))
     without_reasons = flagged.filter(pl.col("flags").is_null() | (pl.col("flags") == "")).height
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": written["scores.order_risk"],
-            "as_of": as_of.isoformat(),
+            **table_metadata(written["scores.order_risk"], as_of),
             "model_version": risk_model.MODEL_VERSION,
             "store_status": status_preview(outcomes),
             "flagged": metrics(
@@ -192,11 +184,7 @@ def _reason_counts(flagged: pl.DataFrame) -> pl.DataFrame:
 
 
 def _score_plot(table: pl.DataFrame, threshold: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     scores = table.filter(pl.col("risk_score") > 0)["risk_score"].to_list()
     if scores:

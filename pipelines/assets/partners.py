@@ -12,11 +12,11 @@ from pydantic import Field
 from models import partners as partner_model
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
-from pipelines.store_steps import failed, status_preview, write_step
+from pipelines.store_steps import attempt, concat_or_empty, done, skipped, step_metadata, write_step
 from storepulse.inputs import partners as partner_inputs
-from storepulse.lifecycle import STATUS_OK, STATUS_SKIPPED, StoreOutcome
+from storepulse.lifecycle import STATUS_OK
 from storepulse.publish import store_ids
 
 PARTNER_SCORECARD = dg.AssetKey(["marts", "partner_scorecard"])
@@ -100,49 +100,36 @@ def partner_scorecard(
     for store in stores:
         mine = partners.filter(pl.col("store_id") == store)
         store_orders = orders.filter(pl.col("store_id") == store)
-        try:
-            card = partner_model.partner_scorecard(
-                store_orders, mine, as_of, ad_spend.filter(pl.col("store_id") == store), settings
-            )
-        except Exception as exc:  # one store's problem never stops another's scorecard
-            outcomes.append(failed(store, STEP, exc))
+        card = attempt(
+            outcomes, store, STEP, partner_model.partner_scorecard,
+            store_orders, mine, as_of, ad_spend.filter(pl.col("store_id") == store), settings,
+        )  # fmt: skip
+        if card is None:
             continue
         unlinked.append(card.unlinked_codes)
         if mine.is_empty():
-            codes = card.unlinked_codes.height
-            outcomes.append(
-                StoreOutcome(
-                    store,
-                    STEP,
-                    STATUS_SKIPPED,
-                    None,
-                    "no partners file: add partners.csv (KOLs and affiliates with their "
-                    f"discount codes) to see scorecards; {codes} discount codes on "
-                    "orders are counted in marts.partner_unlinked_codes",
-                )  # fmt: skip
+            why = (
+                "no partners file: add partners.csv (KOLs and affiliates with their discount "
+                f"codes) to see scorecards; {card.unlinked_codes.height} discount codes on "
+                "orders are counted in marts.partner_unlinked_codes"
             )
+            outcomes.append(skipped(store, STEP, why))
             continue
         if store_orders.is_empty():
-            outcomes.append(StoreOutcome(store, STEP, STATUS_SKIPPED, None,
-                                         f"no valid orders before {as_of}"))  # fmt: skip
+            outcomes.append(skipped(store, STEP, f"no valid orders before {as_of}"))
             continue
         frames.append(card.rows)
         overall = card.rows.filter(
             (pl.col("period") == "overall") & (pl.col("kind") != "paid_channel")
         )
         flagged = overall.filter(pl.col("flags").is_not_null()).height
-        outcomes.append(
-            StoreOutcome(
-                store,
-                STEP,
-                STATUS_OK,
-                "partner_scorecard",
-                f"{overall.height} partners scored, {flagged} flagged; "
-                f"{int(overall['orders'].sum())} orders linked by code or campaign",
-            )  # fmt: skip
+        summary = (
+            f"{overall.height} partners scored, {flagged} flagged; "
+            f"{int(overall['orders'].sum())} orders linked by code or campaign"
         )
-    table = pl.concat(frames) if frames else pl.DataFrame(schema=partner_model.SCORECARD_SCHEMA)
-    codes = pl.concat(unlinked) if unlinked else pl.DataFrame(schema=partner_model.UNLINKED_SCHEMA)
+        outcomes.append(done(store, STEP, "partner_scorecard", summary))
+    table = concat_or_empty(frames, partner_model.SCORECARD_SCHEMA)
+    codes = concat_or_empty(unlinked, partner_model.UNLINKED_SCHEMA)
     tables = {"marts.partner_scorecard": table, "marts.partner_unlinked_codes": codes}
     rows = write_step(storepulse, as_of, STEP, tables, outcomes)["marts.partner_scorecard"]
     overall = table.filter(pl.col("period") == "overall")
@@ -155,9 +142,7 @@ def partner_scorecard(
     missing = sorted(expected - scored_partners)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
-            "store_status": status_preview(outcomes),
+            **step_metadata(rows, as_of, outcomes),
             "overall": preview(
                 overall.select(
                     "store_id",
@@ -194,11 +179,7 @@ def partner_scorecard(
 
 
 def _roi_plot(overall: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = (
         overall.filter(pl.col("roi").is_not_null())
         .with_columns((pl.col("store_id") + " · " + pl.col("partner_name")).alias("label"))

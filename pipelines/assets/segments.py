@@ -11,7 +11,7 @@ from pydantic import Field
 from models import rfm
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import model_settings, validated_settings
-from pipelines.metadata import OWNER, metrics, plot, preview
+from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs import rfm as rfm_inputs
 from storepulse.warehouse import replace_table
@@ -115,8 +115,7 @@ def customer_rfm(
     ).height
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
-            "as_of": as_of.isoformat(),
+            **table_metadata(rows, as_of),
             "segments": preview(summary, rows=60),
             "lifecycle_stages": metrics(dict(lifecycle.iter_rows())),
             "segment_sizes": _segment_plot(scored),
@@ -137,11 +136,7 @@ def customer_rfm(
 
 
 def _segment_plot(scored: pl.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sizes = scored.group_by("segment").agg(
         customers=pl.len(), monetary_usd=pl.col("monetary_usd").sum()
     )
