@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from storepulse.ingest.channels import CHANNELS as CHANNEL_VOCABULARY
-from storepulse.warehouse import query, table_exists
+from storepulse.warehouse import query, quote_ident, scalar, table_exists
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -264,12 +264,23 @@ def _context():
 
 def validate_frame(table: str, frame: pl.DataFrame, suite=None) -> QualityResult:
     """Validate a polars frame with the suite for `table` (or an explicit suite)."""
-    import great_expectations as gx
-
     suite = SUITES[table] if suite is None else suite
     present = [(name, kw, blocking) for name, kw, blocking in suite if _columns_present(kw, frame)]
     if frame.is_empty() or not present:
         return QualityResult(table, frame.height, [])
+    outcomes = [
+        _outcome(expectation, kwargs, blocking, [part])
+        for (expectation, kwargs, blocking), part in zip(
+            present, _run_suite(table, frame, present), strict=True
+        )
+    ]
+    return QualityResult(table, frame.height, outcomes)
+
+
+def _run_suite(table: str, frame: pl.DataFrame, present: list) -> list[tuple[bool, dict]]:
+    """GX on one pandas batch: (success, result detail) per expectation."""
+    import great_expectations as gx
+
     context = _context()
     name = f"sp_{table}_{id(frame)}"
     source = context.data_sources.add_or_update_pandas(name)
@@ -281,29 +292,41 @@ def validate_frame(table: str, frame: pl.DataFrame, suite=None) -> QualityResult
     for expectation, kwargs, _ in present:
         gx_suite.add_expectation(getattr(gx.expectations, expectation)(**kwargs))
     result = batch.validate(gx_suite)
-    outcomes = []
-    for (expectation, kwargs, blocking), res in zip(present, result.results, strict=True):
-        detail = res.result or {}
-        failing = detail.get("partial_unexpected_list") or []
-        outcomes.append(
-            ExpectationOutcome(
-                expectation=expectation,
-                kwargs=kwargs,
-                blocking=blocking,
-                success=bool(res.success),
-                unexpected_count=detail.get("unexpected_count"),
-                unexpected_percent=detail.get("unexpected_percent"),
-                failing_values=[_plain(v) for v in failing[:20]],
-            )
-        )
     context.data_sources.delete(name)
-    return QualityResult(table, frame.height, outcomes)
+    return [(bool(res.success), res.result or {}) for res in result.results]
+
+
+def _outcome(expectation: str, kwargs: dict, blocking: bool, parts: list) -> ExpectationOutcome:
+    """One expectation's outcome over the batches of a table, as if GX had seen it whole.
+
+    Every batch holds whole stores, so a key that includes store_id is unique in the table
+    exactly when it is unique in each batch; counts add up; a `mostly` expectation is
+    judged on the share over all batches (GX's rule: non-missing values that pass)."""
+    if len(parts) == 1:
+        success, detail = parts[0]
+        unexpected, percent = detail.get("unexpected_count"), detail.get("unexpected_percent")
+    else:
+        counts = [d.get("unexpected_count") for _, d in parts]
+        unexpected = None if None in counts else sum(counts)
+        present = sum(d.get("element_count", 0) - (d.get("missing_count") or 0) for _, d in parts)
+        percent = None if unexpected is None or not present else 100 * unexpected / present
+        success = all(ok for ok, _ in parts)
+        if "mostly" in kwargs and percent is not None:
+            success = (100 - percent) / 100 >= kwargs["mostly"]
+    failing = [v for _, d in parts for v in (d.get("partial_unexpected_list") or [])]
+    return ExpectationOutcome(
+        expectation=expectation,
+        kwargs=kwargs,
+        blocking=blocking,
+        success=success,
+        unexpected_count=unexpected,
+        unexpected_percent=percent,
+        failing_values=[_plain(v) for v in failing[:20]],
+    )
 
 
 def _columns_present(kwargs: dict, frame: pl.DataFrame) -> bool:
-    columns = [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
-    columns += kwargs.get("column_list", [])
-    return all(c in frame.columns for c in columns if c)
+    return _columns_in(kwargs, frame.columns)
 
 
 def _plain(value):
@@ -318,12 +341,61 @@ def _plain(value):
     return value if isinstance(value, int | float | str | bool) or value is None else str(value)
 
 
-def validate_table(con: duckdb.DuckDBPyConnection, table: str) -> QualityResult:
-    """Validate staging.<table> as it is in the warehouse."""
-    if not table_exists(con, f"staging.{table}"):
+# Rows of one GX batch: a table is validated in batches of whole stores, so memory is
+# bounded by this (or by the largest store), not by the whole portfolio (issue #18).
+VALIDATION_BATCH_ROWS = 1_000_000
+
+
+def validate_table(
+    con: duckdb.DuckDBPyConnection, table: str, batch_rows: int = VALIDATION_BATCH_ROWS
+) -> QualityResult:
+    """Validate staging.<table> as it is in the warehouse: only the columns its suite
+    reads, in batches of whole stores (one batch up to `batch_rows` rows)."""
+    name = f"staging.{table}"
+    if not table_exists(con, name):
         return QualityResult(table, 0, [])
-    frame = query(con, f"select * from staging.{table}")
-    return validate_frame(table, frame)
+    columns = query(con, f"select * from {name} limit 0").columns
+    suite = [(e, kw, b) for e, kw, b in SUITES[table] if _columns_in(kw, columns)]
+    needed = list(dict.fromkeys(c for _, kw, _ in suite for c in _columns_of(kw)))
+    if not suite:
+        return QualityResult(table, int(scalar(con, f"select count(*) from {name}")), [])
+    select = ", ".join(quote_ident(c) for c in needed)
+    if "store_id" not in columns:
+        return validate_frame(table, query(con, f"select {select} from {name}"), suite)
+    sizes = query(con, f"select store_id, count(*) as n from {name} group by all order by all")
+    batches: list[list] = [[]]
+    filled = 0
+    for store, n in sizes.iter_rows():
+        if batches[-1] and filled + n > batch_rows:
+            batches.append([])
+            filled = 0
+        batches[-1].append(store)
+        filled += n
+    if len(batches) == 1:
+        return validate_frame(table, query(con, f"select {select} from {name}"), suite)
+    parts: list[list] = [[] for _ in suite]
+    rows = 0
+    for stores in batches:
+        known = [s for s in stores if s is not None]
+        where = "list_contains($stores, store_id)" + (
+            " or store_id is null" if None in stores else ""
+        )
+        frame = query(con, f"select {select} from {name} where {where}", {"stores": known})
+        rows += frame.height
+        for outcome, part in zip(parts, _run_suite(table, frame, suite), strict=True):
+            outcome.append(part)
+        del frame
+    outcomes = [_outcome(e, kw, b, p) for (e, kw, b), p in zip(suite, parts, strict=True)]
+    return QualityResult(table, rows, outcomes)
+
+
+def _columns_of(kwargs: dict) -> list[str]:
+    columns = [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")]
+    return [c for c in [*columns, *kwargs.get("column_list", [])] if c]
+
+
+def _columns_in(kwargs: dict, columns: list[str]) -> bool:
+    return all(c in columns for c in _columns_of(kwargs))
 
 
 def validate_order_totals(con: duckdb.DuckDBPyConnection) -> QualityResult:
