@@ -60,3 +60,31 @@ def test_a_mostly_expectation_is_judged_on_the_whole_table(con):
     emails = next(o for o in batched.outcomes if o.kwargs.get("column") == "email")
     assert emails.unexpected_count == 1 and emails.success
     assert summary(batched) == summary(validate_table(con, "customers"))
+
+
+def test_order_totals_are_checked_store_batch_by_store_batch(monkeypatch):
+    from storepulse import quality
+
+    con = duckdb.connect()
+    con.execute("create schema staging")
+    con.execute(
+        """
+        create table staging.orders as
+        select s.store_id, 'o' || i as order_id,
+               case when s.store_id = 'b' and i = 0 then 12.0 else 10.0 end as total_usd,
+               0.0 as discount_usd, 0.0 as shipping_usd, 0.0 as tax_usd
+        from (values ('a'), ('b'), ('c')) s(store_id), range(100) r(i)
+        """
+    )
+    con.execute(
+        "create table staging.order_lines as select store_id, order_id, 10.0 as line_total_usd "
+        "from staging.orders"
+    )
+    whole = quality.validate_order_totals(con)
+    monkeypatch.setattr(quality, "VALIDATION_BATCH_ROWS", 100)  # one store per batch
+    batched = quality.validate_order_totals(con)
+    assert whole.rows == batched.rows == 300
+    assert summary(batched) == summary(whole)
+    (totals,) = batched.outcomes
+    assert totals.unexpected_count == 1 and totals.success  # 1 of 300 is within mostly=0.995
+    assert [float(v) for v in totals.failing_values] == [2.0]
