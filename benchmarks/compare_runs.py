@@ -37,7 +37,7 @@ SCHEMAS = ("staging", "marts", "scores", "quarantine", "ops")
 VOLATILE = {
     "ingested_at", "quarantined_at", "trained_at", "raised_at", "applied_at",
     "last_checked_at", "published_at", "run_id", "version", "model_version",
-    "scored_at", "created_at_run",
+    "scored_at", "created_at_run", "recorded_at",
     # the order files landed in: mtimes of files written a millisecond apart
     "file_seq",
 }  # fmt: skip
@@ -125,7 +125,7 @@ def read_tables(warehouse: Path) -> dict:
             if full == "ops.model_runs":
                 frame = frame.with_columns(
                     pl.col(c).map_elements(_without_seconds, return_dtype=pl.String)
-                    for c in ("metrics", "baseline_metrics")
+                    for c in ("metrics", "baseline_metrics", "champions")
                     if c in frame.columns
                 )
             floats = [c for c, t in frame.schema.items() if t.is_float()]
@@ -155,10 +155,14 @@ def _without_seconds(value: str | None) -> str | None:
 
 
 def _drop_seconds(data):
+    """Timings left out; floats to 9 significant digits, as the tables' floats are
+    compared (a sum in another order changes the last bits)."""
     if isinstance(data, dict):
         return {k: _drop_seconds(v) for k, v in data.items() if "seconds" not in k}
     if isinstance(data, list):
         return [_drop_seconds(v) for v in data]
+    if isinstance(data, float):
+        return float(f"{data:.9g}")
     return data
 
 
