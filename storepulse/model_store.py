@@ -119,7 +119,9 @@ def record_run(
                 "approved": [approved],
                 "reason": [reason],
                 "champion": [champion],
-                "champions": [json.dumps(champions, sort_keys=True) if champions is not None else None],
+                "champions": [
+                    json.dumps(champions, sort_keys=True) if champions is not None else None
+                ],
                 "code_version": [code_version],
             },
             schema_overrides={
