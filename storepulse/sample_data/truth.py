@@ -290,13 +290,19 @@ def driver_ceiling_churn_probability(
     first = frame["first_day"].to_numpy().astype("datetime64[D]")
     last = frame["last_day"].to_numpy().astype("datetime64[D]")
     acquired = frame["acquisition_date"].to_numpy().astype("datetime64[D]")
-    start = np.datetime64(window_start, "D")
+    # The window opens with the data, or with the store when it opened later (a
+    # young store's customers are all acquired inside its own window).
+    start = np.full(frame.height, np.datetime64(window_start, "D"))
+    if demand_calendar is not None and not demand_calendar.is_empty():
+        opened = dict(demand_calendar.group_by("store_id").agg(pl.col("date").min()).iter_rows())
+        store_start = np.array([np.datetime64(opened.get(s, window_start), "D") for s in stores])
+        start = np.maximum(start, store_start)
     before_window = acquired < start
     cutoff_day = np.full(frame.height, np.datetime64(cutoff, "D"))
     w_first = (clock(first) + clock(first + 1)) / 2
     w_last = (clock(last) + clock(last + 1)) / 2
     c_start, c_end = clock(cutoff_day), clock(cutoff_day + horizon_days)
-    window_clock = clock(np.full(frame.height, start))
+    window_clock = clock(start)
     pre_exposure = np.where(
         before_window, window_clock - (clock(acquired) + clock(acquired + 1)) / 2, 0
     )
