@@ -828,3 +828,42 @@ def test_driver_ceiling_is_calibrated_and_sits_between_blind_and_oracle():
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, scored["churn_probability"]) < roc_auc_score(y, scored["oracle"])
+
+
+def test_driver_ceiling_takes_a_store_that_opened_after_the_others():
+    """A young store's window opens when it opened: its customers get a ceiling (it raised
+    'orders before the demand calendar starts' before), and the old store's is unchanged."""
+    from storepulse.sample_data.truth import driver_ceiling_churn_probability
+
+    calendar = np.ones(400)
+    truth, orders, calendar_frame, start = _simulate_process(2_000, 5, calendar)
+    young = {"store_id": pl.lit("y")}
+    shift = pl.duration(days=150)
+    both_truth = pl.concat(
+        [truth, truth.with_columns(**young, acquisition_date=pl.col("acquisition_date") + shift)]
+    )
+    both_orders = pl.concat(
+        [orders, orders.with_columns(**young, order_date=pl.col("order_date") + shift)]
+    )
+    both_calendar = pl.concat(
+        [calendar_frame, calendar_frame.with_columns(**young, date=pl.col("date") + shift)]
+    )
+    process = pl.DataFrame(
+        {
+            "store_id": ["s", "s", "y", "y"],
+            "driver": ["gamma_shape", "beta_concentration"] * 2,
+            "target": "process",
+            "effect": 0.6,
+        }
+    )
+    cutoff, horizon = start + timedelta(days=300), 90
+
+    def ceiling(t, o, c):
+        kwargs = {"demand_calendar": c, "churn_drivers": process, "n_draws": 200}
+        return driver_ceiling_churn_probability(t, o, cutoff, horizon, **kwargs)
+
+    both = ceiling(both_truth, both_orders, both_calendar)
+    alone = ceiling(truth, orders, calendar_frame)
+    young_rows = both.filter(pl.col("store_id") == "y")["churn_probability"]
+    assert young_rows.len() > 1000 and young_rows.is_between(0, 1).all()
+    assert both.filter(pl.col("store_id") == "s").equals(alone)
