@@ -308,6 +308,13 @@ def reorder_plan(
             )
         ).alias("overstock_flag"),
     )
+    return sort_plan(plan)
+
+
+def sort_plan(plan: pl.DataFrame) -> pl.DataFrame:
+    """Most urgent first: reorders before the rest, then the least slack (days of cover
+    beyond the lead time), A before B before C, more revenue first; store and SKU make
+    the order total, so plans made store by store and sorted together are the same."""
     slack = (pl.col("days_of_cover") - pl.col("lead_time_days")).fill_null(float("inf"))
     return (
         plan.with_columns(slack.alias("_slack"))

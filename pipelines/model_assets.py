@@ -223,9 +223,10 @@ def score_all(
         inputs = spec.load(con, as_of)
     started = time.perf_counter()
     try:
+        # An inline training reads what was just loaded: one copy of the inputs, not two.
         release = lifecycle.release_for_scoring(
             storepulse.warehouse(), spec, as_of, config, storepulse.paths().model_store,
-            context.log.info,
+            context.log.info, inputs=inputs,
         )  # fmt: skip
     except NothingToTrain as nothing:
         context.log.warning(f"{step}: {nothing}")

@@ -312,13 +312,16 @@ def train(
     as_of: date,
     settings: Any,
     model_store: Path,
+    inputs: Any = None,
 ) -> Release:
     """Train every candidate, choose, save and record. Raises NothingToTrain.
 
     The warehouse is only held while reading inputs and recording the run, so a long
-    fit does not keep the one writer busy."""
-    with warehouse.writer() as con:
-        inputs = spec.load(con, as_of)
+    fit does not keep the one writer busy. `inputs`: what spec.load returned for this
+    as_of, when the caller already holds it (one copy in memory, not two)."""
+    if inputs is None:
+        with warehouse.writer() as con:
+            inputs = spec.load(con, as_of)
     candidates = spec.train(inputs, as_of, settings)
     version = version_of(spec, as_of, spec.fingerprint(inputs), settings)
     if spec.min_gain_setting and hasattr(settings, spec.min_gain_setting):
@@ -394,10 +397,12 @@ def release_for_scoring(
     settings: Any,
     model_store: Path,
     log: Callable[[str], None] = print,
+    inputs: Any = None,
 ) -> Release:
     """The newest approved version trained on data up to as_of; trained inline when
     there is none (a fresh home, an early replay), when the model store no longer has
-    it, or when older code saved it. Raises NothingToTrain."""
+    it, or when older code saved it. Raises NothingToTrain. `inputs`: spec.load's
+    result for this as_of when the caller holds it already (training reuses it)."""
     with warehouse.writer() as con:
         version = latest_approved(con, spec.name, as_of)
     if version is not None:
@@ -409,7 +414,7 @@ def release_for_scoring(
             log(f"{spec.name}: {exc}; training a new version now.")
     else:
         log(f"{spec.name}: no approved version trained up to {as_of}: training one first.")
-    release = train(warehouse, spec, as_of, settings, model_store)
+    release = train(warehouse, spec, as_of, settings, model_store, inputs)
     log(f"{spec.name}: {release.version}: {release.decision.summary}")
     if release.card.get("memory_guard"):
         log(release.card["memory_guard"])

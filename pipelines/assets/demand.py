@@ -25,7 +25,7 @@ from pipelines.model_assets import (
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
-from storepulse.inputs.demand import load_history, load_inventory
+from storepulse.inputs.demand import load_history, load_inventory, load_store_history
 from storepulse.lifecycle import (
     Candidates,
     CannotScore,
@@ -350,7 +350,6 @@ def reorder_plan(
                     "skipped": "no store has a demand forecast (no order lines)",
                 }
             )
-        history = load_history(con, as_of)
         inventory = load_inventory(con, as_of)
         forecast_stores = set(forecast["store_id"].unique())
         stock_stores = set(inventory["store_id"].unique())
@@ -366,13 +365,26 @@ def reorder_plan(
         }
         for store, reason in skipped.items():
             context.log.warning(f"reorder plan, store {store} skipped: {reason}")
-        plan = reorder.reorder_plan(
-            forecast,
-            inventory,
-            history.daily.select("store_id", "sku", "date", "units"),
-            demand.abc_classes(history),
-            as_of,
-            config.settings(),
+        # Store by store: one store's history in memory at a time (issue #18); every step
+        # of the plan is per store x SKU, and the stores' plans are ordered together.
+        plans = []
+        for store in sorted(forecast_stores & stock_stores):
+            history = load_store_history(con, as_of, store)
+            plans.append(
+                reorder.reorder_plan(
+                    forecast.filter(pl.col("store_id") == store),
+                    inventory.filter(pl.col("store_id") == store),
+                    history.daily.select("store_id", "sku", "date", "units"),
+                    demand.abc_classes(history),
+                    as_of,
+                    config.settings(),
+                )
+            )
+            del history
+        plan = (
+            reorder.sort_plan(pl.concat(plans, how="vertical_relaxed"))
+            if plans
+            else reorder.empty_plan()
         ).with_columns(
             pl.int_range(1, pl.len() + 1).alias("urgency_rank"), pl.lit(as_of).alias("as_of")
         )

@@ -27,6 +27,14 @@ def load_history(con: duckdb.DuckDBPyConnection, as_of: date) -> demand.DemandHi
     return demand.concat_histories(parts, as_of)
 
 
+def load_store_history(
+    con: duckdb.DuckDBPyConnection, as_of: date, store: str
+) -> demand.DemandHistory:
+    """One store's part of load_history (for work that goes store by store)."""
+    stores = query(con, "select store_id, country from staging.stores")
+    return _store_history(con, as_of, store, stores)
+
+
 def _store_history(
     con: duckdb.DuckDBPyConnection, as_of: date, store: str | None, stores: pl.DataFrame
 ) -> demand.DemandHistory:
