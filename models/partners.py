@@ -18,14 +18,25 @@ Definitions (docs/growth.md):
   tracked channel (a paid ad, an e-mail, organic search, another partner's link)
   found the code elsewhere, on a coupon site most often: counted as
   `code_only_new_customers`, not credited (the usual de-duplication of affiliate
-  programmes; `credit_other_channels` turns it off).
+  programmes; `credit_other_channels` turns it off). A customer's first order is the
+  first one they placed: when it was cancelled, carried a partner's code or campaign and
+  they ordered again, that partner brought them (its code, campaign and channel decide,
+  as `placed_*` columns on the first counted order).
+- **likely_leaked_customers**: a leaked code is also used by new customers who arrive
+  untracked (they typed the address after finding the code), and those look like the
+  partner's own. Their number is estimated from the leaks that can be seen: the code's
+  `code_only_new_customers` times the store's ratio of untracked to tracked arrivals
+  among new customers who used one of the store's own codes (a code no partner has),
+  tracked meaning through a channel other than the partner's own; at most the partner's
+  untracked new customers. Each untracked new customer of the partner counts for
+  1 - that share in `brought_revenue_usd` (`discount_untracked_leaks` turns it off).
 - **repeat_rate_90d**: of the customers brought in the period whose first order is
   at least 90 days before as_of, the share who ordered again within 90 days;
   `store_repeat_rate_90d` is the same for every new customer of the store in the
   period.
 - **brought_revenue_usd**: net revenue of every order of the customers the partner
   brought, from their first order on, with or without the code (a partner who brings
-  loyal customers earns their next orders too). Linked orders of customers the store
+  loyal customers earns their next orders too), untracked arrivals weighted as above. Linked orders of customers the store
   already had (`existing_customer_orders`: a code found on a coupon site, a customer
   who would have bought anyway) cost commission but are not counted as value.
 - **cost_usd** = fixed fee + commission. The commission is `commission_rate` of the
@@ -64,7 +75,7 @@ SCORECARD_SCHEMA = {
     "aov_usd": pl.Float64, "refund_rate": pl.Float64, "repeat_rate_90d": pl.Float64,
     "customers_eligible_90d": pl.Int64, "store_repeat_rate_90d": pl.Float64,
     "store_refund_rate": pl.Float64, "existing_customer_orders": pl.Int64,
-    "code_only_new_customers": pl.Int64,
+    "code_only_new_customers": pl.Int64, "likely_leaked_customers": pl.Float64,
     "brought_revenue_usd": pl.Float64,
     "commission_usd": pl.Float64, "fixed_fee_usd": pl.Float64, "cost_usd": pl.Float64,
     "roi": pl.Float64, "cac_usd": pl.Float64, "flags": pl.String,
@@ -88,6 +99,9 @@ class PartnerSettings:
     # channel (a paid ad, an e-mail, organic search, another partner's link) found the
     # code elsewhere (a coupon site): not credited to the partner unless this is on.
     credit_other_channels: bool = False
+    # Untracked new customers with the code count for 1 - the share of them a leaked code
+    # is estimated to explain (see likely_leaked_customers); off: each counts in full.
+    discount_untracked_leaks: bool = True
 
     def validate(self) -> None:
         if not 0 <= self.low_repeat_ratio <= 1:
@@ -193,19 +207,24 @@ def _figures(
     all_orders: pl.DataFrame,
     keys: list[str],
     as_of: date,
+    arrivals: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per (keys..., month) and per (keys..., overall): the order and customer figures.
 
     linked: valid orders with the owner columns `keys` (one owner per order).
     all_orders: every valid order of the stores (for the brought customers' later orders).
+    arrivals: how each new customer came (`_arrivals`: keys, customer_id, created_at,
+    order_date, _credited, _weight); by default their first valid order in `linked`.
     """
     eligible_before = as_of - timedelta(days=REPEAT_WINDOW_DAYS)
     if "_credited" not in linked.columns:
         linked = linked.with_columns(pl.lit(True).alias("_credited"))
     first = pl.col("order_number") == 1
-    code_only = linked.filter(first & ~pl.col("_credited")).select(*keys, "order_date")
-    new = linked.filter(first & pl.col("_credited")).select(
-        *keys, "customer_id", pl.col("created_at").alias("first_at"), "order_date"
+    if arrivals is None:
+        arrivals = linked.filter(first).with_columns(pl.lit(1.0).alias("_weight"))
+    code_only = arrivals.filter(~pl.col("_credited")).select(*keys, "order_date")
+    new = arrivals.filter(pl.col("_credited")).select(
+        *keys, "customer_id", pl.col("created_at").alias("first_at"), "order_date", "_weight"
     )
     second = all_orders.filter(pl.col("order_number") == 2).select(
         "store_id", "customer_id", pl.col("created_at").alias("second_at")
@@ -220,15 +239,15 @@ def _figures(
     # Brought revenue: every order of the customers the owner brought, from their first
     # order on. Linked orders of customers the store already had (a code found on a coupon
     # site) cost commission but bring nothing new: counted apart, not as value.
-    owner_of_customer = new.select(*keys, "customer_id").unique(
+    owner_of_customer = new.select(*keys, "customer_id", "_weight").unique(
         ["store_id", "customer_id"], keep="first"
     )
     brought = all_orders.join(
         owner_of_customer, on=["store_id", "customer_id"], how="inner"
-    ).select(*keys, "order_date", "net_usd")
+    ).select(*keys, "order_date", (pl.col("net_usd") * pl.col("_weight")).alias("net_usd"))
     existing = (
         linked.filter(~(first & ~pl.col("_credited")))
-        .join(owner_of_customer, on=[*keys, "customer_id"], how="anti")
+        .join(owner_of_customer.drop("_weight"), on=[*keys, "customer_id"], how="anti")
         .select(*keys, "order_date", "customer_id")
     )
 
@@ -250,6 +269,7 @@ def _figures(
         customers = new.group_by(by).agg(
             pl.len().cast(pl.Int64).alias("new_customers"),
             pl.col("eligible").sum().cast(pl.Int64).alias("customers_eligible_90d"),
+            (1.0 - pl.col("_weight")).sum().alias("likely_leaked_customers"),
             (pl.col("repeated") & pl.col("eligible")).sum().alias("_repeaters"),
         )
         value = brought.group_by(by).agg(pl.col("net_usd").sum().alias("brought_revenue_usd"))
@@ -278,6 +298,116 @@ def _figures(
     )
     overall = aggregate(*frames, keys).with_columns(pl.lit(None, dtype=pl.Date).alias("month"))
     return pl.concat([monthly, overall.select(monthly.columns)], how="vertical_relaxed")
+
+
+def _credited(settings: PartnerSettings) -> pl.Expr:
+    """A linked first order brought the customer unless it came through another tracked
+    channel than the partner's own (needs `channel` and the partner's `kind`)."""
+    own = pl.col("kind").replace_strict(OWN_CHANNEL, default=None)
+    return (
+        pl.lit(settings.credit_other_channels)
+        | pl.col("channel").is_null()
+        | pl.col("channel").is_in(UNTRACKED_CHANNELS)
+        | (pl.col("channel") == own)
+        | own.is_null()
+    )
+
+
+PLACED = {
+    column: f"placed_{column}"
+    for column in ("created_at", "order_date", "discount_code", "utm_campaign", "channel")
+}
+
+
+def _arrivals(
+    orders: pl.DataFrame, partners: pl.DataFrame, settings: PartnerSettings
+) -> pl.DataFrame:
+    """How each new customer came, for the partners' figures: store_id, partner_id,
+    customer_id, created_at, order_date, _credited, _weight.
+
+    The arrival is the first order the customer placed when it was cancelled and carries
+    a partner's code or campaign (`placed_*`), else the first counted order. `_weight` is
+    1 - the estimated share of leaked-code customers among the partner's untracked
+    arrivals (module docstring).
+    """
+    first = orders.filter(pl.col("order_number") == 1)
+    counted = link_orders(first.select("store_id", "customer_id", *PLACED), partners)
+    if set(PLACED.values()) <= set(first.columns):
+        placed = link_orders(
+            first.filter(pl.col("placed_created_at").is_not_null()).select(
+                "store_id",
+                "customer_id",
+                *(pl.col(placed).alias(column) for column, placed in PLACED.items()),
+            ),
+            partners,
+        ).filter(pl.col("partner_id").is_not_null())
+        counted = pl.concat(
+            [placed, counted.join(placed, on=["store_id", "customer_id"], how="anti")]
+        )
+    first = counted.with_columns(
+        (pl.col("channel").is_null() | pl.col("channel").is_in(UNTRACKED_CHANNELS)).alias(
+            "_untracked"
+        )
+    )
+    keys = ["store_id", "partner_id"]
+    arrivals = (
+        first.filter(pl.col("partner_id").is_not_null())
+        .join(partners.select(*keys, "kind"), on=keys, how="left")
+        .with_columns(_credited(settings).alias("_credited"))
+    )
+    if not settings.discount_untracked_leaks:
+        return arrivals.with_columns(pl.lit(1.0).alias("_weight"))
+    # The store's own codes: untracked arrivals per tracked arrival, tracked meaning
+    # through any channel but the one a partner of that kind sends its customers by.
+    own_codes = first.filter(
+        pl.col("partner_id").is_null()
+        & (pl.col("discount_code").str.strip_chars().str.len_chars() > 0)
+    )
+    ratios = pl.concat(
+        [
+            own_codes.group_by("store_id").agg(
+                pl.lit(kind).alias("kind"),
+                pl.col("_untracked").sum().alias("_untracked_n"),
+                (~pl.col("_untracked") & (pl.col("channel") != own)).sum().alias("_tracked_n"),
+            )
+            for kind, own in OWN_CHANNEL.items()
+        ]
+    ).with_columns(
+        pl.when(pl.col("_tracked_n") > 0)
+        .then(pl.col("_untracked_n") / pl.col("_tracked_n"))
+        .otherwise(0.0)
+        .alias("_ratio")
+    )
+    leaks = (
+        arrivals.group_by(keys)
+        .agg(
+            pl.col("kind").first(),
+            (~pl.col("_credited")).sum().alias("_seen"),
+            (pl.col("_credited") & pl.col("_untracked")).sum().alias("_unseen"),
+        )
+        .join(ratios.select("store_id", "kind", "_ratio"), on=["store_id", "kind"], how="left")
+        .select(
+            *keys,
+            pl.when(pl.col("_unseen") > 0)
+            .then(
+                (pl.col("_seen") * pl.col("_ratio").fill_null(0.0) / pl.col("_unseen")).clip(
+                    0.0, 1.0
+                )
+            )
+            .otherwise(0.0)
+            .alias("_leaked_share"),
+        )
+    )
+    return (
+        arrivals.join(leaks, on=keys, how="left")
+        .with_columns(
+            pl.when(pl.col("_credited") & pl.col("_untracked"))
+            .then(1.0 - pl.col("_leaked_share"))
+            .otherwise(1.0)
+            .alias("_weight")
+        )
+        .drop("_leaked_share", "_untracked", "kind")
+    )
 
 
 def _with_overall(monthly: pl.DataFrame, overall: pl.DataFrame) -> pl.DataFrame:
@@ -338,22 +468,13 @@ def partner_scorecard(
     partners = partners.unique(["store_id", "partner_id"], keep="first")
     linked_all = link_orders(orders, partners)
     keys = ["store_id", "partner_id"]
-    own = pl.col("kind").replace_strict(OWN_CHANNEL, default=None)
     linked = (
         linked_all.filter(pl.col("partner_id").is_not_null())
         .join(partners.select(*keys, "kind"), on=keys, how="left")
-        .with_columns(
-            (
-                pl.lit(settings.credit_other_channels)
-                | pl.col("channel").is_null()
-                | pl.col("channel").is_in(UNTRACKED_CHANNELS)
-                | (pl.col("channel") == own)
-                | own.is_null()
-            ).alias("_credited")
-        )
+        .with_columns(_credited(settings).alias("_credited"))
         .drop("kind")
     )
-    figures = _figures(linked, orders, keys, as_of)
+    figures = _figures(linked, orders, keys, as_of, _arrivals(orders, partners, settings))
     commissions = linked.join(
         partners.select(*keys, "commission_rate"), on=keys, how="left"
     ).with_columns(
@@ -458,6 +579,7 @@ def _finish(
             pl.col("brought_revenue_usd").fill_null(0.0),
             pl.col("existing_customer_orders").fill_null(0),
             pl.col("code_only_new_customers").fill_null(0),
+            pl.col("likely_leaked_customers").fill_null(0.0),
         )
         .with_columns(
             (pl.col("revenue_usd") - pl.col("refunded_usd")).alias("net_revenue_usd"),

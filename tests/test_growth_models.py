@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 import pytest
 from growth_world import (
     AD_SPEND,
@@ -28,6 +31,7 @@ from growth_world import (
 from scipy import stats
 
 from models import experiments, order_risk, partners
+from storepulse.inputs import partners as partner_inputs
 
 # ---------------------------------------------------------------------------- partners
 
@@ -108,6 +112,80 @@ def test_a_code_from_another_tracked_channel_is_not_a_customer_the_partner_broug
     row = _overall(credited, "P1")
     assert (row["new_customers"], row["code_only_new_customers"]) == (4, 0)
     assert row["brought_revenue_usd"] == 280.0  # m4's $30 now counts
+
+
+def _staged(orders: list[tuple]) -> duckdb.DuckDBPyConnection:
+    """staging.orders of store-a with the two staging views, in memory."""
+    con = duckdb.connect()
+    con.execute("create schema staging")
+    con.register("frame", pl.DataFrame(
+        [{"store_id": STORE, "order_id": o, "customer_id": c, "created_at": datetime.fromisoformat(t),
+          "order_date": datetime.fromisoformat(t).date(), "total_usd": total,
+          "refunded_amount_usd": 0.0, "discount_code": code, "utm_campaign": None,
+          "channel": channel, "is_cancelled": cancelled}
+         for o, c, t, total, code, channel, cancelled in orders]
+    ).cast({"discount_code": pl.String, "utm_campaign": pl.String}).to_arrow())  # fmt: skip
+    con.execute("create table staging.orders as select * from frame")
+    for view in ("valid_orders", "ranked_orders"):
+        sql = (Path(__file__).parents[1] / "sql" / "staging" / f"{view}.sql").read_text()
+        con.execute(f"create view staging.{view} as {sql}")
+    return con
+
+
+def test_a_customer_whose_first_placed_order_was_cancelled_came_through_that_order():
+    # c1 came with Mia's code (cancelled: the card failed), then ordered again without it;
+    # c2's first placement was cancelled too but carried no code: nobody brought c2.
+    con = _staged([
+        ("o1", "c1", "2025-01-10 10:00", 60.0, "MIA10", "influencer", True),
+        ("o2", "c1", "2025-01-10 10:30", 60.0, None, "direct", False),
+        ("o3", "c1", "2025-03-01 10:00", 40.0, None, "email", False),
+        ("o4", "c2", "2025-01-12 10:00", 50.0, None, "direct", True),
+        ("o5", "c2", "2025-01-13 10:00", 50.0, "MIA10", "influencer", False),
+    ])  # fmt: skip
+    orders = partner_inputs.load_orders(con, AS_OF)
+    placed = orders.filter(pl.col("placed_created_at").is_not_null())
+    assert set(placed.select("order_id", "placed_discount_code").rows()) == {
+        ("o2", "MIA10"),
+        ("o5", None),
+    }
+    mia = _overall(partners.partner_scorecard(orders, PARTNERS, AS_OF), "P1")
+    # c1 (o2 + o3 = 100) and c2, whose first counted order o5 carries the code (50).
+    assert (mia["orders"], mia["new_customers"], mia["brought_revenue_usd"]) == (1, 2, 150.0)
+    # Without the placement columns only c2 counts: the cancelled arrival is lost.
+    plain = partners.partner_scorecard(orders.drop(cs.starts_with("placed_")), PARTNERS, AS_OF)
+    assert (_overall(plain, "P1")["new_customers"], _overall(plain, "P1")["brought_revenue_usd"]) == (
+        1, 50.0)  # fmt: skip
+
+
+def test_untracked_arrivals_of_a_leaked_code_are_discounted_by_the_leaks_seen():
+    # The store's own code WELCOME: 2 untracked (direct) and 4 tracked (google) first
+    # orders -> 0.5 untracked arrivals per tracked one. Mia's code: 2 customers through
+    # her own channel, 2 through Google (seen leaks), 4 direct: 2 x 0.5 = 1 of the 4
+    # direct ones is likely a leak, so each counts for 3/4.
+    rows = [
+        (f"w{i}", f"w{i}", f"2025-02-0{i + 1} 10:00", 10.0, "WELCOME", ch, False)
+        for i, ch in enumerate(["direct", "direct", "google", "google", "google", "google"])
+    ]
+    rows += [(f"m{i}", f"m{i}", f"2025-03-0{i + 1} 10:00", 100.0, "MIA10", ch, False)
+             for i, ch in enumerate(["influencer", "influencer", "google", "google",
+                                     "direct", "direct", "direct", "direct"])]  # fmt: skip
+    orders = partner_inputs.load_orders(_staged(rows), AS_OF)
+    mia = _overall(partners.partner_scorecard(orders, PARTNERS, AS_OF), "P1")
+    assert (mia["new_customers"], mia["code_only_new_customers"]) == (6, 2)
+    assert mia["likely_leaked_customers"] == pytest.approx(1.0)
+    assert mia["brought_revenue_usd"] == pytest.approx(2 * 100.0 + 4 * 100.0 * 0.75)
+    full = partners.partner_scorecard(
+        orders, PARTNERS, AS_OF, settings=partners.PartnerSettings(discount_untracked_leaks=False)
+    )
+    assert _overall(full, "P1")["brought_revenue_usd"] == pytest.approx(600.0)
+    assert _overall(full, "P1")["likely_leaked_customers"] == 0.0
+    # More leaks seen than untracked arrivals: the share stops at all of them.
+    more = rows + [(f"x{i}", f"x{i}", f"2025-04-0{i + 1} 10:00", 100.0, "MIA10", "google", False)
+                   for i in range(8)]  # fmt: skip
+    card = partners.partner_scorecard(partner_inputs.load_orders(_staged(more), AS_OF), PARTNERS,
+                                      AS_OF)  # fmt: skip
+    assert _overall(card, "P1")["likely_leaked_customers"] == pytest.approx(4.0)
+    assert _overall(card, "P1")["brought_revenue_usd"] == pytest.approx(200.0)
 
 
 def test_a_code_no_partner_has_is_counted_not_dropped(scorecard):

@@ -54,6 +54,12 @@ class PartnerConfig(dg.Config):
         description="Credit a partner with new customers whose first order carried its code "
         "but came through another tracked channel (off: such codes were found elsewhere).",
     )
+    discount_untracked_leaks: bool = Field(
+        default=partner_model.PartnerSettings.discount_untracked_leaks,
+        description="Count each untracked (direct) new customer with a partner's code for "
+        "1 - the share a leaked code is estimated to explain, from the leaks seen through "
+        "other channels (off: every one counts in full).",
+    )
 
     def settings(self) -> partner_model.PartnerSettings:
         return model_settings(self, partner_model.PartnerSettings)
