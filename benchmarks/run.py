@@ -96,6 +96,13 @@ SUMMARY_VALUES = [
 ]
 
 
+# Per-store work split over 2 processes vs 1: ratio name -> what is split.
+SCALING = {
+    "publish_2_vs_1_processes": "publishing",
+    "score_store_2_vs_1_processes": "scoring into the lake (order risk)",
+}
+
+
 def ratio_descriptions() -> dict[str, str]:
     """One line per ratio (and summary value) the report can hold."""
     out = {name: text for name, *_, text in TIME_RATIOS}
@@ -104,7 +111,8 @@ def ratio_descriptions() -> dict[str, str]:
         out[f"{name}_process"] = f"{text} (whole child processes)"
     out.update({name: text for name, *_, text in VALUE_RATIOS})
     out.update({name: text for name, *_, text in SUMMARY_VALUES})
-    out["publish_2_vs_1_processes"] = "per-store publishing: 2 processes / 1 (0.5 = perfect)"
+    for name, what in SCALING.items():
+        out[name] = f"per-store {what}: 2 processes / 1 (0.5 = perfect)"
     return out
 
 
@@ -136,12 +144,13 @@ def time_ratios(stages: dict[str, dict]) -> dict[str, float]:
                 ratios[f"{ratio}_process"] = round(process, 3)
         elif process is not None:
             ratios[ratio] = round(process, 3)
-    scaling = stages.get("publish_scaling", {})
-    if scaling.get("one_process_seconds"):
-        # Per-store publishing: time with 2 processes / time with 1 (0.5 = perfect scaling).
-        ratios["publish_2_vs_1_processes"] = round(
-            scaling["two_processes_seconds"] / scaling["one_process_seconds"], 3
-        )
+    for name, stage in zip(SCALING, ("publish_scaling", "scoring_scaling"), strict=True):
+        scaling = stages.get(stage, {})
+        if scaling.get("one_process_seconds"):
+            # Time with 2 processes / time with 1 (0.5 = perfect scaling).
+            ratios[name] = round(
+                scaling["two_processes_seconds"] / scaling["one_process_seconds"], 3
+            )
     for ratio, ours, peer, key, _ in VALUE_RATIOS:
         if ours in stages and peer in stages:
             mine, theirs = stages[ours].get(key), stages[peer].get(key)

@@ -247,9 +247,10 @@ def stage_churn_scoring(workdir: Path, scale: str, seed: int) -> dict:
     }
 
 
-def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
-    """Per-store publishing of the nightly home's stores, 1 process vs 2 processes,
-    each with a read-only warehouse connection (evidence for docs/scaling.md)."""
+def _one_vs_two_processes(workdir: Path, worker: str, out_flag: str, name: str) -> dict:
+    """The nightly home's stores split over 1 process, then 2, running `worker`
+    (a benchmarks module taking --warehouse, <out_flag>, --as-of, --part, --parts), each
+    store read over a read-only warehouse connection. Wall seconds of each."""
     import subprocess
     import time
     from datetime import timedelta
@@ -263,8 +264,8 @@ def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
         )
         stores = query(con, "select count(distinct store_id) as n from staging.orders")["n"][0]
 
-    def publish(processes: int) -> float:
-        out = workdir / f"publish-{processes}p"
+    def run(processes: int) -> float:
+        out = workdir / f"{name}-{processes}p"
         shutil.rmtree(out, ignore_errors=True)
         started = time.monotonic()
         workers = [
@@ -272,10 +273,10 @@ def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
                 [
                     sys.executable,
                     "-m",
-                    "benchmarks.publish_worker",
+                    worker,
                     "--warehouse",
                     str(warehouse),
-                    "--out",
+                    out_flag,
                     str(out),
                     "--as-of",
                     as_of.isoformat(),
@@ -284,20 +285,32 @@ def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
                     "--parts",
                     str(processes),
                 ]
-            )
+            )  # fmt: skip
             for part in range(processes)
         ]
         if any(w.wait() != 0 for w in workers):
-            raise SystemExit(f"publish worker failed ({processes} processes)")
+            raise SystemExit(f"{worker} failed ({processes} processes)")
         return time.monotonic() - started
 
-    one, two = publish(1), publish(2)
+    one, two = run(1), run(2)
     return {
         "stores": int(stores),
         "one_process_seconds": round(one, 2),
         "two_processes_seconds": round(two, 2),
         "speedup": round(one / two, 2),
     }
+
+
+def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
+    """Per-store publishing of the nightly home's stores, 1 process vs 2 processes,
+    each with a read-only warehouse connection (evidence for docs/scaling.md)."""
+    return _one_vs_two_processes(workdir, "benchmarks.publish_worker", "--out", "publish")
+
+
+def stage_scoring_scaling(workdir: Path, scale: str, seed: int) -> dict:
+    """Per-store scoring into the lake (the `lake/order_risk` partition code), 1 process
+    vs 2 processes, each store read-only and written to its own Parquet file."""
+    return _one_vs_two_processes(workdir, "benchmarks.score_worker", "--lake", "lake")
 
 
 def stage_clv(workdir: Path, scale: str, seed: int) -> dict:
@@ -322,6 +335,7 @@ STAGES = {
     "weekly_training": stage_weekly_training,
     "nightly": stage_nightly,
     "publish_scaling": stage_publish_scaling,
+    "scoring_scaling": stage_scoring_scaling,
 }
 
 

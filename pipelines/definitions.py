@@ -11,6 +11,7 @@ from pipelines.assets import (
     demand,
     experiments,
     ingest,
+    lake,
     marts,
     order_risk,
     partners,
@@ -23,7 +24,7 @@ from pipelines.resources import run_settings_resource, storepulse_resource
 ASSET_MODULES = [
     ingest, staging, marts, segments, churn, demand, ad_roi,
     partners, experiments, order_risk,
-    publish,
+    publish, lake,
 ]  # fmt: skip
 
 defs = dg.Definitions(
@@ -34,6 +35,8 @@ defs = dg.Definitions(
         jobs.nightly_scoring_job,
         jobs.publish_store_job,
         jobs.weekly_training_job,
+        jobs.score_store_job,
+        jobs.merge_lake_job,
     ],
     schedules=schedules.SCHEDULES,
     sensors=sensors.SENSORS,

@@ -11,6 +11,8 @@ from pipelines.partitions import STORES
 MODEL_ASSETS = dg.AssetSelection.key_prefixes(["models"])
 # Per-store exports are partitioned: they run as one publish_store run per store.
 STORE_EXPORTS = dg.AssetSelection.assets(dg.AssetKey("store_exports"))
+# Per-store scoring into the lake (partitioned) and its merge: their own jobs.
+LAKE = dg.AssetSelection.groups("lake")
 
 ingest_job = dg.define_asset_job(
     name="ingest",
@@ -20,7 +22,7 @@ ingest_job = dg.define_asset_job(
 
 nightly_scoring_job = dg.define_asset_job(
     name="nightly_scoring",
-    selection=dg.AssetSelection.all() - MODEL_ASSETS - STORE_EXPORTS,
+    selection=dg.AssetSelection.all() - MODEL_ASSETS - STORE_EXPORTS - LAKE,
     description=(
         "Ingest -> staging -> marts -> score with the latest approved models. "
         "Publishing then fans out one run per store (publish_store)."
@@ -35,6 +37,22 @@ publish_store_job = dg.define_asset_job(
         "Publish one merchant's export set (segment files, scores, plans, report.html). "
         "One run per store partition: the unit that runs in parallel."
     ),
+)
+
+score_store_job = dg.define_asset_job(
+    name="score_store",
+    selection=dg.AssetSelection.assets(dg.AssetKey(["lake", "order_risk"])),
+    partitions_def=STORES,
+    description=(
+        "Score one store into the lake (Parquet, read-only on the warehouse): one run per "
+        "store partition, side by side; then run merge_lake."
+    ),
+)
+
+merge_lake_job = dg.define_asset_job(
+    name="merge_lake",
+    selection=dg.AssetSelection.assets(dg.AssetKey(["lake", "merged"])),
+    description="Load the lake's per-store files of the as_of into the warehouse tables.",
 )
 
 weekly_training_job = dg.define_asset_job(

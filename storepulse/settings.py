@@ -49,6 +49,11 @@ class Paths:
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").resolve(),
         )
 
+    @property
+    def lake(self) -> Path:
+        """Per-store results of per-store runs, as Parquet (storepulse/lake.py)."""
+        return self.home / "lake"
+
     def ensure(self) -> Paths:
         for path in (self.landing, self.exports, self.reports, self.model_store, self.dagster_home):
             path.mkdir(parents=True, exist_ok=True)

@@ -111,34 +111,13 @@ def order_risk(
     stores = sorted(set(countries) | set(orders["store_id"].drop_nulls().unique().to_list()))
     frames, outcomes = [], []
     for store in stores:
-        mine = orders.filter(pl.col("store_id") == store)
-        scored = attempt(
-            outcomes, store, STEP, risk_model.score_orders,
-            mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings,
+        scored = score_store(
+            store, orders.filter(pl.col("store_id") == store),
+            customers.filter(pl.col("store_id") == store), countries, open_orders, as_of,
+            settings, outcomes,
         )  # fmt: skip
-        if scored is None:
-            continue
-        if scored.is_empty():
-            why = f"no orders in the {settings.lookback_days} days before {as_of}"
-            outcomes.append(skipped(store, STEP, why))
-            continue
-        scored = risk_model.orders_to_review(scored, open_orders, as_of, settings.review_days)
-        frames.append(scored)
-        review = scored.filter(pl.col("to_review"))
-        anomaly = (
-            ""
-            if scored["anomaly_percentile"].is_not_null().any()
-            else (
-                f"; too few orders for the anomaly score (under {settings.min_orders_for_anomaly}), "
-                "rules only"
-            )
-        )
-        summary = (
-            f"{scored.height} orders scored, {int(scored['flagged'].sum())} flagged, "
-            f"{review.height} open ones of the last {settings.review_days} days to "
-            f"review{anomaly}"
-        )
-        outcomes.append(done(store, STEP, risk_model.MODEL_VERSION, summary))
+        if scored is not None:
+            frames.append(scored)
     table = concat_or_empty(frames, risk_model.SCORE_SCHEMA)
     written = write_step(storepulse, as_of, STEP, {"scores.order_risk": table}, outcomes)
     flagged = table.filter(pl.col("flagged"))
@@ -168,6 +147,47 @@ def order_risk(
             )
         ],
     )
+
+
+def score_store(
+    store: str,
+    orders: pl.DataFrame,
+    customers: pl.DataFrame,
+    countries: dict[str, str],
+    open_orders: pl.DataFrame,
+    as_of,
+    settings: risk_model.RiskSettings,
+    outcomes: list,
+) -> pl.DataFrame | None:
+    """One store's scored orders (None when it failed or had nothing to score); its
+    outcome goes to `outcomes`. The nightly asset and the per-store lake runs share it."""
+    scored = attempt(
+        outcomes, store, STEP, risk_model.score_orders, orders, customers, countries, as_of,
+        settings,
+    )  # fmt: skip
+    if scored is None:
+        return None
+    if scored.is_empty():
+        why = f"no orders in the {settings.lookback_days} days before {as_of}"
+        outcomes.append(skipped(store, STEP, why))
+        return None
+    scored = risk_model.orders_to_review(scored, open_orders, as_of, settings.review_days)
+    review = scored.filter(pl.col("to_review"))
+    anomaly = (
+        ""
+        if scored["anomaly_percentile"].is_not_null().any()
+        else (
+            f"; too few orders for the anomaly score (under {settings.min_orders_for_anomaly}), "
+            "rules only"
+        )
+    )
+    summary = (
+        f"{scored.height} orders scored, {int(scored['flagged'].sum())} flagged, "
+        f"{review.height} open ones of the last {settings.review_days} days to "
+        f"review{anomaly}"
+    )
+    outcomes.append(done(store, STEP, risk_model.MODEL_VERSION, summary))
+    return scored
 
 
 def _reason_counts(flagged: pl.DataFrame) -> pl.DataFrame:

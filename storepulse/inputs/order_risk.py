@@ -30,17 +30,30 @@ OPEN_ORDERS = (
 )
 
 
-def load_orders(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
-    return query(con, ORDERS, [as_of])
+def _of_store(sql: str, params: list, store: str | None) -> tuple[str, list]:
+    """The query for one store only (a per-store run reads nothing else)."""
+    if store is None:
+        return sql, params
+    return f"{sql} {'and' if ' where ' in sql else 'where'} store_id = ?", [*params, store]
 
 
-def load_customers(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return query(con, CUSTOMERS)
+def load_orders(
+    con: duckdb.DuckDBPyConnection, as_of: date, store: str | None = None
+) -> pl.DataFrame:
+    return query(con, *_of_store(ORDERS, [as_of], store))
 
 
-def load_store_countries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    return {s: c for s, c in query(con, STORES).iter_rows() if s is not None}
+def load_customers(con: duckdb.DuckDBPyConnection, store: str | None = None) -> pl.DataFrame:
+    return query(con, *_of_store(CUSTOMERS, [], store))
 
 
-def load_open_orders(con: duckdb.DuckDBPyConnection, as_of: date, since: date) -> pl.DataFrame:
-    return query(con, OPEN_ORDERS, [as_of, since])
+def load_store_countries(
+    con: duckdb.DuckDBPyConnection, store: str | None = None
+) -> dict[str, str]:
+    return {s: c for s, c in query(con, *_of_store(STORES, [], store)).iter_rows() if s is not None}
+
+
+def load_open_orders(
+    con: duckdb.DuckDBPyConnection, as_of: date, since: date, store: str | None = None
+) -> pl.DataFrame:
+    return query(con, *_of_store(OPEN_ORDERS, [as_of, since], store))

@@ -1,0 +1,129 @@
+"""Per-store scoring runs (group "lake"): one `stores` partition scores one store and
+writes Parquet to the lake; `lake_merge` loads the lake into the warehouse.
+
+The nightly job scores every store in one process (pipelines/assets/order_risk.py).
+These assets run the same per-store code as separate Dagster runs, so a store's
+scoring, rerun or backfill is its own run, and runs proceed side by side: they read
+the warehouse read-only (READ_POOL) and write only their own files
+(`<lake>/scores.order_risk/store_id=<id>/as_of=<date>/part.parquet`, storepulse/lake.py).
+The merge is the one short step on the writer (docs/scaling.md).
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from models import order_risk as risk_model
+from pipelines.assets.order_risk import STEP as ORDER_RISK_STEP
+from pipelines.assets.order_risk import OrderRiskConfig, score_store
+from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.config import validated_settings
+from pipelines.metadata import OWNER, metrics, table_metadata
+from pipelines.partitions import STORES
+from pipelines.resources import READ_POOL, RunSettings, StorepulseResource
+from pipelines.store_steps import status_preview
+from storepulse import lake
+from storepulse.ingest.normalise import safe_store_id
+from storepulse.inputs import order_risk as risk_inputs
+from storepulse.lifecycle import STATUS_FAILED, status_frame
+
+STORE_ORDER_RISK = dg.AssetKey(["lake", "order_risk"])
+LAKE_MERGE = dg.AssetKey(["lake", "merged"])
+# What the lake holds: warehouse table -> the ops.store_status step of its runs.
+LAKE_TABLES = {"scores.order_risk": ORDER_RISK_STEP}
+
+
+@dg.asset(
+    key=STORE_ORDER_RISK,
+    group_name="lake",
+    partitions_def=STORES,
+    deps=[*(staging_key(k) for k in ("orders", "customers", "stores")), PRIVACY_APPLIED],
+    kinds={"parquet", "polars", "scikitlearn"},
+    owners=[OWNER],
+    # Read-only: per-store runs proceed side by side (pool limit
+    # STOREPULSE_PUBLISH_PARALLELISM, as for publishing).
+    pool=READ_POOL,
+    description=(
+        "One store's orders to review (the nightly scores.order_risk code, for one store) "
+        "as Parquet: lake/scores.order_risk/store_id=<id>/as_of=<date>/part.parquet, and its "
+        "outcome under lake/ops.store_status.order_risk/. Written under a temporary name and "
+        "renamed: a killed run leaves the previous file. A store that fails writes its "
+        "failed outcome and no scores; the run fails. lake/merged loads the lake."
+    ),
+)
+def store_order_risk(
+    context: dg.AssetExecutionContext,
+    config: OrderRiskConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+) -> dg.MaterializeResult:
+    store = safe_store_id(context.partition_key)
+    settings = validated_settings(config, "order risk config")
+    with storepulse.reader() as con:
+        as_of = run_settings.as_of_date(con)
+        orders = risk_inputs.load_orders(con, as_of, store)
+        customers = risk_inputs.load_customers(con, store)
+        countries = risk_inputs.load_store_countries(con, store)
+        open_orders = risk_inputs.load_open_orders(
+            con, as_of, as_of - timedelta(days=settings.review_days), store
+        )
+    outcomes: list = []
+    scored = score_store(
+        store, orders, customers, countries, open_orders, as_of, settings, outcomes
+    )
+    root = storepulse.paths().lake
+    outcome = outcomes[-1]
+    if outcome.status == STATUS_FAILED:
+        lake.write_status(root, as_of, status_frame(outcomes))
+        raise dg.Failure(
+            description=f"order risk failed for {store}: {outcome.message}",
+            metadata={"store_id": store, "as_of": as_of.isoformat()},
+        )
+    rows = scored if scored is not None else pl.DataFrame(schema=risk_model.SCORE_SCHEMA)
+    path = lake.write_partition(root, "scores.order_risk", store, as_of, rows)
+    lake.write_status(root, as_of, status_frame(outcomes))
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(rows.height, as_of),
+            "store_id": store,
+            "path": dg.MetadataValue.path(str(path)),
+            "flagged": int(rows["flagged"].sum()) if rows.height else 0,
+            "store_status": status_preview(outcomes),
+        }
+    )
+
+
+@dg.asset(
+    key=LAKE_MERGE,
+    group_name="lake",
+    deps=[STORE_ORDER_RISK],
+    kinds={"duckdb", "parquet"},
+    owners=[OWNER],
+    pool="duckdb",
+    description=(
+        "Loads the lake's files of the run's as_of into the warehouse (scores.order_risk) "
+        "and ops.store_status, in one transaction per table: each store found replaces its "
+        "own rows; stores without a file (not run yet, or failed) keep theirs."
+    ),
+)
+def lake_merge(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    root = storepulse.paths().lake
+    merged, statuses = {}, {}
+    with storepulse.writer() as con:
+        as_of = run_settings.as_of_date(con)
+        for table, step in LAKE_TABLES.items():
+            merged[table] = lake.merge(con, root, table, as_of)
+            statuses[step] = lake.merge_status(con, root, step, as_of)
+    for table, result in merged.items():
+        context.log.info(f"{table}: {len(result['stores'])} stores, {result['rows']} rows")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "rows": metrics({t: r["rows"] for t, r in merged.items()}),
+            "stores": metrics({t: len(r["stores"]) for t, r in merged.items()}),
+            "status_rows": metrics({s: len(v) for s, v in statuses.items()}),
+        }
+    )
