@@ -99,7 +99,7 @@ SUMMARY_VALUES = [
 # Per-store work split over 2 processes vs 1: ratio name -> what is split.
 SCALING = {
     "publish_2_vs_1_processes": "publishing",
-    "score_store_2_vs_1_processes": "scoring into the lake (order risk)",
+    "score_store_2_vs_1_processes": "scoring into the lake (order risk and RFM)",
 }
 
 

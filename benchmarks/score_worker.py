@@ -1,8 +1,9 @@
 """Score a slice of the stores into a lake, one store at a time (one process).
 
 Used by the `scoring_scaling` bench stage: the code of the per-store `lake/order_risk`
-runs (pipelines/assets/lake.py), each store read over a read-only connection and
-written to its own Parquet file, timed with 1 and 2 processes side by side.
+and `lake/customer_rfm` runs (pipelines/assets/lake.py), each store read over a
+read-only connection and written to its own Parquet files, timed with 1 and 2
+processes side by side.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from models import rfm
 from models.order_risk import SCORE_SCHEMA, RiskSettings
 from pipelines.assets.order_risk import score_store
 from storepulse import lake
 from storepulse.inputs import order_risk as risk_inputs
+from storepulse.inputs import rfm as rfm_inputs
 from storepulse.publish import store_ids
 from storepulse.warehouse import Warehouse
 
@@ -39,6 +42,9 @@ def main() -> int:
             countries = risk_inputs.load_store_countries(con, store)
             since = args.as_of - timedelta(days=settings.review_days)
             open_orders = risk_inputs.load_open_orders(con, args.as_of, since, store)
+            valid_orders = rfm_inputs.load_orders(con, args.as_of, store)
+        segments = rfm.score_rfm(valid_orders, args.as_of, rfm.RfmSettings())
+        lake.write_partition(args.lake, "marts.customer_rfm", store, args.as_of, segments)
         outcomes: list = []
         rows = score_store(
             store, orders, customers, countries, open_orders, args.as_of, settings, outcomes

@@ -41,7 +41,9 @@ publish_store_job = dg.define_asset_job(
 
 score_store_job = dg.define_asset_job(
     name="score_store",
-    selection=dg.AssetSelection.assets(dg.AssetKey(["lake", "order_risk"])),
+    selection=dg.AssetSelection.assets(
+        dg.AssetKey(["lake", "order_risk"]), dg.AssetKey(["lake", "customer_rfm"])
+    ),
     partitions_def=STORES,
     description=(
         "Score one store into the lake (Parquet, read-only on the warehouse): one run per "

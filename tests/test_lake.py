@@ -20,7 +20,7 @@ from polars.testing import assert_frame_equal
 
 from models import order_risk as risk_model
 from pipelines.assets import lake as lake_assets
-from pipelines.assets import order_risk
+from pipelines.assets import order_risk, segments
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lake
 from storepulse.ingest import ingest_landing
@@ -52,7 +52,7 @@ def home(tiny_sample, tmp_path_factory):
     )
     with Warehouse(paths.warehouse).writer() as con:
         ingest_landing(con, paths.landing)
-    dg.materialize([order_risk.order_risk], resources=RESOURCES,
+    dg.materialize([order_risk.order_risk, segments.customer_rfm], resources=RESOURCES,
                    run_config=_config("scores__order_risk"))  # fmt: skip
     yield paths
     patch.undo()
@@ -73,7 +73,8 @@ def _score_stores(instance, stores, **config) -> dict[str, bool]:
     done = {}
     for store in stores:
         result = dg.materialize(
-            [lake_assets.store_order_risk], partition_key=store, instance=instance,
+            [lake_assets.store_order_risk, lake_assets.store_customer_rfm],
+            partition_key=store, instance=instance,
             resources=RESOURCES, run_config=_config("lake__order_risk", **config),
             raise_on_error=False,
         )  # fmt: skip
@@ -90,6 +91,7 @@ ORDERED = ["store_id", "order_id"]
 
 def test_per_store_runs_and_the_merge_give_the_nightly_rows(home):
     nightly = _table(home, "select * from scores.order_risk").sort(ORDERED)
+    rfm = _table(home, "select * from marts.customer_rfm").sort("store_id", "customer_id")
     status = _table(home, "select store_id, status, message from ops.store_status "
                           "where step = 'order_risk' order by 1")  # fmt: skip
     stores = _stores(home)
@@ -104,6 +106,9 @@ def test_per_store_runs_and_the_merge_give_the_nightly_rows(home):
         _merge(instance)
     merged = _table(home, "select * from scores.order_risk").sort(ORDERED)
     assert_frame_equal(merged, nightly)
+    assert_frame_equal(
+        _table(home, "select * from marts.customer_rfm").sort("store_id", "customer_id"), rfm
+    )
     assert_frame_equal(
         _table(
             home,

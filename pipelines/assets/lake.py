@@ -15,8 +15,10 @@ import dagster as dg
 import polars as pl
 
 from models import order_risk as risk_model
+from models import rfm
 from pipelines.assets.order_risk import STEP as ORDER_RISK_STEP
 from pipelines.assets.order_risk import OrderRiskConfig, score_store
+from pipelines.assets.segments import RfmConfig
 from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
 from pipelines.config import validated_settings
 from pipelines.metadata import OWNER, metrics, table_metadata
@@ -26,12 +28,15 @@ from pipelines.store_steps import status_preview
 from storepulse import lake
 from storepulse.ingest.normalise import safe_store_id
 from storepulse.inputs import order_risk as risk_inputs
+from storepulse.inputs import rfm as rfm_inputs
 from storepulse.lifecycle import STATUS_FAILED, status_frame
 
 STORE_ORDER_RISK = dg.AssetKey(["lake", "order_risk"])
+STORE_RFM = dg.AssetKey(["lake", "customer_rfm"])
 LAKE_MERGE = dg.AssetKey(["lake", "merged"])
-# What the lake holds: warehouse table -> the ops.store_status step of its runs.
-LAKE_TABLES = {"scores.order_risk": ORDER_RISK_STEP}
+# What the lake holds: warehouse table -> the ops.store_status step of its runs (None:
+# the nightly step records none).
+LAKE_TABLES = {"scores.order_risk": ORDER_RISK_STEP, "marts.customer_rfm": None}
 
 
 @dg.asset(
@@ -95,14 +100,52 @@ def store_order_risk(
 
 
 @dg.asset(
+    key=STORE_RFM,
+    group_name="lake",
+    partitions_def=STORES,
+    deps=[staging_key("orders"), PRIVACY_APPLIED],
+    kinds={"parquet", "polars"},
+    owners=[OWNER],
+    pool=READ_POOL,
+    description=(
+        "One store's RFM segments (the nightly marts.customer_rfm code on the store's "
+        "orders; quintiles are per store either way) as Parquet: "
+        "lake/marts.customer_rfm/store_id=<id>/as_of=<date>/part.parquet."
+    ),
+)
+def store_customer_rfm(
+    context: dg.AssetExecutionContext,
+    config: RfmConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+) -> dg.MaterializeResult:
+    store = safe_store_id(context.partition_key)
+    settings = validated_settings(config, "RFM config")
+    with storepulse.reader() as con:
+        as_of = run_settings.as_of_date(con)
+        orders = rfm_inputs.load_orders(con, as_of, store)
+    scored = rfm.score_rfm(orders, as_of, settings)
+    path = lake.write_partition(storepulse.paths().lake, "marts.customer_rfm", store, as_of, scored)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(scored.height, as_of),
+            "store_id": store,
+            "path": dg.MetadataValue.path(str(path)),
+            "segments": metrics(dict(scored.group_by("segment").len().sort("segment").iter_rows())),
+        }
+    )
+
+
+@dg.asset(
     key=LAKE_MERGE,
     group_name="lake",
-    deps=[STORE_ORDER_RISK],
+    deps=[STORE_ORDER_RISK, STORE_RFM],
     kinds={"duckdb", "parquet"},
     owners=[OWNER],
     pool="duckdb",
     description=(
-        "Loads the lake's files of the run's as_of into the warehouse (scores.order_risk) "
+        "Loads the lake's files of the run's as_of into the warehouse (scores.order_risk, "
+        "marts.customer_rfm) "
         "and ops.store_status, in one transaction per table: each store found replaces its "
         "own rows; stores without a file (not run yet, or failed) keep theirs."
     ),
@@ -116,7 +159,8 @@ def lake_merge(
         as_of = run_settings.as_of_date(con)
         for table, step in LAKE_TABLES.items():
             merged[table] = lake.merge(con, root, table, as_of)
-            statuses[step] = lake.merge_status(con, root, step, as_of)
+            if step is not None:
+                statuses[step] = lake.merge_status(con, root, step, as_of)
     for table, result in merged.items():
         context.log.info(f"{table}: {len(result['stores'])} stores, {result['rows']} rows")
     return dg.MaterializeResult(

@@ -15,8 +15,13 @@ ORDERS = (
 )
 
 
-def load_orders(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
-    return query(con, ORDERS, [as_of])
+def load_orders(
+    con: duckdb.DuckDBPyConnection, as_of: date, store: str | None = None
+) -> pl.DataFrame:
+    """Valid orders before as_of (of one store when `store` is given)."""
+    if store is None:
+        return query(con, ORDERS, [as_of])
+    return query(con, f"{ORDERS} and store_id = ?", [as_of, store])
 
 
 def customers_with_orders(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
