@@ -128,7 +128,9 @@ def partner_section(data: StoreData) -> Section:
     body = (
         f"<p>{esc(f'{partners.height:,}')} partners, next to the store's paid channels. "
         "Orders are linked by discount code (else UTM campaign); a partner's value is what "
-        "the customers it brought have spent since, net of refunds.</p>"
+        "the customers it brought have spent since, net of refunds (customers who arrived "
+        "untracked with a code that is also used through other channels count in part: the "
+        "code has likely leaked to coupon sites).</p>"
         + table_html(
             overall,
             {
