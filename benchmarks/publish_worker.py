@@ -15,14 +15,20 @@ from storepulse.publish import publish_store, store_ids
 from storepulse.warehouse import Warehouse
 
 
-def main() -> int:
+def slice_arguments(out_flag: str) -> argparse.Namespace:
+    """A worker's arguments: the warehouse, where to write, as_of, and its slice of the
+    stores (every `parts`-th store from `part`)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--warehouse", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(out_flag, type=Path, required=True)
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
     parser.add_argument("--part", type=int, default=0)
     parser.add_argument("--parts", type=int, default=1)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = slice_arguments("--out")
     with Warehouse(args.warehouse).reader() as con:
         for store_id in store_ids(con)[args.part :: args.parts]:
             publish_store(con, store_id, args.as_of, args.out)

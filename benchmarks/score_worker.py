@@ -8,11 +8,10 @@ processes side by side.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import timedelta
 
+from benchmarks.publish_worker import slice_arguments
 from models import rfm
 from models.order_risk import SCORE_SCHEMA, RiskSettings
 from pipelines.assets.order_risk import score_store
@@ -24,13 +23,7 @@ from storepulse.warehouse import Warehouse
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--warehouse", type=Path, required=True)
-    parser.add_argument("--lake", type=Path, required=True)
-    parser.add_argument("--as-of", type=date.fromisoformat, required=True)
-    parser.add_argument("--part", type=int, default=0)
-    parser.add_argument("--parts", type=int, default=1)
-    args = parser.parse_args()
+    args = slice_arguments("--lake")
     settings = RiskSettings()
     warehouse = Warehouse(args.warehouse)
     with warehouse.reader() as con:

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 from growth_world import one_plain_sentence
+from homes import ingested_home
 
 from models.order_risk import precision_at
 from pipelines.assets import experiments, order_risk, partners
 from pipelines.resources import RunSettings, StorepulseResource
-from storepulse.ingest import ingest_landing
 from storepulse.publish import publish_store
 from storepulse.publish.growth import (
     EXPERIMENTS_FILE,
@@ -35,25 +34,13 @@ from storepulse.warehouse import Warehouse, query
 ASSETS = [partners.partner_scorecard, experiments.experiment_readout, order_risk.order_risk]
 # Score the whole year of the tiny sample, so every risky order is in the ranking.
 RUN_CONFIG = {"ops": {"scores__order_risk": {"config": {"lookback_days": 400}}}}
-PATH_VARIABLES = ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_EXPORT_DIR",
-                  "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_sample, tmp_path_factory):
     """The tiny sample ingested and the three growth assets materialized once."""
-    home = tmp_path_factory.mktemp("growth") / "home"
     patch = pytest.MonkeyPatch()
-    patch.setenv("STOREPULSE_HOME", str(home))
-    patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    for var in PATH_VARIABLES:
-        patch.delenv(var, raising=False)
-    paths = Paths.from_env().ensure()
-    shutil.copytree(
-        tiny_sample, paths.landing, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_truth")
-    )
-    with Warehouse(paths.warehouse).writer() as con:
-        ingest_landing(con, paths.landing)
+    paths = ingested_home(tiny_sample, tmp_path_factory.mktemp("growth") / "home", patch)
     result = dg.materialize(
         ASSETS,
         resources={"storepulse": StorepulseResource(), "run_settings": RunSettings()},

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+from homes import ingested_home
 from polars.testing import assert_frame_equal
 
 from models import order_risk as risk_model
@@ -23,14 +24,11 @@ from pipelines.assets import lake as lake_assets
 from pipelines.assets import order_risk, segments
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lake
-from storepulse.ingest import ingest_landing
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query
 
 RESOURCES = {"storepulse": StorepulseResource(), "run_settings": RunSettings()}
 LOOKBACK = {"lookback_days": 400}
-PATH_VARIABLES = ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_EXPORT_DIR",
-                  "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF")  # fmt: skip
 
 
 def _config(key: str, **config) -> dict:
@@ -40,18 +38,8 @@ def _config(key: str, **config) -> dict:
 @pytest.fixture(scope="module")
 def home(tiny_sample, tmp_path_factory):
     """The tiny sample ingested, nightly order risk scored in one process."""
-    root = tmp_path_factory.mktemp("lake") / "home"
     patch = pytest.MonkeyPatch()
-    patch.setenv("STOREPULSE_HOME", str(root))
-    patch.setenv("DAGSTER_HOME", str(root / "dagster"))
-    for var in PATH_VARIABLES:
-        patch.delenv(var, raising=False)
-    paths = Paths.from_env().ensure()
-    shutil.copytree(
-        tiny_sample, paths.landing, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_truth")
-    )
-    with Warehouse(paths.warehouse).writer() as con:
-        ingest_landing(con, paths.landing)
+    paths = ingested_home(tiny_sample, tmp_path_factory.mktemp("lake") / "home", patch)
     dg.materialize([order_risk.order_risk, segments.customer_rfm], resources=RESOURCES,
                    run_config=_config("scores__order_risk"))  # fmt: skip
     yield paths
