@@ -279,3 +279,45 @@ def test_pick_champion_ties_go_to_the_simpler_method():
     champion, why = churn.pick_champion({"lightgbm": better, "bgnbd": same, "recency": None})
     assert champion == "lightgbm" and "beats" in why
     assert churn.pick_champion({})[0] == "bgnbd"
+
+
+# ------------------------------------------------------------ faster paths, same numbers
+
+
+def test_pooled_mbg_terms_equal_the_general_ones():
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = rng.integers(0, 12, n).astype(float)
+    T = rng.uniform(1.0, 80.0, n)
+    t_x = np.where(x > 0, rng.uniform(0.0, 1.0, n) * T, 0.0)
+    alpha = rng.uniform(0.5, 30.0, n)
+    concentration = 2.7
+    mean = rng.uniform(0.05, 0.95, n)
+    a, b = mean * concentration, (1.0 - mean) * concentration
+    x_unique, x_index = np.unique(x, return_inverse=True)
+    general = bgnbd._mbg_terms(0.8, alpha, a, b, x, t_x, T)
+    pooled = bgnbd._mbg_terms_pooled(0.8, alpha, a, b, concentration, x, t_x, T, x_unique, x_index)
+    for old, new in zip(general, pooled, strict=True):
+        np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-12)
+
+
+def test_prior_from_the_features_mbg_fits_equals_a_refit(tiny):
+    """The covariate prior starting from the MBG/NBD fits the features already made gives
+    the same columns as refitting them."""
+    from models.churn_features import OrderHistory, _with_bgnbd, build_feature_sets
+    from models.churn_prior import PRIOR_EXPECTATION_COLUMNS, prior_columns
+
+    orders, customers, _, as_of = tiny
+    history = OrderHistory(churn.prepare_orders(orders, as_of))
+    cutoff = as_of - timedelta(days=60)
+    _, _, _, segments = history.base_features([cutoff], 365)
+    assert segments.size >= 2  # several stores
+    features = build_feature_sets(history, [cutoff], customers=customers, with_prior=True)[cutoff]
+    fits = []
+    _with_bgnbd(features, 90, segments, fits)
+    assert len(fits) == segments.size
+    refit = prior_columns(features, 90, segments)
+    reused = prior_columns(features, 90, segments, fits)
+    assert refit.equals(reused)
+    columns = ["prior_p_alive", "prior_p_no_order", *PRIOR_EXPECTATION_COLUMNS]
+    assert features.select(columns).equals(reused.select(columns))
