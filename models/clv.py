@@ -49,6 +49,8 @@ from models.clv_metrics import (
     decile_calibration,
     flat_metrics,
     learned_beats,
+    no_worse_per_customer,
+    paired_differences,
     value_metrics,
 )
 from models.sampling import restrict, sample_customers
@@ -488,13 +490,16 @@ def _metrics(frame: pl.DataFrame) -> dict:
 def evaluate_holdout(
     data: _Data, cutoff: date, horizon_days: int, booster: ClvBooster | None
 ) -> dict | None:
-    """Every method on the holdout [cutoff, cutoff + horizon_days): overall and per store."""
+    """Every method on the holdout [cutoff, cutoff + horizon_days): overall and per store;
+    the learned model's metrics carry its paired differences against BG/NBD + GG
+    ("paired")."""
     frame = data.labelled(cutoff, horizon_days)
     if frame.is_empty():
         return None
     out = {"cutoff": cutoff, "horizon_days": horizon_days, "metrics": {}, "store_metrics": {}}
     predictions = frame.select("store_id", "customer_id", "actual_orders", "actual_revenue")
-    for method in METHODS:
+    base = None
+    for method in ("bgnbd_gg", "lightgbm"):  # the baseline first: the others pair with it
         if method == "lightgbm" and booster is None:
             continue
         scored = apply(frame, booster, method, data.settings.horizon_days)
@@ -507,6 +512,13 @@ def evaluate_holdout(
             str(store): _metrics(part)
             for (store,), part in scored.group_by("store_id", maintain_order=True)
         }
+        if base is None:
+            base = scored
+        else:
+            overall, per_store = paired_differences(scored, base)
+            out["metrics"][method]["paired"] = overall
+            for store, metrics in out["store_metrics"][method].items():
+                metrics["paired"] = per_store[store]
         predictions = predictions.with_columns(
             scored["pred_orders_h"].alias(f"{method}_orders"),
             scored["pred_revenue_h"].alias(f"{method}_revenue"),
@@ -527,6 +539,8 @@ def pick_champion(backtest: dict) -> tuple[str, str]:
         f"(90-day holdout); revenue RMSE {learned['rmse_revenue']:.2f} vs "
         f"{base['rmse_revenue']:.2f} ({learned['revenue_holdout_days']}-day holdout)"
     )
+    if no_worse_per_customer(learned):
+        why += "; per customer not measurably worse"
     if learned_beats(learned, base):
         return "lightgbm", "lightgbm beats BG/NBD + Gamma-Gamma: " + why
     return "bgnbd_gg", "BG/NBD + Gamma-Gamma kept: " + why

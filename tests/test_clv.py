@@ -192,9 +192,22 @@ def test_clv_holdout_metrics_and_champion(tiny_clv):
     assert deciles[-1]["actual"] > 3 * max(deciles[0]["actual"], 0.01)
     for store, metrics in holdout["store_metrics"]["bgnbd_gg"].items():
         assert metrics["orders"]["n_customers"] > 100, store
-    champion = holdout["metrics"][result.champion]
-    assert champion["orders"]["rmse"] <= base["orders"]["rmse"]
     assert set(result.candidates) == set(clv.METHODS)
+    if result.champion == "lightgbm":
+        # Champion by the rule: better per customer, or not measurably worse with
+        # a closer total.
+        learned, btyd = (
+            clv.flat_metrics(result.backtest, "lightgbm"),
+            clv.flat_metrics(result.backtest, "bgnbd_gg"),
+        )
+        assert learned["orders_mse_diff"] is not None
+        assert (
+            learned["rmse_orders"] < btyd["rmse_orders"]
+            and learned["rmse_revenue"] < btyd["rmse_revenue"]
+        ) or (
+            clv.no_worse_per_customer(learned)
+            and abs(learned["aggregate_error"]) < abs(btyd["aggregate_error"])
+        )
 
 
 def test_risk_bands_rank_within_each_stores_active_customers(tiny):
@@ -321,3 +334,89 @@ def test_prior_from_the_features_mbg_fits_equals_a_refit(tiny):
     assert refit.equals(reused)
     columns = ["prior_p_alive", "prior_p_no_order", *PRIOR_EXPECTATION_COLUMNS]
     assert features.select(columns).equals(reused.select(columns))
+
+
+# --------------------------------------------------------------------- champion rule
+
+
+def _flat(rmse_orders, rmse_revenue, aggregate, orders_diff=None, revenue_diff=None, se=1.0):
+    return {
+        "rmse_orders": rmse_orders,
+        "rmse_revenue": rmse_revenue,
+        "aggregate_error": aggregate,
+        "orders_mse_diff": orders_diff,
+        "orders_mse_diff_se": se if orders_diff is not None else None,
+        "revenue_mse_diff": revenue_diff,
+        "revenue_mse_diff_se": se if revenue_diff is not None else None,
+    }
+
+
+def test_learned_clv_wins_when_better_or_tied_per_customer_with_a_closer_total():
+    base = _flat(0.80, 60.0, 0.05)
+    # Better per customer on both: wins (the total may be a little further off).
+    assert clv.learned_beats(_flat(0.79, 59.0, 0.06), base)
+    # Slightly worse per customer, within noise, total closer: wins.
+    assert clv.learned_beats(_flat(0.81, 61.0, 0.01, orders_diff=0.01, revenue_diff=1.5), base)
+    # ... but not with a total no closer than BTYD's.
+    assert not clv.learned_beats(_flat(0.81, 61.0, -0.05, orders_diff=0.01, revenue_diff=1.5), base)
+    # Worse by more than NOISE_SE standard errors on either target: loses.
+    assert not clv.learned_beats(_flat(0.81, 61.0, 0.01, orders_diff=2.5, revenue_diff=0.0), base)
+    assert not clv.learned_beats(_flat(0.79, 61.0, 0.01, orders_diff=-1.0, revenue_diff=2.1), base)
+    # Without paired differences only the per-customer rule applies.
+    assert not clv.learned_beats(_flat(0.81, 59.0, 0.0), base)
+    # An exact tie goes to BTYD.
+    assert not clv.learned_beats(_flat(0.80, 60.0, 0.05, orders_diff=0.0, revenue_diff=0.0), base)
+
+
+def _holdout(orders_rmse, revenue_rmse, paired=None):
+    metrics = {
+        "orders": {"rmse": orders_rmse, "mae": 0.3, "aggregate_error": 0.01, "n_customers": 500},
+        "revenue": {"rmse": revenue_rmse},
+    }
+    if paired is not None:
+        metrics["paired"] = paired
+    return metrics
+
+
+def test_flat_metrics_compare_revenue_on_the_same_holdout():
+    paired = {"orders": {"mse_diff": -0.1, "se": 0.05}, "revenue": {"mse_diff": 3.0, "se": 2.0}}
+    backtest = {
+        90: {"metrics": {"bgnbd_gg": _holdout(0.8, 40.0), "lightgbm": _holdout(0.7, 39.0, paired)}},
+        # The learned model could not be backtested a year back: BTYD alone has a
+        # 365-day holdout, which must not be set against the learned model's 90 days.
+        365: {"metrics": {"bgnbd_gg": _holdout(2.0, 180.0)}},
+    }
+    base, learned = clv.flat_metrics(backtest, "bgnbd_gg"), clv.flat_metrics(backtest, "lightgbm")
+    assert base["revenue_holdout_days"] == learned["revenue_holdout_days"] == 90
+    assert base["rmse_revenue"] == 40.0 and learned["revenue_mse_diff"] == 3.0
+    backtest[365]["metrics"]["lightgbm"] = _holdout(1.9, 170.0, paired)
+    assert clv.flat_metrics(backtest, "bgnbd_gg")["rmse_revenue"] == 180.0
+    assert clv.flat_metrics(backtest, "lightgbm")["revenue_holdout_days"] == 365
+
+
+def test_paired_differences_overall_and_per_store():
+    rng = np.random.default_rng(5)
+    n = 400
+    actual = rng.poisson(0.5, n).astype(float)
+    frame = pl.DataFrame(
+        {
+            "store_id": np.where(np.arange(n) < 150, "a", "b"),
+            "actual_orders": actual,
+            "actual_revenue": actual * 40.0,
+            "pred_orders_h": rng.uniform(0, 1, n),
+            "pred_revenue_h": rng.uniform(0, 40, n),
+        }
+    )
+    base = frame.with_columns(
+        pl.col("pred_orders_h") * 0.5 + 0.25, pl.col("pred_revenue_h") * 0.5 + 10.0
+    )
+    overall, stores = clv.paired_differences(frame, base)
+    diff = (frame["pred_orders_h"] - actual).to_numpy() ** 2 - (
+        base["pred_orders_h"] - actual
+    ).to_numpy() ** 2
+    assert overall["orders"]["mse_diff"] == pytest.approx(diff.mean())
+    assert overall["orders"]["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(n))
+    in_b = diff[150:]
+    assert stores["b"]["orders"]["mse_diff"] == pytest.approx(in_b.mean())
+    assert stores["b"]["orders"]["se"] == pytest.approx(in_b.std(ddof=1) / np.sqrt(in_b.size))
+    assert set(stores) == {"a", "b"}
