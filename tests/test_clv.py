@@ -309,7 +309,9 @@ def test_pooled_mbg_terms_equal_the_general_ones():
     a, b = mean * concentration, (1.0 - mean) * concentration
     x_unique, x_index = np.unique(x, return_inverse=True)
     general = bgnbd._mbg_terms(0.8, alpha, a, b, x, t_x, T)
-    pooled = bgnbd._mbg_terms_pooled(0.8, alpha, a, b, concentration, x, t_x, T, x_unique, x_index)
+    pooled = bgnbd._mbg_terms_pooled(
+        0.8, alpha, a, b, concentration, x, t_x, T, x_unique, x_index, np.flatnonzero(x > 0)
+    )
     for old, new in zip(general, pooled, strict=True):
         np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-12)
 
@@ -334,6 +336,40 @@ def test_prior_from_the_features_mbg_fits_equals_a_refit(tiny):
     assert refit.equals(reused)
     columns = ["prior_p_alive", "prior_p_no_order", *PRIOR_EXPECTATION_COLUMNS]
     assert features.select(columns).equals(reused.select(columns))
+
+
+def test_unique_rows_and_lazy_hypergeometric_equal_numpys():
+    rng = np.random.default_rng(4)
+    rows = np.column_stack(
+        [rng.integers(0, 4, 3000), rng.integers(0, 3, 3000), np.round(rng.normal(0, 1, 3000), 1)]
+    ).astype(float)
+    unique, counts = bgnbd._unique_rows(rows)
+    expected, expected_counts = np.unique(rows, axis=0, return_counts=True)
+    np.testing.assert_array_equal(unique, expected)
+    np.testing.assert_array_equal(counts, expected_counts)
+    # log 2F1 with the Euler transformation evaluated only where 2F1 overflows.
+    from scipy.special import hyp2f1
+
+    a = rng.uniform(0.1, 400.0, 2000)
+    b, c, z = a + rng.uniform(0.5, 300.0, 2000), a + 2.0 * rng.uniform(1.0, 300.0, 2000), 0.97
+    with np.errstate(all="ignore"):
+        direct = np.log(hyp2f1(a, b, c, z))
+        transformed = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
+    assert (~np.isfinite(direct)).any() and np.isfinite(direct).any()
+    np.testing.assert_array_equal(
+        bgnbd._log_hyp2f1(a, b, c, z), np.where(np.isfinite(direct), direct, transformed)
+    )
+
+
+def test_gamma_gamma_gradient_is_exact():
+    rng = np.random.default_rng(6)
+    x = rng.integers(1, 9, 500).astype(float)
+    m = rng.gamma(3.0, 10.0, 500)
+    theta = np.log([2.0, 3.0, 20.0])
+    value, gradient = bgnbd._gamma_gamma_nll_and_gradient(theta, x, m)
+    assert value == pytest.approx(bgnbd._gamma_gamma_nll(theta, x, m))
+    numeric = approx_fprime(theta, bgnbd._gamma_gamma_nll, 1e-7, x, m)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6)
 
 
 # --------------------------------------------------------------------- champion rule
