@@ -372,6 +372,49 @@ def test_gamma_gamma_gradient_is_exact():
     np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6)
 
 
+class _RawBooster:
+    """Stands in for a LightGBM booster: fixed raw scores."""
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw
+
+    def predict(self, matrix, num_iteration=None, raw_score=True):
+        assert matrix.shape[0] == self.raw.size
+        return self.raw
+
+
+def test_learned_factors_keep_each_stores_total(tiny):
+    """booster_factors' per-store normalisation (integer store codes) equals the
+    per-store loop it replaced, and keeps each store's expected total."""
+    from models.churn_lightgbm import category_vocab
+
+    orders, customers, sessions, as_of = tiny
+    frame = clv.scoring_frame(
+        orders, as_of, clv.ClvSettings(), customers=customers, sessions=sessions
+    )
+    rng = np.random.default_rng(8)
+    raw = [rng.normal(0.0, 0.7, frame.height) for _ in range(2)]
+    model = clv.ClvBooster(
+        _RawBooster(raw[0]), _RawBooster(raw[1]), category_vocab(frame, 20), 90, (1, 1), [], 0
+    )
+    orders_factor, revenue_factor = clv.booster_factors(model, frame)
+    stores = frame["store_id"].to_numpy()
+    assert np.unique(stores).size >= 2
+    for got, r, base in (
+        (orders_factor, raw[0], "prior_orders_90"),
+        (revenue_factor, raw[1], "prior_revenue_90"),
+    ):
+        expected = frame[base].to_numpy()
+        old = np.exp(r)
+        for store in np.unique(stores):
+            mask = stores == store
+            total = float(np.sum(expected[mask] * old[mask]))
+            if total > 0:
+                old[mask] *= float(np.sum(expected[mask])) / total
+            assert np.sum(expected[mask] * got[mask]) == pytest.approx(np.sum(expected[mask]))
+        np.testing.assert_allclose(got, old, rtol=1e-12)
+
+
 # --------------------------------------------------------------------- champion rule
 
 
