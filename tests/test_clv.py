@@ -316,6 +316,23 @@ def test_pooled_mbg_terms_equal_the_general_ones():
         np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-12)
 
 
+def test_bgnbd_likelihood_per_distinct_x_is_the_same_number():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 15, 3000).astype(float)
+    T = rng.uniform(1.0, 60.0, 3000)
+    t_x = np.where(x > 0, rng.uniform(0.0, 1.0, 3000) * T, 0.0)
+    weights = rng.integers(1, 4, 3000).astype(float)
+    x_unique, x_index = np.unique(x, return_inverse=True)
+    theta = np.log([0.6, 4.0, 0.8, 2.5])
+    for variant in ("bg", "mbg"):
+        plain = bgnbd._neg_log_likelihood_and_gradient(theta, x, t_x, T, variant, weights)
+        per_x = bgnbd._neg_log_likelihood_and_gradient(
+            theta, x, t_x, T, variant, weights, x_unique, x_index
+        )
+        assert plain[0] == per_x[0]
+        np.testing.assert_array_equal(plain[1], per_x[1])
+
+
 def test_prior_from_the_features_mbg_fits_equals_a_refit(tiny):
     """The covariate prior starting from the MBG/NBD fits the features already made gives
     the same columns as refitting them."""
