@@ -444,8 +444,13 @@ def fit_covariates(
         [x, np.rint(t_x / resolution_weeks), np.rint(T / resolution_weeks), np.round(z, 2)]
     )
     unique, counts = _unique_rows(rows)
-    ux, utx, uT = unique[:, 0], unique[:, 1] * resolution_weeks, unique[:, 2] * resolution_weeks
-    uz, weights = unique[:, 3:], counts.astype(float)
+    # Contiguous columns: the objective's elementwise work runs on them every step.
+    ux, utx, uT = (
+        np.ascontiguousarray(unique[:, 0]),
+        unique[:, 1] * resolution_weeks,
+        unique[:, 2] * resolution_weeks,
+    )
+    uz, weights = np.ascontiguousarray(unique[:, 3:]), counts.astype(float)
     x_unique, x_index = np.unique(ux, return_inverse=True)
     repeat = slice(int(np.searchsorted(ux, 0.5)), None)  # rows are sorted by x first
     n = float(x.size)
