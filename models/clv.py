@@ -47,9 +47,10 @@ from models.churn_features import (
 from models.churn_lightgbm import category_vocab, encode, holdout_customers, train_booster
 from models.clv_metrics import (
     decile_calibration,
+    explain,
     flat_metrics,
     learned_beats,
-    no_worse_per_customer,
+    no_worse_per_customer,  # noqa: F401 (re-exported: models.clv is the interface)
     paired_differences,
     value_metrics,
 )
@@ -539,17 +540,9 @@ def pick_champion(backtest: dict) -> tuple[str, str]:
     learned, base = flat_metrics(backtest, "lightgbm"), flat_metrics(backtest, "bgnbd_gg")
     if learned is None or base is None:
         return "bgnbd_gg", "the learned model has no backtest: BG/NBD + Gamma-Gamma"
-    why = (
-        f"orders RMSE {learned['rmse_orders']:.4f} vs {base['rmse_orders']:.4f}, aggregate "
-        f"{learned['aggregate_error'] or 0:+.1%} vs {base['aggregate_error'] or 0:+.1%} "
-        f"(90-day holdout); revenue RMSE {learned['rmse_revenue']:.2f} vs "
-        f"{base['rmse_revenue']:.2f} ({learned['revenue_holdout_days']}-day holdout)"
-    )
-    if no_worse_per_customer(learned):
-        why += "; per customer not measurably worse"
     if learned_beats(learned, base):
-        return "lightgbm", "lightgbm beats BG/NBD + Gamma-Gamma: " + why
-    return "bgnbd_gg", "BG/NBD + Gamma-Gamma kept: " + why
+        return "lightgbm", "the learned model beats BG/NBD + Gamma-Gamma: " + explain(learned, base)
+    return "bgnbd_gg", "BG/NBD + Gamma-Gamma kept: " + explain(learned, base)
 
 
 def fit(

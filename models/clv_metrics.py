@@ -186,3 +186,28 @@ def learned_beats(learned: dict, base: dict) -> bool:
     if learned["aggregate_error"] is None or base["aggregate_error"] is None:
         return False
     return no_worse_per_customer(learned) and learned_aggregate < base_aggregate
+
+
+def explain(learned: dict, base: dict) -> str:
+    """The numbers learned_beats decides on, in words (learned vs BG/NBD + GG)."""
+
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{value:+.1%}"
+
+    text = (
+        f"learned vs BG/NBD + Gamma-Gamma: orders RMSE {learned['rmse_orders']:.4f} vs "
+        f"{base['rmse_orders']:.4f}, total of orders {pct(learned['aggregate_error'])} vs "
+        f"{pct(base['aggregate_error'])} (90-day holdout); revenue RMSE "
+        f"{learned['rmse_revenue']:.2f} vs {base['rmse_revenue']:.2f} "
+        f"({learned.get('revenue_holdout_days', 90)}-day holdout)"
+    )
+    diffs = [
+        f"{target} {learned[f'{target}_mse_diff']:+.4g} ± {learned[f'{target}_mse_diff_se']:.2g}"
+        for target in ("orders", "revenue")
+        if learned.get(f"{target}_mse_diff") is not None
+        and learned.get(f"{target}_mse_diff_se") is not None
+    ]
+    if diffs:
+        verdict = "not measurably worse" if no_worse_per_customer(learned) else "worse"
+        text += f"; per customer {verdict} (learned minus BTYD squared error: {', '.join(diffs)})"
+    return text

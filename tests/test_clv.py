@@ -516,3 +516,31 @@ def test_paired_differences_overall_and_per_store():
     assert stores["b"]["orders"]["mse_diff"] == pytest.approx(in_b.mean())
     assert stores["b"]["orders"]["se"] == pytest.approx(in_b.std(ddof=1) / np.sqrt(in_b.size))
     assert set(stores) == {"a", "b"}
+
+
+def test_the_lifecycle_chooses_and_explains_by_the_clv_rule():
+    from pipelines.assets.churn import CLV_SPEC
+    from storepulse.lifecycle import Candidates, choose
+
+    base = {**_flat(0.80, 60.0, 0.05), "n": 5000, "revenue_holdout_days": 90}
+    tied = {
+        **_flat(0.81, 61.0, 0.01, orders_diff=0.01, revenue_diff=1.5),
+        "n": 5000,
+        "revenue_holdout_days": 90,
+    }
+    worse = {**tied, "orders_mse_diff": 2.5}
+    candidates = Candidates(
+        artifact=None,
+        overall={"bgnbd_gg": base, "lightgbm": tied},
+        per_store={
+            "a": {"bgnbd_gg": base, "lightgbm": tied},
+            "b": {"bgnbd_gg": base, "lightgbm": worse},
+        },
+        train_window="2025-01-01..2025-12-31",
+    )
+    decision = choose(CLV_SPEC, candidates)
+    assert decision.champion == "lightgbm"
+    assert decision.by_store == {"a": "lightgbm", "b": "bgnbd_gg"}
+    assert "per customer not measurably worse" in decision.summary
+    assert "total of orders +1.0% vs +5.0%" in decision.summary
+    assert "per customer worse" in decision.why["b"]
