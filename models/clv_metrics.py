@@ -6,10 +6,10 @@ when it is better per customer (lower RMSE of orders and of revenue, with a tota
 orders no more off than AGGREGATE_OK / AGGREGATE_TOLERANCE allow), or when it is not
 measurably worse per customer (its squared error, of orders and of revenue, is not
 higher by more than NOISE_SE standard errors of the paired difference) and it gets
-the total of orders closer. Per-customer errors of counts and
-of money are dominated by purchase noise: on a holdout of a few months they often
-cannot tell two models apart, and then the one whose totals are right is the one to
-publish (scores.clv feeds revenue forecasts as well as lists of customers)."""
+the total of orders closer. Per-customer errors of counts and of money are dominated
+by purchase noise: on a holdout of a few months they often cannot tell two models
+apart, and then the one whose totals are right is the one to publish (scores.clv
+feeds revenue forecasts as well as lists of customers)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import polars as pl
 # more than AGGREGATE_TOLERANCE beyond BTYD's own error, whichever is larger.
 AGGREGATE_OK = 0.05
 AGGREGATE_TOLERANCE = 0.02
-# Per-customer errors count as a tie within this many standard errors of the paired
-# difference in squared error (the two-standard-error rule of the churn prior).
+# The learned model counts as not measurably worse per customer while its squared error
+# is higher by no more than this many standard errors of the paired difference (the
+# two-standard-error rule of the churn prior).
 NOISE_SE = 2.0
 
 
