@@ -80,6 +80,8 @@ def cdnow_clv(orders: pl.DataFrame, cutoff: date, seed: int = 0) -> dict:
         return scores.join(actual, on=["store_id", "customer_id"], how="left").fill_null(0.0)
 
     rows = {"champion": joined(result.champion), "bgnbd_gg": joined("bgnbd_gg")}
+    if "lightgbm" not in result.model.unavailable:
+        rows["lightgbm"] = joined("lightgbm")
     out = {
         name: clv.value_metrics(f["actual_orders"].to_numpy(), f["expected_orders_90d"].to_numpy())
         for name, f in rows.items()
@@ -256,7 +258,12 @@ def sample_clv(frames: dict, seed: int) -> dict:
             ),
             "method_used": scores["model_version"][0].split("/")[-1],
         }
-    return {"cutoff": cutoff.isoformat(), "champion": result.champion, "metrics": out}
+    return {
+        "cutoff": cutoff.isoformat(),
+        "champion": result.champion,
+        "reason": result.candidates[result.champion]["reason"],
+        "metrics": out,
+    }
 
 
 def sample_risk(frames: dict) -> pl.DataFrame:

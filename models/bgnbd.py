@@ -19,9 +19,24 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, hyp2f1
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 DAYS_PER_WEEK = 7.0
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """A context that limits BLAS/OpenMP to one thread: the optimisers' tiny vector work
+    only slows down when BLAS threads spin against other processes on a shared machine.
+
+    One ThreadpoolController for the process: `threadpool_limits` rescans the loaded
+    libraries on every call (~4 ms, more than a small store's whole fit); numpy and
+    scipy load their BLAS at import, before the first fit."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 @dataclass(frozen=True)
@@ -79,23 +94,37 @@ def _log_likelihood(log_params: np.ndarray, x, t_x, T, variant: str = "bg", weig
 
 
 def _neg_log_likelihood_and_gradient(
-    log_params: np.ndarray, x, t_x, T, variant: str, weights: np.ndarray
+    log_params: np.ndarray,
+    x,
+    t_x,
+    T,
+    variant: str,
+    weights: np.ndarray,
+    x_unique: np.ndarray | None = None,
+    x_index: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """-(total log-likelihood) and its gradient in (log r, log alpha, log a, log b).
 
     The same likelihood as _log_likelihood, differentiated by hand (digamma terms),
-    so the optimiser needs one evaluation per step instead of five.
+    so the optimiser needs one evaluation per step instead of five. With
+    `x_unique`/`x_index` (x_unique[x_index] == x) the special functions, which depend
+    on the customer only through x, are evaluated once per distinct x (the same
+    numbers, in the same order of operations).
     """
     r, alpha, a, b = np.exp(log_params)
+
+    def per_x(f):
+        return f(x) if x_index is None else f(x_unique)[x_index]
+
     if variant == "mbg":
-        total, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, x, t_x, T)
+        total, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, x, t_x, T, x_unique, x_index)
     else:
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        d_r = digamma(r + x) - digamma(r) + np.log(alpha)
+        a1 = per_x(lambda v: gammaln(r + v) - gammaln(r)) + r * np.log(alpha)
+        d_r = per_x(lambda v: digamma(r + v) - digamma(r)) + np.log(alpha)
         d_alpha = np.full_like(x, r / alpha)
         log_alpha_T = np.log(alpha + T)
         log_alpha_tx = np.log(alpha + t_x)
-        a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+        a2 = per_x(lambda v: gammaln(a + b) + gammaln(b + v) - gammaln(b) - gammaln(a + b + v))
         a3 = -(r + x) * log_alpha_T
         repeat = x > 0
         b_x = np.maximum(b + x - 1, 1e-12)
@@ -103,11 +132,11 @@ def _neg_log_likelihood_and_gradient(
         mix = np.logaddexp(a3, a4)
         s3 = np.exp(a3 - mix)
         s4 = np.where(repeat, np.exp(a4 - mix), 0.0)
-        psi_ab, psi_abx = digamma(a + b), digamma(a + b + x)
+        psi_ab, psi_abx = digamma(a + b), per_x(lambda v: digamma(a + b + v))
         d_r = d_r - s3 * log_alpha_T - s4 * log_alpha_tx
         d_alpha = d_alpha - (r + x) * (s3 / (alpha + T) + s4 / (alpha + t_x))
         d_a = psi_ab - psi_abx + s4 / a
-        d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - s4 / b_x
+        d_b = per_x(lambda v: psi_ab + digamma(b + v) - digamma(b) - digamma(a + b + v)) - s4 / b_x
         total = a1 + a2 + mix
     value = float(np.sum(weights * total))
     gradient = np.array(
@@ -171,8 +200,12 @@ def fit(
         # leave identified parameters where the likelihood puts them).
         return value + ridge * float(np.sum(log_params**2))
 
+    x_unique, x_index = np.unique(x, return_inverse=True)
+
     def objective_and_gradient(log_params):
-        value, gradient = _neg_log_likelihood_and_gradient(log_params, x, t_x, T, variant, weights)
+        value, gradient = _neg_log_likelihood_and_gradient(
+            log_params, x, t_x, T, variant, weights, x_unique, x_index
+        )
         if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
             return np.inf, np.zeros(4)
         return (
@@ -184,7 +217,7 @@ def fit(
     best = None
     # One BLAS thread: the optimiser's tiny vector work only slows down when BLAS
     # threads spin against other processes on a shared machine.
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         for method in ("L-BFGS-B", "Nelder-Mead"):
             analytic = method == "L-BFGS-B"
             result = minimize(
@@ -283,25 +316,88 @@ class CovariateParams:
         return self.r, alpha, mean * self.concentration, (1.0 - mean) * self.concentration
 
 
-def _mbg_terms(r, alpha, a, b, x, t_x, T):
+def _mbg_terms(r, alpha, a, b, x, t_x, T, x_unique=None, x_index=None):
     """Per-customer MBG/NBD log-likelihood and its partial derivatives in r, alpha, a, b
-    (the same likelihood as _log_likelihood(variant='mbg'), parameters per customer)."""
+    (the same likelihood as _log_likelihood(variant='mbg'), parameters per customer).
+    With scalar a and b, `x_unique`/`x_index` (x_unique[x_index] == x) evaluate the
+    special functions once per distinct x, in the same order of operations (the same
+    numbers)."""
+
+    def per_x(f):
+        return f(x) if x_index is None else f(x_unique)[x_index]
+
     log_alpha_T, log_alpha_tx = np.log(alpha + T), np.log(alpha + t_x)
     log_beta_ab = gammaln(a) + gammaln(b) - gammaln(a + b)
-    tail = gammaln(a + b + x + 1)
-    alive = gammaln(a) + gammaln(b + x + 1) - tail - log_beta_ab - (r + x) * log_alpha_T
-    dead = gammaln(a + 1) + gammaln(b + x) - tail - log_beta_ab - (r + x) * log_alpha_tx
+    alive = per_x(lambda v: gammaln(a) + gammaln(b + v + 1) - gammaln(a + b + v + 1) - log_beta_ab)
+    dead = per_x(lambda v: gammaln(a + 1) + gammaln(b + v) - gammaln(a + b + v + 1) - log_beta_ab)
+    alive = alive - (r + x) * log_alpha_T
+    dead = dead - (r + x) * log_alpha_tx
     mix = np.logaddexp(alive, dead)
     s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
-    psi_ab, psi_tail = digamma(a + b), digamma(a + b + x + 1)
-    value = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + mix
+    psi_ab, psi_tail = digamma(a + b), per_x(lambda v: digamma(a + b + v + 1))
+    value = per_x(lambda v: gammaln(r + v) - gammaln(r)) + r * np.log(alpha) + mix
     d_r = (
-        digamma(r + x) - digamma(r) + np.log(alpha) - s_alive * log_alpha_T - s_dead * log_alpha_tx
+        per_x(lambda v: digamma(r + v) - digamma(r))
+        + np.log(alpha)
+        - s_alive * log_alpha_T
+        - s_dead * log_alpha_tx
     )
     d_alpha = r / alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
     d_a = s_alive * (psi_ab - psi_tail) + s_dead * (digamma(a + 1) - digamma(a) + psi_ab - psi_tail)
-    d_b = s_alive * digamma(b + x + 1) + s_dead * digamma(b + x) - psi_tail - digamma(b) + psi_ab
+    d_b = (
+        s_alive * per_x(lambda v: digamma(b + v + 1))
+        + s_dead * per_x(lambda v: digamma(b + v))
+        - psi_tail
+        - digamma(b)
+        + psi_ab
+    )
     return value, d_r, d_alpha, d_a, d_b
+
+
+def _mbg_terms_pooled(r, alpha, a, b, concentration, x, t_x, T, x_unique, x_index, repeat):
+    """_mbg_terms when a + b is the same `concentration` for every row (the covariate
+    MBG/NBD): what depends only on r, a + b and x is evaluated once per distinct x
+    (x_unique[x_index] == x); log B(a, b) and lgamma(a + b + x + 1) reduce to
+    lgamma(b + x) - lgamma(b) and a per-x term, which (with its digamma twin) is zero
+    for one-time buyers, so it is evaluated on the repeat buyers' rows only (`repeat`:
+    the rows with x > 0, as an index or slice); lgamma/digamma at z + 1 come from the
+    recurrences. Equal to _mbg_terms to rounding (tests/test_clv.py)."""
+    lgamma_rx = (gammaln(r + x_unique) - gammaln(r))[x_index]
+    digamma_rx = (digamma(r + x_unique) - digamma(r))[x_index]
+    tail = (gammaln(concentration + x_unique + 1) - gammaln(concentration))[x_index]
+    psi_tail = (digamma(concentration + x_unique + 1) - digamma(concentration))[x_index]
+    log_alpha_T, log_alpha_tx = np.log(alpha + T), np.log(alpha + t_x)
+    bx = b + x
+    # lgamma(b + x) - lgamma(b) and digamma(b + x) - digamma(b): zero where x = 0.
+    lgamma_ratio, digamma_ratio = np.zeros_like(bx), np.zeros_like(bx)
+    b_rep, bx_rep = b[repeat], bx[repeat]
+    lgamma_ratio[repeat] = gammaln(bx_rep) - gammaln(b_rep)
+    digamma_ratio[repeat] = digamma(bx_rep) - digamma(b_rep)
+    common = lgamma_ratio - tail
+    alive = common + np.log(bx) - (r + x) * log_alpha_T
+    dead = common + np.log(a) - (r + x) * log_alpha_tx
+    mix = np.logaddexp(alive, dead)
+    s_alive, s_dead = np.exp(alive - mix), np.exp(dead - mix)
+    log_alpha = np.log(alpha)
+    value = lgamma_rx + r * log_alpha + mix
+    d_r = digamma_rx + log_alpha - s_alive * log_alpha_T - s_dead * log_alpha_tx
+    d_alpha = r / alpha - (r + x) * (s_alive / (alpha + T) + s_dead / (alpha + t_x))
+    d_a = -psi_tail * (s_alive + s_dead) + s_dead / a
+    d_b = digamma_ratio + s_alive / bx - psi_tail
+    return value, d_r, d_alpha, d_a, d_b
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(rows, axis=0, return_counts=True) by a lexicographic sort of the
+    columns: the same rows in the same order, without numpy's slow structured sort."""
+    if rows.shape[0] == 0:
+        return rows, np.zeros(0, dtype=np.int64)
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    first = np.ones(ordered.shape[0], dtype=bool)
+    first[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    starts = np.flatnonzero(first)
+    return ordered[starts], np.diff(np.append(starts, ordered.shape[0]))
 
 
 def fit_covariates(
@@ -313,6 +409,7 @@ def fit_covariates(
     min_customers: int = 200,
     prior_sd: float = 0.5,
     resolution_weeks: float = 0.5,
+    base: BgNbdParams | None = None,
 ) -> CovariateParams:
     """Maximum likelihood of the covariate MBG/NBD (L-BFGS-B, analytic gradient).
 
@@ -320,13 +417,16 @@ def fit_covariates(
     have a Normal(0, prior_sd) prior (maximum a posteriori), so a covariate the data
     cannot identify, or a small store, stays near the plain MBG/NBD. Too few customers, or no covariates -> the plain MBG/NBD
     fit with zero effects. Identical (x, t_x, T, z) rows, after rounding t_x and T to
-    `resolution_weeks`, are evaluated once and weighted by their count."""
+    `resolution_weeks`, are evaluated once and weighted by their count. `base`: the
+    plain MBG/NBD fit(x, t_x, T, variant="mbg", resolution_weeks=resolution_weeks) when
+    the caller already has it (the starting point; refitted when None)."""
     x = np.asarray(x, dtype=float)
     t_x = np.asarray(t_x, dtype=float)
     T = np.asarray(T, dtype=float)
     z = np.asarray(z, dtype=float).reshape(x.size, -1)
     k = z.shape[1]
-    base = fit(x, t_x, T, variant="mbg", resolution_weeks=resolution_weeks)
+    if base is None:
+        base = fit(x, t_x, T, variant="mbg", resolution_weeks=resolution_weeks)
     mean0 = base.a / (base.a + base.b)
     start = CovariateParams(
         base.r,
@@ -343,9 +443,16 @@ def fit_covariates(
     rows = np.column_stack(
         [x, np.rint(t_x / resolution_weeks), np.rint(T / resolution_weeks), np.round(z, 2)]
     )
-    unique, counts = np.unique(rows, axis=0, return_counts=True)
-    ux, utx, uT = unique[:, 0], unique[:, 1] * resolution_weeks, unique[:, 2] * resolution_weeks
-    uz, weights = unique[:, 3:], counts.astype(float)
+    unique, counts = _unique_rows(rows)
+    # Contiguous columns: the objective's elementwise work runs on them every step.
+    ux, utx, uT = (
+        np.ascontiguousarray(unique[:, 0]),
+        unique[:, 1] * resolution_weeks,
+        unique[:, 2] * resolution_weeks,
+    )
+    uz, weights = np.ascontiguousarray(unique[:, 3:]), counts.astype(float)
+    x_unique, x_index = np.unique(ux, return_inverse=True)
+    repeat = slice(int(np.searchsorted(ux, 0.5)), None)  # rows are sorted by x first
     n = float(x.size)
     ridge = 1.0 / (2.0 * prior_sd**2 * n)  # the prior's share of the averaged likelihood
 
@@ -356,7 +463,9 @@ def fit_covariates(
         alpha = np.exp(log_alpha - uz @ rate_fx)
         mean = 1.0 / (1.0 + np.exp(-(logit_m + uz @ drop_fx)))
         a, b = mean * concentration, (1.0 - mean) * concentration
-        value, d_r, d_alpha, d_a, d_b = _mbg_terms(r, alpha, a, b, ux, utx, uT)
+        value, d_r, d_alpha, d_a, d_b = _mbg_terms_pooled(
+            r, alpha, a, b, concentration, ux, utx, uT, x_unique, x_index, repeat
+        )
         if not np.all(np.isfinite(value)):
             return np.inf, np.zeros_like(theta)
         w = weights / n
@@ -392,7 +501,7 @@ def fit_covariates(
             np.zeros(2 * k),
         ]
     )
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         result = minimize(
             objective,
             theta0,
@@ -440,11 +549,15 @@ def covariate_probabilities(
 
 def _log_hyp2f1(a, b, c, z):
     """log 2F1(a, b; c; z), by Euler's transformation where 2F1 itself overflows (the
-    fallback `lifetimes` uses)."""
+    fallback `lifetimes` uses); the transformation is evaluated only there."""
+    a, b, c, z = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, b, c, z)))
     with np.errstate(all="ignore"):
-        direct = np.log(hyp2f1(a, b, c, z))
-        transformed = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
-    return np.where(np.isfinite(direct), direct, transformed)
+        out = np.array(np.log(hyp2f1(a, b, c, z)), dtype=float)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            a, b, c, z = a[bad], b[bad], c[bad], z[bad]
+            out[bad] = np.log(hyp2f1(c - a, c - b, c, z)) + (c - a - b) * np.log1p(-z)
+    return out
 
 
 def conditional_expected_purchases(
@@ -489,6 +602,30 @@ class GammaGammaParams:
         return self.p * self.v / (self.q - 1.0) if self.q > 1.0 else float("nan")
 
 
+def _gamma_gamma_nll_and_gradient(
+    log_params: np.ndarray, x: np.ndarray, m: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """_gamma_gamma_nll and its gradient in the log parameters (analytic)."""
+    p, q, v = np.exp(log_params)
+    px = p * x
+    log_xm_v = np.log(x * m + v)
+    psi_pxq = digamma(px + q)
+    ll = (
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(v)
+        + (px - 1) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * log_xm_v
+    )
+    d_p = x * (psi_pxq - digamma(px) + np.log(m) + np.log(x) - log_xm_v)
+    d_q = psi_pxq - digamma(q) + np.log(v) - log_xm_v
+    d_v = q / v - (px + q) / (x * m + v)
+    gradient = -np.array([np.mean(d_p) * p, np.mean(d_q) * q, np.mean(d_v) * v])
+    return -float(np.mean(ll)), gradient
+
+
 def _gamma_gamma_nll(log_params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
     p, q, v = np.exp(log_params)
     ll = (
@@ -515,9 +652,14 @@ def fit_gamma_gamma(
     if x.size < min_customers:
         return None
     start = np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)])
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         result = minimize(
-            _gamma_gamma_nll, start, args=(x, m), method="L-BFGS-B", bounds=[(-10.0, 10.0)] * 3
+            _gamma_gamma_nll_and_gradient,
+            start,
+            args=(x, m),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-10.0, 10.0)] * 3,
         )
     p, q, v = (float(value) for value in np.exp(result.x))
     if not np.isfinite(result.fun) or q <= 1.0:

@@ -506,10 +506,11 @@ def build_feature_sets(
             if col not in features.columns
         ]
     )
-    features = _with_bgnbd(features, horizon_days, segments)
+    mbg_fits: list[bgnbd.BgNbdParams] = []
+    features = _with_bgnbd(features, horizon_days, segments, mbg_fits)
     extra = []
     if with_prior:
-        features = prior_columns(features, horizon_days, segments)
+        features = prior_columns(features, horizon_days, segments, mbg_fits)
         extra = [
             *PRIOR_FEATURES,
             *PRIOR_SHIFT_COLUMNS,
@@ -614,12 +615,14 @@ BGNBD_COLUMNS = (
 )
 
 
-def _bgnbd_columns(x, t_x, T, horizon_weeks: float) -> dict[str, np.ndarray]:
+def _bgnbd_columns(x, t_x, T, horizon_weeks: float) -> dict:
     """BG/NBD and MBG/NBD fitted on one store's customers at one cutoff, and their
-    P(alive), P(no order in the horizon) and expected orders per customer."""
+    P(alive), P(no order in the horizon) and expected orders per customer; "mbg" is the
+    MBG/NBD fit itself (the covariate prior starts from it)."""
     params = bgnbd.fit(x, t_x, T)
     mbg = bgnbd.fit(x, t_x, T, variant="mbg")
     return {
+        "mbg": mbg,
         "mbgnbd_p_alive": bgnbd.p_alive(mbg, x, t_x, T, "mbg"),
         "mbgnbd_p_no_order": bgnbd.p_no_purchase(mbg, x, t_x, T, horizon_weeks, "mbg"),
         "bgnbd_p_alive": bgnbd.p_alive(params, x, t_x, T),
@@ -628,9 +631,15 @@ def _bgnbd_columns(x, t_x, T, horizon_weeks: float) -> dict[str, np.ndarray]:
     }
 
 
-def _with_bgnbd(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
+def _with_bgnbd(
+    features: pl.DataFrame,
+    horizon_days: int,
+    segments: np.ndarray,
+    mbg_fits: list[bgnbd.BgNbdParams] | None = None,
+) -> pl.DataFrame:
     """BG/NBD fitted per cutoff and store on the same history (`segments`: the first
-    row of each cutoff x store, rows contiguous): P(alive), P(no order), E[orders]."""
+    row of each cutoff x store, rows contiguous): P(alive), P(no order), E[orders].
+    The MBG/NBD fit of each segment is appended to `mbg_fits` when given."""
     horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
     x, t_x, T = bgnbd_summary(
         features.select(
@@ -641,6 +650,8 @@ def _with_bgnbd(features: pl.DataFrame, horizon_days: int, segments: np.ndarray)
     out = {name: np.empty(features.height) for name in BGNBD_COLUMNS}
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         part = _bgnbd_columns(x[start:end], t_x[start:end], T[start:end], horizon_weeks)
+        if mbg_fits is not None:
+            mbg_fits.append(part["mbg"])
         for name in BGNBD_COLUMNS:
             out[name][start:end] = part[name]
     return features.with_columns(**{name: pl.Series(name, out[name]) for name in BGNBD_COLUMNS})

@@ -67,12 +67,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def prior_columns(features: pl.DataFrame, horizon_days: int, segments: np.ndarray) -> pl.DataFrame:
+def prior_columns(
+    features: pl.DataFrame,
+    horizon_days: int,
+    segments: np.ndarray,
+    mbg_fits: list[bgnbd.BgNbdParams] | None = None,
+) -> pl.DataFrame:
     """prior_p_alive / prior_p_no_order: the covariate MBG/NBD fitted per cutoff and
     store (`segments`: the first row of each cutoff x store, rows contiguous), and its expected purchase days over 90 and 365
     days (prior_expected_orders_<h>); prior_shift_<reason>: how much each reason's
     covariates move the prior's log-odds of no order (the prior minus the prior with
-    those covariates at the store's reference level), for top_reasons."""
+    those covariates at the store's reference level), for top_reasons. `mbg_fits`: the
+    plain MBG/NBD of each segment, already fitted on the same (x, t_x, T) at the
+    default resolution (models.churn_features._with_bgnbd), where the fits start."""
     horizon_weeks = horizon_days / bgnbd.DAYS_PER_WEEK
     T = features["tenure_days"].to_numpy().astype(float) / bgnbd.DAYS_PER_WEEK
     t_x = T - features["recency_days"].to_numpy().astype(float) / bgnbd.DAYS_PER_WEEK
@@ -81,10 +88,11 @@ def prior_columns(features: pl.DataFrame, horizon_days: int, segments: np.ndarra
     alive, quiet = np.empty(features.height), np.empty(features.height)
     shifts = {reason: np.zeros(features.height) for reason in PRIOR_REASONS}
     expected = {h: np.empty(features.height) for h in PRIOR_EXPECTATION_DAYS}
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         z, reasons = prior_covariates(features.slice(start, end - start))
         part = slice(start, end)
-        params = bgnbd.fit_covariates(x[part], t_x[part], T[part], z)
+        base = mbg_fits[i] if mbg_fits is not None else None
+        params = bgnbd.fit_covariates(x[part], t_x[part], T[part], z, base=base)
         alive[part], quiet[part] = bgnbd.covariate_probabilities(
             params, x[part], t_x[part], T[part], z, horizon_weeks
         )

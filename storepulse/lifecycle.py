@@ -106,6 +106,9 @@ class ModelSpec:
     # A model whose rule is more than one metric (CLV: orders and revenue error and the
     # aggregate) gives it here: (challenger metrics, incumbent metrics) -> it wins.
     beats: Callable[[dict, dict], bool] | None = None
+    # With `beats`: (learned metrics, baseline metrics) -> the numbers that rule decides
+    # on, in words (the champion's "why"); else the primary metric is shown.
+    explain: Callable[[dict, dict], str] | None = None
     # The settings field that overrides min_gain per run (Launchpad), if any.
     min_gain_setting: str | None = None
 
@@ -200,6 +203,10 @@ def _fmt(value) -> str:
 
 def _compare(spec: ModelSpec, metrics: dict[str, dict], winner: str) -> str:
     others = [m for m in spec.methods if m in metrics and m != winner]
+    baselines = [m for m in spec.methods if m in metrics and m != spec.learned]
+    pair = [metrics.get(spec.learned), metrics[baselines[-1]] if baselines else None]
+    if spec.explain is not None and all(m and m.get(spec.primary) is not None for m in pair):
+        return spec.explain(*pair)
     shown = ", ".join(
         f"{spec.label(m)} {_fmt(metrics[m].get(spec.primary))}" for m in [winner, *others]
     )

@@ -261,6 +261,7 @@ CLV_SPEC = ModelSpec(
     train=_train_clv,
     fingerprint=_fingerprint,
     beats=clv.learned_beats,
+    explain=clv.explain,
     labels={"lightgbm": "the learned model", "bgnbd_gg": "BG/NBD + Gamma-Gamma"},
 )
 
