@@ -102,20 +102,23 @@ def order_risk(
     settings = validated_settings(config, "order risk config")
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
-        orders = risk_inputs.load_orders(con, as_of)
-        customers = risk_inputs.load_customers(con)
         countries = risk_inputs.load_store_countries(con)
         open_orders = risk_inputs.load_open_orders(
             con, as_of, as_of - timedelta(days=settings.review_days)
         )
-    stores = sorted(set(countries) | set(orders["store_id"].drop_nulls().unique().to_list()))
+        stores = sorted(set(countries) | set(risk_inputs.load_order_stores(con, as_of)))
     frames, outcomes = [], []
     for store in stores:
-        mine = orders.filter(pl.col("store_id") == store)
+        # One store's orders and customers at a time (issue #18: every store's orders and
+        # customers at once took this step to 6.5 GB on large).
+        with storepulse.writer() as con:
+            mine = risk_inputs.load_orders(con, as_of, store)
+            customers = risk_inputs.load_customers(con, store)
         scored = attempt(
             outcomes, store, STEP, risk_model.score_orders,
-            mine, customers.filter(pl.col("store_id") == store), countries, as_of, settings,
+            mine, customers, countries, as_of, settings,
         )  # fmt: skip
+        del mine, customers
         if scored is None:
             continue
         if scored.is_empty():

@@ -30,12 +30,27 @@ OPEN_ORDERS = (
 )
 
 
-def load_orders(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
-    return query(con, ORDERS, [as_of])
+def load_orders(
+    con: duckdb.DuckDBPyConnection, as_of: date, store: str | None = None
+) -> pl.DataFrame:
+    """Every store's orders, or one store's (the same rows in the same order)."""
+    if store is None:
+        return query(con, ORDERS, [as_of])
+    return query(con, f"select * from ({ORDERS}) where store_id = ?", [as_of, store])
 
 
-def load_customers(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return query(con, CUSTOMERS)
+def load_customers(con: duckdb.DuckDBPyConnection, store: str | None = None) -> pl.DataFrame:
+    if store is None:
+        return query(con, CUSTOMERS)
+    return query(con, f"select * from ({CUSTOMERS}) where store_id = ?", [store])
+
+
+def load_order_stores(con: duckdb.DuckDBPyConnection, as_of: date) -> list[str]:
+    """The stores with an order before as_of."""
+    rows = query(
+        con, f"select distinct store_id from ({ORDERS}) where store_id is not null", [as_of]
+    )
+    return rows["store_id"].to_list()
 
 
 def load_store_countries(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
