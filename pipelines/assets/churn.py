@@ -208,8 +208,12 @@ def _training_loader(per_customer: int, what: str) -> Callable[..., dict]:
     def load(con, as_of: date, config) -> dict:
         settings = config.settings()
         keys = population(con, as_of)
-        allowance = training_allowance(settings.max_train_customers, keys.height, per_customer, what)
-        allowed = allowance.customers if allowance.note is not None else settings.max_train_customers
+        allowance = training_allowance(
+            settings.max_train_customers, keys.height, per_customer, what
+        )
+        allowed = (
+            allowance.customers if allowance.note is not None else settings.max_train_customers
+        )
         data = load_training(con, as_of, allowed, config.seed, keys=keys)
         return {
             "orders": data.orders,

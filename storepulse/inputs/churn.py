@@ -72,9 +72,7 @@ class TrainingInputs:
 
 def population(con: duckdb.DuckDBPyConnection, as_of: date) -> pl.DataFrame:
     """(store_id, customer_id) of every customer with an order before as_of."""
-    return query(
-        con, f"select distinct store_id, customer_id from ({QUERIES['orders']})", [as_of]
-    )
+    return query(con, f"select distinct store_id, customer_id from ({QUERIES['orders']})", [as_of])
 
 
 def load_training(
