@@ -72,7 +72,7 @@ from models.churn_lightgbm import (
 from models.churn_reasons import REASON_OF_FEATURE, REASONS, reason_texts, top_reasons
 from models.explain import tree_contributions
 from models.risk import RiskSettings, assign_risk, value_at_risk
-from models.sampling import restrict, sample_customers
+from models.sampling import presampled, restrict, sample_customers
 
 __all__ = [
     "BGNBD_COLUMNS",
@@ -453,9 +453,14 @@ def train(
     settings: ChurnSettings | None = None,
     seed: int = 0,
     min_auc_gain: float = 0.0,
+    population: int | None = None,
 ) -> TrainingResult:
     """Backtest every candidate on the newest fully observed cutoff, then fit what
     will score (the same recipe, one horizon later). Deterministic for a seed.
+
+    `population`: the orders (and customers) are already the training sample, drawn
+    with models.sampling.sample_keys from this many customers (a loader that reads only
+    the sample); it is not drawn again.
 
     Never fails for thin data: candidates that cannot be fitted or backtested are
     marked unavailable with the reason ("lightgbm": too little history...), and
@@ -463,9 +468,12 @@ def train(
     settings = settings or ChurnSettings()
     started = time.perf_counter()
     horizon = timedelta(days=settings.horizon_days)
-    sample = sample_customers(orders, settings.max_train_customers, seed)
-    if sample.is_sample:
-        orders, customers = sample.orders, restrict(customers, sample.orders)
+    if population is not None:  # drawn already, e.g. in SQL: orders hold only the sample
+        sample = presampled(orders, population)
+    else:
+        sample = sample_customers(orders, settings.max_train_customers, seed)
+        if sample.is_sample:
+            orders, customers = sample.orders, restrict(customers, sample.orders)
     cache = FeatureCache(orders, as_of, customers=customers, sessions=sessions, settings=settings)
     test_cutoff = backtest_cutoff(as_of, settings)
     needed = [test_cutoff, test_cutoff - horizon]

@@ -54,7 +54,7 @@ from models.clv_metrics import (
     paired_differences,
     value_metrics,
 )
-from models.sampling import restrict, sample_customers
+from models.sampling import presampled, restrict, sample_customers
 
 MODEL_NAME = "clv"
 
@@ -553,17 +553,23 @@ def fit(
     sessions: pl.DataFrame | None = None,
     settings: ClvSettings | None = None,
     seed: int = 0,
+    population: int | None = None,
 ) -> ClvTrainingResult:
     """Backtest both candidates on the newest fully observed holdouts (90 days, and 365
     days when the history allows), then fit what scores. Never fails for thin data:
-    the learned model is marked unavailable with the reason, BG/NBD + Gamma-Gamma stays."""
+    the learned model is marked unavailable with the reason, BG/NBD + Gamma-Gamma stays.
+
+    `population`: as in models.churn.train (the orders are the sample already)."""
     settings = settings or ClvSettings()
     if settings.horizon_days not in (90, 365):
         raise ValueError(f"ClvSettings.horizon_days must be 90 or 365, got {settings.horizon_days}")
     started = time.perf_counter()
-    sample = sample_customers(orders, settings.max_train_customers, seed)
-    if sample.is_sample:
-        orders, customers = sample.orders, restrict(customers, sample.orders)
+    if population is not None:  # drawn already, e.g. in SQL: orders hold only the sample
+        sample = presampled(orders, population)
+    else:
+        sample = sample_customers(orders, settings.max_train_customers, seed)
+        if sample.is_sample:
+            orders, customers = sample.orders, restrict(customers, sample.orders)
     data = _Data(orders, as_of, customers, sessions, settings)
     h = timedelta(days=settings.horizon_days)
     short_cutoff = as_of - h

@@ -59,6 +59,13 @@ def sample_customers(
     return TrainingSample(sampled, total, kept.height)
 
 
+def presampled(orders: pl.DataFrame, population: int) -> TrainingSample:
+    """The TrainingSample of orders that already hold only the sampled customers (drawn
+    with sample_keys from `population` customers, e.g. by a loader reading only them)."""
+    sampled = orders.select("store_id", "customer_id").n_unique() if orders.height else 0
+    return TrainingSample(orders, population, sampled)
+
+
 def sample_keys(
     frame: pl.DataFrame,
     key: str,

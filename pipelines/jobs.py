@@ -5,6 +5,22 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.partitions import STORES
+from storepulse.memory import release_free_memory
+
+
+@dg.success_hook(name="release_free_memory")
+def release_memory(_context: dg.HookContext) -> None:
+    """After every step: what the step freed goes back to the system before the next one
+    starts (issue #18: a run's peak is one step's, not one step's on another's leftovers)."""
+    release_free_memory()
+
+
+@dg.failure_hook(name="release_free_memory_after_failure")
+def release_memory_after_failure(_context: dg.HookContext) -> None:
+    release_free_memory()
+
+
+HOOKS = {release_memory, release_memory_after_failure}
 
 # Trained-model assets live under the "models" key prefix; they are refreshed
 # weekly. Nightly scoring trains inline only when no approved version exists.
@@ -17,12 +33,14 @@ LAKE = dg.AssetSelection.groups("lake")
 ingest_job = dg.define_asset_job(
     name="ingest",
     selection=dg.AssetSelection.groups("ingest", "staging"),
+    hooks=HOOKS,
     description="Ingest new landing files into raw, staging and quarantine.",
 )
 
 nightly_scoring_job = dg.define_asset_job(
     name="nightly_scoring",
     selection=dg.AssetSelection.all() - MODEL_ASSETS - STORE_EXPORTS - LAKE,
+    hooks=HOOKS,
     description=(
         "Ingest -> staging -> marts -> score with the latest approved models. "
         "Publishing then fans out one run per store (publish_store)."
@@ -60,5 +78,6 @@ merge_lake_job = dg.define_asset_job(
 weekly_training_job = dg.define_asset_job(
     name="weekly_training",
     selection=MODEL_ASSETS,
+    hooks=HOOKS,
     description="Retrain every model, backtest it against its baselines, approve or reject.",
 )

@@ -207,20 +207,28 @@ def score_all(
     table: str | None = None,
     empty: pl.DataFrame | None = None,
     tables: dict[str, pl.DataFrame] | None = None,
+    load_store: Callable[[Any, date, str], Any] | None = None,
 ) -> ScoreRun:
     """The nightly step: the release (trained first when needed), every store scored
     with its champion down the fallback chain (`score_one(release, inputs, as_of, store,
     method)`; raise lifecycle.CannotScore when a method cannot run for the store), the
     table(s) replaced and ops.store_status written for `step`.
 
+    `inputs` are spec.load's (every store) or, when the spec or the caller gives a
+    per-store loader (`load_store(con, as_of, store)`, default spec.load_store), the
+    store's own: then no step holds every store's inputs, and ScoreRun.inputs is None.
+
     One table: `table` and its `empty` frame, and score_one returns the store's rows.
     Several: `tables` maps each table to its empty frame, and score_one returns a dict
     of the store's rows per table."""
     empties = tables if tables is not None else {table: empty}
+    load_store = load_store or spec.load_store
     with storepulse.writer() as con:
         as_of = run_settings.as_of_date(con)
         stores = store_ids(con)
-        inputs = spec.load(con, as_of)
+        # Store by store when the model can read one store (memory follows the largest
+        # store); training then reads what it needs itself (spec.load_training).
+        inputs = spec.load(con, as_of) if load_store is None else None
     started = time.perf_counter()
     try:
         # An inline training reads what was just loaded: one copy of the inputs, not two.
@@ -237,12 +245,22 @@ def score_all(
     # caches) is not needed to score: free it before the stores are scored.
     release.report = None
     gc.collect()
-    results, outcomes = score_stores(
-        release,
-        stores,
-        lambda store, method: score_one(release, inputs, as_of, store, method),
-        step,
-    )
+    if load_store is None:
+        results, outcomes = score_stores(
+            release,
+            stores,
+            lambda store, method: score_one(release, inputs, as_of, store, method),
+            step,
+        )
+    else:
+        read = _StoreReader(storepulse, load_store, as_of)
+        results, outcomes = score_stores(
+            release,
+            stores,
+            lambda store, method: score_one(release, read(store), as_of, store, method),
+            step,
+        )
+        del read
     written = {}
     for name, empty_frame in empties.items():
         frames = [r if tables is None else r[name] for r in results.values()]
@@ -253,6 +271,25 @@ def score_all(
         if outcome.status != STATUS_OK:
             context.log.warning(f"{step}, {outcome.store_id}: {outcome.status}: {outcome.message}")
     return _score_run(as_of, release, written, outcomes, inputs, started)
+
+
+class _StoreReader:
+    """One store's inputs at a time, read when a store is first asked for (the fallback
+    chain asks again for the same store: read once). Each read opens the warehouse and
+    closes it, so DuckDB's buffers go with the connection between stores."""
+
+    def __init__(self, storepulse: StorepulseResource, load_store: Callable, as_of: date):
+        self.storepulse, self.load_store, self.as_of = storepulse, load_store, as_of
+        self.store: str | None = None
+        self.inputs: Any = None
+
+    def __call__(self, store: str) -> Any:
+        if store != self.store:
+            self.store, self.inputs = None, None  # the previous store's go first
+            with self.storepulse.writer() as con:
+                self.inputs = self.load_store(con, self.as_of, store)
+            self.store = store
+        return self.inputs
 
 
 def _score_run(as_of, release, frames: dict, outcomes, inputs, started: float) -> ScoreRun:

@@ -98,6 +98,9 @@ def _share(value: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from storepulse.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before DuckDB, polars or LightGBM start their threads
     args = build_parser().parse_args(argv)
     if args.command == "sample-data":
         return cmd_sample_data(args)

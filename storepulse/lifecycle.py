@@ -96,6 +96,13 @@ class ModelSpec:
     load: Callable[..., Any]  # (con, as_of) -> inputs
     train: Callable[..., Candidates]  # (inputs, as_of, settings) -> Candidates
     fingerprint: Callable[[Any], str]  # inputs -> a hash of the training data
+    # Optional, for models whose inputs grow with every customer (issue #18):
+    # (con, as_of, store) -> one store's inputs, as `load`'s sliced to the store; scoring
+    # then reads store by store instead of loading every store first.
+    load_store: Callable[..., Any] | None = None
+    # (con, as_of, settings) -> what `train` needs, e.g. only the training sample's rows;
+    # `fingerprint` must then give what it gives for `load`'s inputs.
+    load_training: Callable[..., Any] | None = None
     # A second metric the winner may not be worse on (name, higher is better).
     guard: tuple[str, bool] | None = None
     guard_tolerance: float = 0.0
@@ -278,8 +285,32 @@ def version_of(spec: ModelSpec, as_of: date, data_fingerprint: str, settings: An
 
 def frame_fingerprint(*frames: pl.DataFrame | None) -> str:
     """A hash of several frames (row order and content), for ModelSpec.fingerprint."""
-    parts = [fingerprint(f) if f is not None and f.height else "empty" for f in frames]
+    return combine_fingerprints(
+        *(fingerprint(f) if f is not None and f.height else "empty" for f in frames)
+    )
+
+
+def combine_fingerprints(*parts: str) -> str:
+    """frame_fingerprint of frames whose own fingerprints are `parts` ("empty" for none)."""
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# Rows hashed per batch when a fingerprint is read from a query.
+FINGERPRINT_BATCH_ROWS = 1_000_000
+
+
+def query_fingerprint(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> str:
+    """model_store.fingerprint of what `query(con, sql, params)` returns (or "empty"),
+    read as a stream of batches, so the rows never need to be in memory at once. A row's
+    hash does not depend on its neighbours, so the batches hash to the same bytes."""
+    rel = con.sql(sql, params=params) if params else con.sql(sql)
+    digest, rows = hashlib.sha256(), 0
+    for batch in rel.to_arrow_reader(FINGERPRINT_BATCH_ROWS):
+        frame = pl.from_arrow(batch)
+        if frame.height:
+            digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+            rows += frame.height
+    return digest.hexdigest()[:16] if rows else "empty"
 
 
 def _regression(
@@ -328,7 +359,10 @@ def train(
     as_of, when the caller already holds it (one copy in memory, not two)."""
     if inputs is None:
         with warehouse.writer() as con:
-            inputs = spec.load(con, as_of)
+            if spec.load_training is not None:
+                inputs = spec.load_training(con, as_of, settings)
+            else:
+                inputs = spec.load(con, as_of)
     candidates = spec.train(inputs, as_of, settings)
     version = version_of(spec, as_of, spec.fingerprint(inputs), settings)
     if spec.min_gain_setting and hasattr(settings, spec.min_gain_setting):

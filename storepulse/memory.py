@@ -7,6 +7,10 @@ given by the caller. Scoring runs store by store and needs no guard."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import platform
+import sys
 from dataclasses import dataclass
 
 from storepulse import settings
@@ -54,3 +58,41 @@ def training_allowance(
         f"within the memory budget of {budget / 1e9:.1f} GB (STOREPULSE_MEMORY_BUDGET; about "
         f"{bytes_per_customer / 1e3:.0f} kB per training customer)",
     )
+
+
+# --------------------------------------------------------------------------- the allocator
+
+
+def _glibc():
+    """glibc's libc (None elsewhere: musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+_M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas (settings.malloc_arena_max, default 2) unless
+    MALLOC_ARENA_MAX already did: glibc otherwise keeps up to 8 per core, each holding
+    memory the others cannot reuse. Call at start-up, before threads are started (an
+    arena already given to a thread stays). True when the cap was set."""
+    arenas = settings.malloc_arena_max()
+    libc = _glibc()
+    if arenas is None or libc is None:
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc malloc_trim),
+    so what one step freed is not still counted while the next one runs. polars' own
+    allocator (jemalloc) returns freed pages by itself within a second."""
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

@@ -203,6 +203,15 @@ def memory_budget_bytes(env: dict[str, str] | None = None) -> int:
     )
 
 
+DEFAULT_MALLOC_ARENAS = 2
+
+
+def malloc_arena_max(env: dict[str, str] | None = None) -> int | None:
+    """The glibc malloc arenas the CLI caps the process at (storepulse.memory), default 2;
+    None when MALLOC_ARENA_MAX is set (glibc has applied it itself)."""
+    return None if _env(env).get("MALLOC_ARENA_MAX") else DEFAULT_MALLOC_ARENAS
+
+
 def duckdb_temp_directory(env: dict[str, str] | None = None) -> Path:
     """STOREPULSE_DUCKDB_TEMP_DIR: where DuckDB spills (default STOREPULSE_HOME/tmp/duckdb)."""
     env = _env(env)

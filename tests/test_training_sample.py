@@ -133,3 +133,27 @@ def test_demand_trains_on_a_sample_of_series_and_still_forecasts_every_series(
     assert forecast.select("store_id", "sku").n_unique() == series
     full = demand.train_candidates(history, demand.DemandSettings(num_boost_round=30), seed=0)
     assert full.training_sample == f"all {series:,} series"
+
+
+def test_glibc_arenas_are_capped_unless_malloc_arena_max_says_otherwise(monkeypatch):
+    assert settings.malloc_arena_max({}) == settings.DEFAULT_MALLOC_ARENAS == 2
+    assert settings.malloc_arena_max({"MALLOC_ARENA_MAX": "4"}) is None  # glibc applied it
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(memory, "_glibc", Libc)
+    monkeypatch.setattr(settings, "malloc_arena_max", lambda: 2)
+    assert memory.limit_malloc_arenas() and calls == [(memory._M_ARENA_MAX, 2)]
+    memory.release_free_memory()
+    assert calls[-1] == ("trim", 0)
+    monkeypatch.setattr(memory, "_glibc", lambda: None)  # not glibc: nothing to do
+    assert not memory.limit_malloc_arenas()
+    memory.release_free_memory()

@@ -35,7 +35,7 @@ from pipelines.model_assets import (
     train_window,
 )
 from pipelines.resources import RunSettings, StorepulseResource
-from storepulse.inputs.churn import INPUT_KINDS, load_inputs
+from storepulse.inputs.churn import INPUT_KINDS, load_inputs, load_store, load_training, population
 from storepulse.lifecycle import (
     Candidates,
     CannotScore,
@@ -143,7 +143,7 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
         for store, values in (found["store_metrics"] or {}).items():
             per_store.setdefault(store, {})[method] = _with_n(values)
     model = result.model
-    window = model.train_window if model else train_window(inputs["orders"]["order_date"], as_of)
+    window = model.train_window if model else _train_window(inputs, as_of)
     return Candidates(
         artifact=result.models,
         overall=overall,
@@ -177,19 +177,64 @@ CLV_BYTES_PER_CUSTOMER = 11_000
 def _fit(fit: Callable, inputs: dict, as_of: date, config, per_customer: int, what: str, **extra):
     """(what `fit` learns from the orders, customers and sessions before as_of, the memory
     guard's note): the config's settings, with a training sample that fits the memory
-    budget. No orders: nothing to train."""
+    budget. No orders: nothing to train.
+
+    `inputs`: load_inputs' (every customer; the model draws the sample) or the training
+    loader's (`_training_loader`: the sample drawn and the guard applied while loading)."""
     if inputs["orders"].is_empty():
         raise NothingToTrain(f"no orders before {as_of}")
     settings = config.settings()
-    customers = inputs["orders"].select("store_id", "customer_id").n_unique()
-    allowance = training_allowance(settings.max_train_customers, customers, per_customer, what)
-    if allowance.note is not None:
-        settings = dataclasses.replace(settings, max_train_customers=allowance.customers)
+    if "population" in inputs:
+        note, population = inputs["memory_guard"], inputs["population"]
+        allowed = inputs["max_train_customers"]
+    else:
+        population = None
+        customers = inputs["orders"].select("store_id", "customer_id").n_unique()
+        allowance = training_allowance(settings.max_train_customers, customers, per_customer, what)
+        note, allowed = allowance.note, allowance.customers
+    if note is not None:
+        settings = dataclasses.replace(settings, max_train_customers=allowed)
     result = fit(
         inputs["orders"], as_of, customers=inputs["customers"], sessions=inputs["sessions"],
-        settings=settings, seed=config.seed, **extra,
+        settings=settings, seed=config.seed, population=population, **extra,
     )  # fmt: skip
-    return result, allowance.note
+    return result, note
+
+
+def _training_loader(per_customer: int, what: str) -> Callable[..., dict]:
+    """ModelSpec.load_training: only the training sample's customers (issue #18), drawn as
+    the model would draw it from every order, the memory guard applied first."""
+
+    def load(con, as_of: date, config) -> dict:
+        settings = config.settings()
+        keys = population(con, as_of)
+        allowance = training_allowance(
+            settings.max_train_customers, keys.height, per_customer, what
+        )
+        allowed = (
+            allowance.customers if allowance.note is not None else settings.max_train_customers
+        )
+        data = load_training(con, as_of, allowed, config.seed, keys=keys)
+        return {
+            "orders": data.orders,
+            "customers": data.customers,
+            "sessions": data.sessions,
+            "population": data.population,
+            "first_order_date": data.first_order_date,
+            "fingerprint": data.fingerprint,
+            "memory_guard": allowance.note,
+            "max_train_customers": allowed,
+        }
+
+    return load
+
+
+def _train_window(inputs: dict, as_of: date) -> str:
+    """train_window of every order before as_of (not only the training sample's)."""
+    if "first_order_date" in inputs:
+        first = inputs["first_order_date"]
+        return train_window(pl.Series([first] if first else [], dtype=pl.Date), as_of)
+    return train_window(inputs["orders"]["order_date"], as_of)
 
 
 def _with_n(values: dict) -> dict:
@@ -213,7 +258,7 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
         artifact=result.model,
         overall=overall,
         per_store=per_store,
-        train_window=train_window(inputs["orders"]["order_date"], as_of),
+        train_window=_train_window(inputs, as_of),
         unavailable=unavailable,
         backtest_cutoff=as_of - timedelta(days=90),
         card={"training_sample": result.training_sample, "memory_guard": guard},
@@ -226,6 +271,9 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
 
 
 def _fingerprint(inputs: dict) -> str:
+    """Of every order and customer before as_of (the training loader streams it)."""
+    if "fingerprint" in inputs:
+        return inputs["fingerprint"]
     return frame_fingerprint(
         inputs["orders"].select("store_id", "order_id", "customer_id", "order_date", "total_usd"),
         inputs["customers"],
@@ -243,6 +291,8 @@ CHURN_SPEC = ModelSpec(
     load=load_inputs,
     train=_train_churn,
     fingerprint=_fingerprint,
+    load_store=load_store,
+    load_training=_training_loader(CHURN_BYTES_PER_CUSTOMER, "churn"),
     guard=("brier", False),
     min_gain_setting="min_auc_gain",
     regression_margin=0.05,  # AUC dropping by more than 5 % of its value
@@ -260,6 +310,8 @@ CLV_SPEC = ModelSpec(
     load=load_inputs,
     train=_train_clv,
     fingerprint=_fingerprint,
+    load_store=load_store,
+    load_training=_training_loader(CLV_BYTES_PER_CUSTOMER, "CLV"),
     beats=clv.learned_beats,
     explain=clv.explain,
     labels={"lightgbm": "the learned model", "bgnbd_gg": "BG/NBD + Gamma-Gamma"},
@@ -329,13 +381,17 @@ def _score_customers(
     step: str,
     empty: pl.DataFrame,
     score: Callable[[Release, dict, date, str, str], pl.DataFrame],
+    load_store: Callable[..., dict] | None = None,
 ) -> ScoreRun:
-    """score_all into scores.<step>, each store's customers on their own:
-    `score(release, inputs of the store, as_of, store, method)`. A store without orders
-    before as_of cannot be scored."""
+    """score_all into scores.<step>, each store's customers on their own, read store by
+    store (`load_store`, default the spec's): `score(release, inputs of the store, as_of,
+    store, method)`. A store without orders before as_of cannot be scored."""
 
-    def score_one(release, inputs, as_of, store, method):
-        mine = of_store(inputs, store)
+    per_store = (load_store or spec.load_store) is not None
+
+    def score_one(release, mine, as_of, store, method):
+        if not per_store:  # every store's inputs: the store's slice
+            mine = of_store(mine, store)
         if mine["orders"].is_empty():
             raise CannotScore(f"no orders before {as_of}")
         return score(release, mine, as_of, store, method)
@@ -343,6 +399,7 @@ def _score_customers(
     return score_all(
         context, spec, config, storepulse, run_settings,
         step=step, table=f"scores.{step}", empty=empty, score_one=score_one,
+        load_store=load_store,
     )  # fmt: skip
 
 
@@ -394,7 +451,7 @@ def clv_scores(
     return run.result(
         {
             "by_store": preview(by_store),
-            "preview": preview(scores.sort("predicted_revenue_365d_usd", descending=True)),
+            "preview": preview(_top(scores, "predicted_revenue_365d_usd")),
         }
     )
 
@@ -422,24 +479,31 @@ def churn_scores(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    with storepulse.writer() as con:
-        values = (
-            query(con, "select store_id, customer_id, predicted_revenue_365d_usd from scores.clv")
+    def load_with_values(con, as_of, store) -> dict:
+        """The store's inputs and its customers' predicted value (scores.clv)."""
+        return {
+            **CHURN_SPEC.load_store(con, as_of, store),
+            "clv": query(
+                con,
+                "select store_id, customer_id, predicted_revenue_365d_usd from scores.clv"
+                " where store_id = ?",
+                [store],
+            )
             if table_exists(con, "scores.clv")
-            else None  # value at risk then from the last value_window_days' spend
-        )
+            else None,  # value at risk then from the last value_window_days' spend
+        }
 
     def score(release, mine, as_of, store, method):
         return churn.score_methods(
             release.artifact, mine["orders"], as_of, release.version,
             method_of_store={store: method}, customers=mine["customers"],
-            sessions=mine["sessions"], explain=config.explain_top_reasons,
-            clv=values.filter(pl.col("store_id") == store) if values is not None else None,
+            sessions=mine["sessions"], explain=config.explain_top_reasons, clv=mine["clv"],
         )  # fmt: skip
 
     run = _score_customers(
-        context, CHURN_SPEC, config, storepulse, run_settings, "churn", churn.empty_scores(), score
-    )
+        context, CHURN_SPEC, config, storepulse, run_settings, "churn", churn.empty_scores(),
+        score, load_store=load_with_values,
+    )  # fmt: skip
     scores = run.scores
     bands = (
         scores.group_by("risk_band")
@@ -456,9 +520,14 @@ def churn_scores(
             "value_at_risk_usd": float(scores["value_at_risk_usd"].sum() or 0.0),
             "customers_per_second": round(scores.height / run.seconds) if run.seconds else None,
             "probability_histogram": _histogram(scores),
-            "preview": preview(scores.sort("value_at_risk_usd", descending=True)),
+            "preview": preview(_top(scores, "value_at_risk_usd")),
         }
     )
+
+
+def _top(scores: pl.DataFrame, by: str, rows: int = 10) -> pl.DataFrame:
+    """The preview's rows, highest `by` first, without sorting (a copy of) every score."""
+    return scores.top_k(rows, by=by).sort(by, descending=True)
 
 
 def _histogram(scores: pl.DataFrame):

@@ -31,10 +31,11 @@ OPEN_ORDERS = (
 
 
 def _of_store(sql: str, params: list, store: str | None) -> tuple[str, list]:
-    """The query for one store only (a per-store run reads nothing else)."""
+    """The query, or the same query for one store only (the same rows in the same order):
+    a per-store run and the store-by-store nightly step read nothing else."""
     if store is None:
         return sql, params
-    return f"{sql} {'and' if ' where ' in sql else 'where'} store_id = ?", [*params, store]
+    return f"select * from ({sql}) where store_id = ?", [*params, store]
 
 
 def load_orders(
@@ -45,6 +46,14 @@ def load_orders(
 
 def load_customers(con: duckdb.DuckDBPyConnection, store: str | None = None) -> pl.DataFrame:
     return query(con, *_of_store(CUSTOMERS, [], store))
+
+
+def load_order_stores(con: duckdb.DuckDBPyConnection, as_of: date) -> list[str]:
+    """The stores with an order before as_of."""
+    rows = query(
+        con, f"select distinct store_id from ({ORDERS}) where store_id is not null", [as_of]
+    )
+    return rows["store_id"].to_list()
 
 
 def load_store_countries(
