@@ -59,9 +59,8 @@ publish_store_job = dg.define_asset_job(
 
 score_store_job = dg.define_asset_job(
     name="score_store",
-    selection=dg.AssetSelection.assets(
-        dg.AssetKey(["lake", "order_risk"]), dg.AssetKey(["lake", "customer_rfm"])
-    ),
+    selection=dg.AssetSelection.groups("lake")
+    - dg.AssetSelection.assets(dg.AssetKey(["lake", "merged"])),
     partitions_def=STORES,
     description=(
         "Score one store into the lake (Parquet, read-only on the warehouse): one run per "

@@ -431,6 +431,26 @@ def _load(spec: ModelSpec, model_store: Path, version: str) -> Release:
     return Release(spec, version, artifact, decision, card.get("unavailable", {}), card=card)
 
 
+class NoApprovedVersion(Exception):
+    """No approved version of the model was trained up to as_of (a per-store run does not
+    train: the weekly or nightly job does)."""
+
+
+def approved_release(
+    con: duckdb.DuckDBPyConnection, spec: ModelSpec, as_of: date, model_store: Path
+) -> Release:
+    """The newest approved version trained on data up to as_of, loaded, without training
+    one: for per-store runs, which read the warehouse read-only. Raises NoApprovedVersion,
+    FileNotFoundError or StaleArtifact (then the nightly job trains a replacement)."""
+    version = latest_approved(con, spec.name, as_of)
+    if version is None:
+        raise NoApprovedVersion(
+            f"{spec.name}: no approved version trained up to {as_of}; run weekly_training "
+            "(or the nightly job, which trains one) first"
+        )
+    return _load(spec, model_store, version)
+
+
 def release_for_scoring(
     warehouse: Writer,
     spec: ModelSpec,

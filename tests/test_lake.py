@@ -1,5 +1,6 @@
 """Per-store scoring runs into the lake (pipelines/assets/lake.py, storepulse/lake.py) on
-the tiny sample: the same rows as the nightly all-stores asset, a store that fails
+the tiny sample: the same rows as the nightly all-stores assets (order risk, RFM, CLV and
+churn), a store that fails
 leaves the others' and its own previous rows, kill -9 in the middle of a store's write
 leaves its previous file, and two per-store runs in two processes side by side."""
 
@@ -20,8 +21,8 @@ from homes import ingested_home
 from polars.testing import assert_frame_equal
 
 from models import order_risk as risk_model
+from pipelines.assets import churn, order_risk, segments
 from pipelines.assets import lake as lake_assets
-from pipelines.assets import order_risk, segments
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lake
 from storepulse.settings import Paths
@@ -40,8 +41,10 @@ def home(tiny_sample, tmp_path_factory):
     """The tiny sample ingested, nightly order risk scored in one process."""
     patch = pytest.MonkeyPatch()
     paths = ingested_home(tiny_sample, tmp_path_factory.mktemp("lake") / "home", patch)
-    dg.materialize([order_risk.order_risk, segments.customer_rfm], resources=RESOURCES,
-                   run_config=_config("scores__order_risk"))  # fmt: skip
+    dg.materialize(
+        [order_risk.order_risk, segments.customer_rfm, churn.clv_scores, churn.churn_scores],
+        resources=RESOURCES, run_config=_config("scores__order_risk"),
+    )  # fmt: skip
     yield paths
     patch.undo()
 
@@ -57,12 +60,15 @@ def _stores(paths: Paths) -> list[str]:
     ].to_list()
 
 
-def _score_stores(instance, stores, **config) -> dict[str, bool]:
+GROWTH = [lake_assets.store_order_risk, lake_assets.store_customer_rfm]
+EVERY = [*GROWTH, lake_assets.store_clv, lake_assets.store_churn]
+
+
+def _score_stores(instance, stores, assets=GROWTH, **config) -> dict[str, bool]:
     done = {}
     for store in stores:
         result = dg.materialize(
-            [lake_assets.store_order_risk, lake_assets.store_customer_rfm],
-            partition_key=store, instance=instance,
+            assets, partition_key=store, instance=instance,
             resources=RESOURCES, run_config=_config("lake__order_risk", **config),
             raise_on_error=False,
         )  # fmt: skip
@@ -77,34 +83,35 @@ def _merge(instance) -> None:
 ORDERED = ["store_id", "order_id"]
 
 
+STATUS = ("select store_id, step, status, message from ops.store_status "
+          "where step in ('order_risk', 'clv', 'churn') order by 1, 2")  # fmt: skip
+PER_CUSTOMER = ("marts.customer_rfm", "scores.clv", "scores.churn")
+
+
 def test_per_store_runs_and_the_merge_give_the_nightly_rows(home):
+    """Order risk, RFM, CLV and churn (from the approved versions the nightly run
+    trained), one run per store, then the merge: every table as the nightly step wrote it."""
     nightly = _table(home, "select * from scores.order_risk").sort(ORDERED)
-    rfm = _table(home, "select * from marts.customer_rfm").sort("store_id", "customer_id")
-    status = _table(home, "select store_id, status, message from ops.store_status "
-                          "where step = 'order_risk' order by 1")  # fmt: skip
+    customers = {
+        name: _table(home, f"select * from {name}").sort("store_id", "customer_id")
+        for name in PER_CUSTOMER
+    }
+    status = _table(home, STATUS)
     stores = _stores(home)
     assert len(stores) >= 2
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("stores", stores)
-        assert all(_score_stores(instance, stores).values())
+        assert all(_score_stores(instance, stores, EVERY).values())
         # Each store's file holds that store's rows only.
         for store in stores:
-            part = lake.read_table(home.lake, "scores.order_risk", nightly_as_of(home), [store])
-            assert set(part["store_id"]) == {store}
+            part = lake.read_table(home.lake, "scores.churn", nightly_as_of(home), [store])
+            assert part.height and set(part["store_id"]) == {store}
         _merge(instance)
-    merged = _table(home, "select * from scores.order_risk").sort(ORDERED)
-    assert_frame_equal(merged, nightly)
-    assert_frame_equal(
-        _table(home, "select * from marts.customer_rfm").sort("store_id", "customer_id"), rfm
-    )
-    assert_frame_equal(
-        _table(
-            home,
-            "select store_id, status, message from ops.store_status "
-            "where step = 'order_risk' order by 1",
-        ),  # fmt: skip
-        status,
-    )
+    assert_frame_equal(_table(home, "select * from scores.order_risk").sort(ORDERED), nightly)
+    for name, rows in customers.items():
+        merged = _table(home, f"select * from {name}").sort("store_id", "customer_id")
+        assert_frame_equal(merged, rows, check_column_order=False)
+    assert_frame_equal(_table(home, STATUS), status)
 
 
 def nightly_as_of(paths: Paths):

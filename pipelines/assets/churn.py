@@ -403,6 +403,39 @@ def _score_customers(
     )  # fmt: skip
 
 
+def score_clv(release: Release, mine: dict, as_of: date, store: str, method: str):
+    """One store's scores.clv rows with `method` (nightly step and per-store runs)."""
+    return clv.score(
+        release.artifact, mine["orders"], as_of, release.version,
+        customers=mine["customers"], sessions=mine["sessions"], method_of_store={store: method},
+    )  # fmt: skip
+
+
+def churn_store_inputs(con, as_of: date, store: str, clv_rows: pl.DataFrame | None = None) -> dict:
+    """One store's churn inputs and its customers' predicted value: `clv_rows` when the
+    caller has them (a per-store run's fresh CLV), else scores.clv's rows of the store."""
+    if clv_rows is None and table_exists(con, "scores.clv"):
+        clv_rows = query(
+            con,
+            "select store_id, customer_id, predicted_revenue_365d_usd from scores.clv"
+            " where store_id = ?",
+            [store],
+        )
+    # Without any, value at risk comes from the last value_window_days' spend.
+    return {**CHURN_SPEC.load_store(con, as_of, store), "clv": clv_rows}
+
+
+def score_churn(
+    release: Release, mine: dict, as_of: date, store: str, method: str, explain: bool
+) -> pl.DataFrame:
+    """One store's scores.churn rows with `method` (nightly step and per-store runs)."""
+    return churn.score_methods(
+        release.artifact, mine["orders"], as_of, release.version,
+        method_of_store={store: method}, customers=mine["customers"],
+        sessions=mine["sessions"], explain=explain, clv=mine["clv"],
+    )  # fmt: skip
+
+
 @dg.asset(
     key=CLV_SCORES,
     group_name="churn",
@@ -424,15 +457,8 @@ def clv_scores(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    def score(release, mine, as_of, store, method):
-        return clv.score(
-            release.artifact, mine["orders"], as_of, release.version,
-            customers=mine["customers"], sessions=mine["sessions"],
-            method_of_store={store: method},
-        )  # fmt: skip
-
     run = _score_customers(
-        context, CLV_SPEC, config, storepulse, run_settings, "clv", clv.empty_clv(), score
+        context, CLV_SPEC, config, storepulse, run_settings, "clv", clv.empty_clv(), score_clv
     )
     scores = run.scores
     by_store = (
@@ -479,30 +505,12 @@ def churn_scores(
     storepulse: StorepulseResource,
     run_settings: RunSettings,
 ) -> dg.MaterializeResult:
-    def load_with_values(con, as_of, store) -> dict:
-        """The store's inputs and its customers' predicted value (scores.clv)."""
-        return {
-            **CHURN_SPEC.load_store(con, as_of, store),
-            "clv": query(
-                con,
-                "select store_id, customer_id, predicted_revenue_365d_usd from scores.clv"
-                " where store_id = ?",
-                [store],
-            )
-            if table_exists(con, "scores.clv")
-            else None,  # value at risk then from the last value_window_days' spend
-        }
-
     def score(release, mine, as_of, store, method):
-        return churn.score_methods(
-            release.artifact, mine["orders"], as_of, release.version,
-            method_of_store={store: method}, customers=mine["customers"],
-            sessions=mine["sessions"], explain=config.explain_top_reasons, clv=mine["clv"],
-        )  # fmt: skip
+        return score_churn(release, mine, as_of, store, method, config.explain_top_reasons)
 
     run = _score_customers(
         context, CHURN_SPEC, config, storepulse, run_settings, "churn", churn.empty_scores(),
-        score, load_store=load_with_values,
+        score, load_store=churn_store_inputs,
     )  # fmt: skip
     scores = run.scores
     bands = (

@@ -14,8 +14,19 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from models import churn, clv, rfm
 from models import order_risk as risk_model
-from models import rfm
+from pipelines.assets.churn import (
+    CHURN_MODEL,
+    CHURN_SPEC,
+    CLV_MODEL,
+    CLV_SPEC,
+    INPUTS,
+    ChurnConfig,
+    churn_store_inputs,
+    score_churn,
+    score_clv,
+)
 from pipelines.assets.order_risk import STEP as ORDER_RISK_STEP
 from pipelines.assets.order_risk import OrderRiskConfig, score_store
 from pipelines.assets.segments import RfmConfig
@@ -29,14 +40,29 @@ from storepulse import lake
 from storepulse.ingest.normalise import safe_store_id
 from storepulse.inputs import order_risk as risk_inputs
 from storepulse.inputs import rfm as rfm_inputs
-from storepulse.lifecycle import STATUS_FAILED, status_frame
+from storepulse.lifecycle import (
+    STATUS_FAILED,
+    CannotScore,
+    NoApprovedVersion,
+    StaleArtifact,
+    approved_release,
+    score_stores,
+    status_frame,
+)
 
 STORE_ORDER_RISK = dg.AssetKey(["lake", "order_risk"])
 STORE_RFM = dg.AssetKey(["lake", "customer_rfm"])
+STORE_CLV = dg.AssetKey(["lake", "clv"])
+STORE_CHURN = dg.AssetKey(["lake", "churn"])
 LAKE_MERGE = dg.AssetKey(["lake", "merged"])
 # What the lake holds: warehouse table -> the ops.store_status step of its runs (None:
 # the nightly step records none).
-LAKE_TABLES = {"scores.order_risk": ORDER_RISK_STEP, "marts.customer_rfm": None}
+LAKE_TABLES = {
+    "scores.order_risk": ORDER_RISK_STEP,
+    "marts.customer_rfm": None,
+    "scores.clv": "clv",
+    "scores.churn": "churn",
+}
 
 
 @dg.asset(
@@ -77,25 +103,134 @@ def store_order_risk(
     scored = score_store(
         store, orders, customers, countries, open_orders, as_of, settings, outcomes
     )
+    return _write_store(storepulse, "scores.order_risk", store, as_of, scored, outcomes,
+                        pl.DataFrame(schema=risk_model.SCORE_SCHEMA))  # fmt: skip
+
+
+def _write_store(
+    storepulse: StorepulseResource,
+    table: str,
+    store: str,
+    as_of,
+    rows: pl.DataFrame | None,
+    outcomes: list,
+    empty: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """A per-store run's end: its rows (`empty` when the store had nothing to score) and
+    its outcome into the lake; a failed store writes its outcome only and fails the run."""
     root = storepulse.paths().lake
     outcome = outcomes[-1]
     if outcome.status == STATUS_FAILED:
         lake.write_status(root, as_of, status_frame(outcomes))
         raise dg.Failure(
-            description=f"order risk failed for {store}: {outcome.message}",
+            description=f"{outcome.step} failed for {store}: {outcome.message}",
             metadata={"store_id": store, "as_of": as_of.isoformat()},
         )
-    rows = scored if scored is not None else pl.DataFrame(schema=risk_model.SCORE_SCHEMA)
-    path = lake.write_partition(root, "scores.order_risk", store, as_of, rows)
+    rows = rows if rows is not None else empty
+    path = lake.write_partition(root, table, store, as_of, rows)
     lake.write_status(root, as_of, status_frame(outcomes))
     return dg.MaterializeResult(
         metadata={
             **table_metadata(rows.height, as_of),
             "store_id": store,
             "path": dg.MetadataValue.path(str(path)),
-            "flagged": int(rows["flagged"].sum()) if rows.height else 0,
             "store_status": status_preview(outcomes),
         }
+    )
+
+
+def _model_into_lake(
+    context: dg.AssetExecutionContext,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+    spec,
+    step: str,
+    empty: pl.DataFrame,
+    load,
+    score,
+) -> dg.MaterializeResult:
+    """One store scored by the newest approved version of `spec` (no training here: the
+    weekly or nightly job trains), down the fallback chain, into lake/scores.<step>."""
+    store = safe_store_id(context.partition_key)
+    paths = storepulse.paths()
+    with storepulse.reader() as con:
+        as_of = run_settings.as_of_date(con)
+        try:
+            release = approved_release(con, spec, as_of, paths.model_store)
+        except (NoApprovedVersion, FileNotFoundError, StaleArtifact) as exc:
+            raise dg.Failure(description=f"{step} for {store}: {exc}") from exc
+        inputs = load(con, as_of, store)
+
+    def score_one(_store: str, method: str) -> pl.DataFrame:
+        if inputs["orders"].is_empty():
+            raise CannotScore(f"no orders before {as_of}")
+        return score(release, inputs, as_of, store, method)
+
+    results, outcomes = score_stores(release, [store], score_one, step)
+    return _write_store(
+        storepulse, f"scores.{step}", store, as_of, results.get(store), outcomes, empty
+    )
+
+
+@dg.asset(
+    key=STORE_CLV,
+    group_name="lake",
+    partitions_def=STORES,
+    deps=[CLV_MODEL, *INPUTS],
+    kinds={"parquet", "lightgbm"},
+    owners=[OWNER],
+    pool=READ_POOL,
+    description=(
+        "One store's customer value (the nightly scores.clv code, the newest approved "
+        "version, the store's champion and fallbacks) as lake/scores.clv/store_id=<id>/"
+        "as_of=<date>/part.parquet. Never trains: without an approved version the run fails "
+        "and says to run weekly_training."
+    ),
+)
+def store_clv(
+    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    return _model_into_lake(
+        context, storepulse, run_settings, CLV_SPEC, "clv", clv.empty_clv(),
+        CLV_SPEC.load_store, score_clv,
+    )  # fmt: skip
+
+
+@dg.asset(
+    key=STORE_CHURN,
+    group_name="lake",
+    partitions_def=STORES,
+    deps=[CHURN_MODEL, STORE_CLV, *INPUTS],
+    kinds={"parquet", "lightgbm"},
+    owners=[OWNER],
+    pool=READ_POOL,
+    description=(
+        "One store's churn scores (the nightly scores.churn code) as lake/scores.churn/"
+        "store_id=<id>/as_of=<date>/part.parquet; value at risk from the store's fresh "
+        "lake/clv file of the same as_of when there is one, else scores.clv."
+    ),
+)
+def store_churn(
+    context: dg.AssetExecutionContext,
+    config: ChurnConfig,
+    storepulse: StorepulseResource,
+    run_settings: RunSettings,
+) -> dg.MaterializeResult:
+    root = storepulse.paths().lake
+
+    def load(con, as_of, store):
+        fresh = None
+        if store in lake.stores_at(root, "scores.clv", as_of):
+            fresh = lake.read_table(root, "scores.clv", as_of, [store]).select(
+                "store_id", "customer_id", "predicted_revenue_365d_usd"
+            )
+        return churn_store_inputs(con, as_of, store, fresh)
+
+    def score(release, mine, as_of, store, method):
+        return score_churn(release, mine, as_of, store, method, config.explain_top_reasons)
+
+    return _model_into_lake(
+        context, storepulse, run_settings, CHURN_SPEC, "churn", churn.empty_scores(), load, score
     )
 
 
@@ -139,13 +274,13 @@ def store_customer_rfm(
 @dg.asset(
     key=LAKE_MERGE,
     group_name="lake",
-    deps=[STORE_ORDER_RISK, STORE_RFM],
+    deps=[STORE_ORDER_RISK, STORE_RFM, STORE_CLV, STORE_CHURN],
     kinds={"duckdb", "parquet"},
     owners=[OWNER],
     pool="duckdb",
     description=(
         "Loads the lake's files of the run's as_of into the warehouse (scores.order_risk, "
-        "marts.customer_rfm) "
+        "marts.customer_rfm, scores.clv, scores.churn) "
         "and ops.store_status, in one transaction per table: each store found replaces its "
         "own rows; stores without a file (not run yet, or failed) keep theirs."
     ),
