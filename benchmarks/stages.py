@@ -7,6 +7,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -247,7 +248,9 @@ def stage_churn_scoring(workdir: Path, scale: str, seed: int) -> dict:
     }
 
 
-def _one_vs_two_processes(workdir: Path, worker: str, out_flag: str, name: str) -> dict:
+def _one_vs_two_processes(
+    workdir: Path, worker: str, out_flag: str, out_dir: Callable[[int], Path]
+) -> dict:
     """The nightly home's stores split over 1 process, then 2, running `worker`
     (a benchmarks module taking --warehouse, <out_flag>, --as-of, --part, --parts), each
     store read over a read-only warehouse connection. Wall seconds of each."""
@@ -265,7 +268,7 @@ def _one_vs_two_processes(workdir: Path, worker: str, out_flag: str, name: str) 
         stores = query(con, "select count(distinct store_id) as n from staging.orders")["n"][0]
 
     def run(processes: int) -> float:
-        out = workdir / f"{name}-{processes}p"
+        out = out_dir(processes)
         shutil.rmtree(out, ignore_errors=True)
         started = time.monotonic()
         workers = [
@@ -304,13 +307,19 @@ def _one_vs_two_processes(workdir: Path, worker: str, out_flag: str, name: str) 
 def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
     """Per-store publishing of the nightly home's stores, 1 process vs 2 processes,
     each with a read-only warehouse connection (evidence for docs/scaling.md)."""
-    return _one_vs_two_processes(workdir, "benchmarks.publish_worker", "--out", "publish")
+    return _one_vs_two_processes(
+        workdir, "benchmarks.publish_worker", "--out", lambda n: workdir / f"publish-{n}p"
+    )
 
 
 def stage_scoring_scaling(workdir: Path, scale: str, seed: int) -> dict:
-    """Per-store scoring into the lake (the `lake/order_risk` partition code), 1 process
-    vs 2 processes, each store read-only and written to its own Parquet file."""
-    return _one_vs_two_processes(workdir, "benchmarks.score_worker", "--lake", "lake")
+    """Per-store scoring runs into the lake (job `score_store`: order risk, RFM, CLV and
+    churn from the nightly stage's approved models), 1 process vs 2 processes, each
+    store read-only and written to its own Parquet files (the home's lake, emptied
+    before each)."""
+    return _one_vs_two_processes(
+        workdir, "benchmarks.score_worker", "--lake", lambda n: workdir / "home" / "lake"
+    )
 
 
 def stage_clv(workdir: Path, scale: str, seed: int) -> dict:
