@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -271,6 +272,12 @@ def _one_vs_two_processes(
         out = out_dir(processes)
         shutil.rmtree(out, ignore_errors=True)
         started = time.monotonic()
+        # The same cores either way: one process uses them all through its thread pools;
+        # with two, each gets its share (DuckDB, polars and LightGBM's OpenMP threads),
+        # as a run queue running several per-store runs would set them.
+        threads = str(max(1, (os.cpu_count() or 1) // processes))
+        env = {**os.environ, "STOREPULSE_DUCKDB_THREADS": threads,
+               "POLARS_MAX_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
         workers = [
             subprocess.Popen(
                 [
@@ -287,7 +294,8 @@ def _one_vs_two_processes(
                     str(part),
                     "--parts",
                     str(processes),
-                ]
+                ],
+                env=env,
             )  # fmt: skip
             for part in range(processes)
         ]

@@ -212,6 +212,17 @@ def malloc_arena_max(env: dict[str, str] | None = None) -> int | None:
     return None if _env(env).get("MALLOC_ARENA_MAX") else DEFAULT_MALLOC_ARENAS
 
 
+def duckdb_threads(env: dict[str, str] | None = None) -> int | None:
+    """STOREPULSE_DUCKDB_THREADS: DuckDB's threads per connection (unset: every core).
+    Set it to cores / runs when several per-store runs share a machine."""
+    value = (_env(env).get("STOREPULSE_DUCKDB_THREADS") or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"STOREPULSE_DUCKDB_THREADS={value!r} must be a whole number >= 1")
+    return int(value)
+
+
 def duckdb_temp_directory(env: dict[str, str] | None = None) -> Path:
     """STOREPULSE_DUCKDB_TEMP_DIR: where DuckDB spills (default STOREPULSE_HOME/tmp/duckdb)."""
     env = _env(env)

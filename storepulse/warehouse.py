@@ -77,6 +77,9 @@ def _limit_memory(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"set memory_limit = '{settings.duckdb_memory_limit()}'")
     con.execute(f"set temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    threads = settings.duckdb_threads()
+    if threads is not None:
+        con.execute(f"set threads = {threads}")
     return con
 
 
