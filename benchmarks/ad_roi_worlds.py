@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.ad_roi_worlds                      # quick: 2 seeds a family
     .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 6 --jobs 2 --json out.json  # full
     .venv/bin/python -m benchmarks.ad_roi_worlds --families correlated_pair --seeds 3
+    .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 20 --methods ridge --test-noise 0  # exact tests
 
 Runtime on 2 shared cores: quick (14 worlds, both media models) about 70 s; full
 (6 seeds, 42 worlds, --jobs 2) about 2.5 minutes; --methods ridge alone well under
