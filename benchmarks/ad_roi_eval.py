@@ -186,7 +186,9 @@ def evaluate_small(
     from pipelines.assets.ad_roi import AdRoiConfig
     from storepulse.sample_data import load_truth
 
-    landing, warehouse = generate_and_ingest(seed, cache, scale, "channels.csv")
+    # lift_tests.csv: the newest truth file load_truth reads; a cache from before the
+    # generator wrote it is generated again instead of failing in load_truth
+    landing, warehouse = generate_and_ingest(seed, cache, scale, "lift_tests.csv")
     truth = load_truth(landing)
     inputs, as_of = load(warehouse)
     settings = AdRoiConfig() if n_bootstrap is None else AdRoiConfig(n_bootstrap=n_bootstrap)

@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.ad_roi_worlds                      # quick: 2 seeds a family
     .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 6 --jobs 2 --json out.json  # full
     .venv/bin/python -m benchmarks.ad_roi_worlds --families correlated_pair --seeds 3
+    .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 20 --methods ridge --test-noise 0  # exact tests
 
 Runtime on 2 shared cores: quick (14 worlds, both media models) about 70 s; full
 (6 seeds, 42 worlds, --jobs 2) about 2.5 minutes; --methods ridge alone well under
@@ -212,13 +213,19 @@ class World:
         diff = self.channels[channel].response(spend) - self.channels[channel].response(held)
         return float(diff[start:stop].sum() if scope == "immediate" else diff[start:].sum())
 
-    def lift_tests(self, rng: np.random.Generator, count: int) -> tuple[pl.DataFrame, list]:
+    def lift_tests(
+        self, rng: np.random.Generator, count: int, noise: float = 1.0
+    ) -> tuple[pl.DataFrame, list]:
         """`count` holdout studies (2-6 weeks, 10-50 % holdout) on channels drawn by spend,
         always one member of a correlated pair; measured = true lift + the test's noise.
 
         The test's standard error comes from the day noise it cannot net out (the
         unit-level share; shocks that hit both groups cancel), scaled for the split:
-        se = sqrt(share * sum(day sd^2)) / sqrt(h (1 - h))."""
+        se = sqrt(share * sum(day sd^2)) / sqrt(h (1 - h)).
+
+        `noise` scales that error (measured and stated alike; the same random draws):
+        1 is the harness, 0 a diagnostic with (almost) exact tests, stated at 2 % of the
+        lift, that shows what the tests' placement allows apart from their noise."""
         n = len(self.dates)
         spend_share = np.array([self.spend[c].sum() for c in self.channels])
         names = list(self.channels)
@@ -244,7 +251,8 @@ class World:
                 np.sqrt(self.unit_noise_share * (day_sd**2).sum() / (holdout * (1 - holdout)))
             )
             true = self.true_lift(channel, start, stop, scope)
-            measured = true + float(rng.normal(0.0, se))
+            measured = true + noise * float(rng.normal(0.0, se))
+            se = se * noise if noise > 0 else max(0.02 * abs(true), 1.0)
             rows.append(
                 {
                     "store_id": STORE,
@@ -481,7 +489,11 @@ def oracle_roas(world: World) -> dict[str, float]:
 
 
 def score_world(
-    family: str, seed: int, methods: tuple[str, ...], config_overrides: dict | None = None
+    family: str,
+    seed: int,
+    methods: tuple[str, ...],
+    config_overrides: dict | None = None,
+    test_noise: float = 1.0,
 ) -> dict:
     """Fit the model on one world (with 2-3 lift tests, read both calibrated and not)
     and compare every channel with the truth."""
@@ -492,7 +504,7 @@ def score_world(
     world = make_world(family, seed)
     events = world.events()
     rng = np.random.default_rng([seed, 99, list(FAMILIES).index(family)])
-    tests, tests_truth = world.lift_tests(rng, int(rng.integers(2, 4)))
+    tests, tests_truth = world.lift_tests(rng, int(rng.integers(2, 4)), test_noise)
     config = ad_roi.AdRoiSettings(n_jobs=1, methods=methods, seed=seed)
     if config_overrides:
         ridge_overrides = config_overrides.get("ridge", {})
@@ -595,6 +607,19 @@ def summarise(results: list[dict], methods: tuple[str, ...]) -> dict:
                         [not c[tag]["identified"] for w in worlds for c in w["channels"].values()]
                     )
                 )
+            # with the tests: the channels a used test measured, and the others
+            for part, keep in (("tested", True), ("untested", False)):
+                errors = [
+                    _ape(c[f"{method}_cal"]["est"], c["true"])
+                    for w in worlds
+                    for name, c in w["channels"].items()
+                    if c["true"] >= MAPE_MIN_ROAS and (name in _tested(w)) == keep
+                ]
+                row[f"{method}_cal_mape_{part}"] = float(np.mean(errors)) if errors else None
+            # the standard error of the MAPE over channels: how far a family's figure moves
+            # with other seeds (the bars are relative to a floor that moves as much)
+            errors = [_ape(c[method]["est"], c["true"]) for c in big]
+            row[f"{method}_mape_se"] = float(np.std(errors, ddof=1) / np.sqrt(len(errors)))
             if small:
                 row[f"{method}_near_zero_abs_error"] = float(
                     np.mean([abs(c[method]["est"] - c["true"]) for c in small])
@@ -639,6 +664,15 @@ def summarise(results: list[dict], methods: tuple[str, ...]) -> dict:
     return table
 
 
+def _tested(world: dict) -> set[str]:
+    """Channels at least one used lift test measured."""
+    return {
+        t["channel"]
+        for t, status in zip(world["lift_tests"], world["lift_test_status"], strict=True)
+        if status == "used"
+    }
+
+
 def _ranking(worlds: list[dict], method: str, floor: float) -> float | None:
     """Share of channel pairs, among those whose true ROAS differ relatively by more
     than the noise floor, that the method (or 'oracle', the floor's own regression)
@@ -672,6 +706,7 @@ def _split_right(world: dict, tag: str, tolerance: float = 0.1) -> bool:
 COLUMNS = (
     ("noise_floor", "floor", "{:.3f}"),
     ("ridge_mape", "MAPE", "{:.3f}"),
+    ("ridge_mape_se", "+-", "{:.3f}"),
     ("ridge_coverage", "cover", "{:.2f}"),
     ("ridge_ranking", "rank", "{:.2f}"),
     ("oracle_ranking", "floor rk", "{:.2f}"),
@@ -679,6 +714,8 @@ COLUMNS = (
     ("ridge_unidentified", "unid", "{:.2f}"),
     ("ridge_cal_mape", "MAPE+LT", "{:.3f}"),
     ("ridge_cal_coverage", "cov+LT", "{:.2f}"),
+    ("ridge_cal_mape_tested", "LT tested", "{:.3f}"),
+    ("ridge_cal_mape_untested", "LT untest", "{:.3f}"),
     ("lightgbm_mape", "lgb MAPE", "{:.3f}"),
     ("lightgbm_coverage", "lgb cov", "{:.2f}"),
     ("lightgbm_beats_none_media20", "lgb beats", "{:.2f}"),
@@ -712,6 +749,12 @@ def main(argv: list[str] | None = None) -> int:
         "--methods", default="ridge,lightgbm", help="comma-separated: ridge[,lightgbm]"
     )
     parser.add_argument("--jobs", type=int, default=1, help="worlds fitted side by side")
+    parser.add_argument(
+        "--test-noise",
+        type=float,
+        default=1.0,
+        help="scale of the lift tests' error (1: the harness; 0: exact tests, a diagnostic)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--set",
@@ -735,12 +778,12 @@ def main(argv: list[str] | None = None) -> int:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=args.jobs, backend="loky")(
-            delayed(score_world)(f, s, methods, overrides) for f, s in tasks
+            delayed(score_world)(f, s, methods, overrides, args.test_noise) for f, s in tasks
         )
     else:
         results = []
         for f, s in tasks:
-            results.append(score_world(f, s, methods, overrides))
+            results.append(score_world(f, s, methods, overrides, args.test_noise))
             print(f"{f} seed {s}: {results[-1]['fit_seconds']:.1f} s", flush=True)
     table = summarise(results, methods)
     print(format_table(table))

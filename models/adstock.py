@@ -130,6 +130,10 @@ REGRESSION_CARRYOVER_GRID: tuple[Carryover, ...] = tuple(
         for scale in (2.0, 3.5, 5.0, 7.0, 10.0)
     ]
 )
+# The regression's saturation grid: none, and curves whose half point is 0.5x to 3x
+# the channel's typical adstocked spend. The 3x curves are for channels that bend
+# gently over the spend they saw: without them such a channel had to pick a straight
+# line or a curve bending at 2x (benchmarks/ad_roi_worlds.py, docs/ad_roi.md).
 SATURATION_GRID: tuple[Saturation, ...] = (
     Saturation("linear"),
     Saturation("hill", 0.5, 1.0),
@@ -137,9 +141,11 @@ SATURATION_GRID: tuple[Saturation, ...] = (
     Saturation("hill", 2.0, 1.0),
     Saturation("hill", 1.0, 2.0),
     Saturation("hill", 2.0, 2.0),
+    Saturation("hill", 3.0, 2.0),
     Saturation("exponential", 0.5),
     Saturation("exponential", 1.0),
     Saturation("exponential", 2.0),
+    Saturation("exponential", 3.0),
 )
 
 
