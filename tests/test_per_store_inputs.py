@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
-import polars as pl
 import pytest
 
 from models import churn, clv, sampling
