@@ -72,7 +72,7 @@ from models.churn_lightgbm import (
 from models.churn_reasons import REASON_OF_FEATURE, REASONS, reason_texts, top_reasons
 from models.explain import tree_contributions
 from models.risk import RiskSettings, assign_risk, value_at_risk
-from models.sampling import presampled, restrict, sample_customers
+from models.sampling import training_customers
 
 __all__ = [
     "BGNBD_COLUMNS",
@@ -468,12 +468,9 @@ def train(
     settings = settings or ChurnSettings()
     started = time.perf_counter()
     horizon = timedelta(days=settings.horizon_days)
-    if population is not None:  # drawn already, e.g. in SQL: orders hold only the sample
-        sample = presampled(orders, population)
-    else:
-        sample = sample_customers(orders, settings.max_train_customers, seed)
-        if sample.is_sample:
-            orders, customers = sample.orders, restrict(customers, sample.orders)
+    sample, orders, customers = training_customers(
+        orders, customers, population, settings.max_train_customers, seed
+    )
     cache = FeatureCache(orders, as_of, customers=customers, sessions=sessions, settings=settings)
     test_cutoff = backtest_cutoff(as_of, settings)
     needed = [test_cutoff, test_cutoff - horizon]

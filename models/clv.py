@@ -54,7 +54,7 @@ from models.clv_metrics import (
     paired_differences,
     value_metrics,
 )
-from models.sampling import presampled, restrict, sample_customers
+from models.sampling import training_customers
 
 MODEL_NAME = "clv"
 
@@ -564,12 +564,9 @@ def fit(
     if settings.horizon_days not in (90, 365):
         raise ValueError(f"ClvSettings.horizon_days must be 90 or 365, got {settings.horizon_days}")
     started = time.perf_counter()
-    if population is not None:  # drawn already, e.g. in SQL: orders hold only the sample
-        sample = presampled(orders, population)
-    else:
-        sample = sample_customers(orders, settings.max_train_customers, seed)
-        if sample.is_sample:
-            orders, customers = sample.orders, restrict(customers, sample.orders)
+    sample, orders, customers = training_customers(
+        orders, customers, population, settings.max_train_customers, seed
+    )
     data = _Data(orders, as_of, customers, sessions, settings)
     h = timedelta(days=settings.horizon_days)
     short_cutoff = as_of - h

@@ -99,3 +99,21 @@ def restrict(frame: pl.DataFrame | None, orders: pl.DataFrame) -> pl.DataFrame |
         return frame
     keys = orders.select("store_id", "customer_id").unique()
     return frame.join(keys, on=["store_id", "customer_id"], how="semi", maintain_order="left")
+
+
+def training_customers(
+    orders: pl.DataFrame,
+    customers: pl.DataFrame | None,
+    population: int | None,
+    max_customers: int | None,
+    seed: int,
+) -> tuple[TrainingSample, pl.DataFrame, pl.DataFrame | None]:
+    """(the sample, its orders, its customers) for a model that trains on at most about
+    `max_customers` customers: drawn here, or already drawn (`population` given: the
+    orders hold only the sample, e.g. read so in SQL)."""
+    if population is not None:
+        return presampled(orders, population), orders, customers
+    sample = sample_customers(orders, max_customers, seed)
+    if sample.is_sample:
+        return sample, sample.orders, restrict(customers, sample.orders)
+    return sample, orders, customers
