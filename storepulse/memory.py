@@ -88,11 +88,21 @@ def limit_malloc_arenas() -> bool:
     return bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
-def release_free_memory() -> None:
+# Below this resident size a step's leftovers do not matter, and a full garbage
+# collection of a process holding Dagster's object graph costs about 0.25 s: tiny and
+# small runs would pay seconds per run for nothing (measured: 13.5 s of a 30 s replay).
+RELEASE_ABOVE_BYTES = 1 << 30
+
+
+def release_free_memory(min_rss_bytes: int = RELEASE_ABOVE_BYTES) -> bool:
     """Collect garbage and hand freed heap pages back to the system (glibc malloc_trim),
     so what one step freed is not still counted while the next one runs. polars' own
-    allocator (jemalloc) returns freed pages by itself within a second."""
+    allocator (jemalloc) returns freed pages by itself within a second. Skipped (False)
+    while the process holds less than `min_rss_bytes`."""
+    if rss_bytes() < min_rss_bytes:
+        return False
     gc.collect()
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+    return True

@@ -152,8 +152,11 @@ def test_glibc_arenas_are_capped_unless_malloc_arena_max_says_otherwise(monkeypa
     monkeypatch.setattr(memory, "_glibc", Libc)
     monkeypatch.setattr(settings, "malloc_arena_max", lambda: 2)
     assert memory.limit_malloc_arenas() and calls == [(memory._M_ARENA_MAX, 2)]
-    memory.release_free_memory()
+    # A small process skips the release (a full collection costs more than it frees).
+    assert not memory.release_free_memory(min_rss_bytes=memory.rss_bytes() * 4)
+    assert calls == [(memory._M_ARENA_MAX, 2)]
+    assert memory.release_free_memory(min_rss_bytes=0)
     assert calls[-1] == ("trim", 0)
     monkeypatch.setattr(memory, "_glibc", lambda: None)  # not glibc: nothing to do
     assert not memory.limit_malloc_arenas()
-    memory.release_free_memory()
+    assert memory.release_free_memory(min_rss_bytes=0)
