@@ -24,7 +24,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from storepulse.warehouse import append_rows, qualified, replace_table, transaction
+from storepulse.lifecycle import StoreOutcome, record_store_status
+from storepulse.warehouse import (
+    append_rows,
+    qualified,
+    replace_table,
+    table_exists,
+    transaction,
+)
 
 STATUS_TABLE = "ops.store_status"
 PART = "part.parquet"
@@ -57,17 +64,15 @@ def write_partition(
     return folder / PART
 
 
+def has_partition(lake: Path, table: str, store_id: str, as_of: date) -> bool:
+    """Whether the store has a complete file of `table` for `as_of`."""
+    return (partition_dir(lake, table, store_id, as_of) / PART).is_file()
+
+
 def stores_at(lake: Path, table: str, as_of: date) -> list[str]:
     """Stores with a complete file of `table` for `as_of`."""
-    root = lake / table
-    if not root.is_dir():
-        return []
-    day = f"as_of={as_of.isoformat()}"
-    return sorted(
-        folder.name.removeprefix("store_id=")
-        for folder in root.glob("store_id=*")
-        if (folder / day / PART).is_file()
-    )
+    stores = (f.name.removeprefix("store_id=") for f in (lake / table).glob("store_id=*"))
+    return sorted(s for s in stores if has_partition(lake, table, s, as_of))
 
 
 def read_table(
@@ -92,8 +97,8 @@ def read_table(
 
 def merge(con: duckdb.DuckDBPyConnection, lake: Path, table: str, as_of: date) -> dict:
     """Load the lake's files of `table` for `as_of` into the warehouse table: each store
-    found replaces its own rows (and its ops.store_status row of the table's step), every
-    other store's rows stay as they were. One transaction: all of it or nothing.
+    found replaces its own rows, every other store's rows stay as they were. One
+    transaction: all of it or nothing (merge_status does the same for the outcomes).
 
     Returns {"stores": [...], "rows": n}."""
     stores = stores_at(lake, table, as_of)
@@ -101,12 +106,7 @@ def merge(con: duckdb.DuckDBPyConnection, lake: Path, table: str, as_of: date) -
         return {"stores": [], "rows": 0}
     frame = read_table(lake, table, as_of, stores)
     with transaction(con):
-        exists = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema || '.' || table_name = ?",
-            [table],
-        ).fetchall()[0][0]
-        if not exists:
+        if not table_exists(con, table):
             first = ["store_id"]
             replace_table(con, table, frame.select(*first, pl.exclude(*first, "as_of")))
         else:
@@ -133,11 +133,9 @@ def merge_status(con: duckdb.DuckDBPyConnection, lake: Path, step: str, as_of: d
     if not stores:
         return []
     rows = read_table(lake, table, as_of, stores)
-    with transaction(con):
-        con.execute(
-            "delete from ops.store_status where as_of = $as_of and step = $step "
-            "and store_id in (select unnest($stores))",
-            {"as_of": as_of, "step": step, "stores": stores},
-        )
-        append_rows(con, STATUS_TABLE, rows)
+    outcomes = [
+        StoreOutcome(r["store_id"], r["step"], r["status"], r["method"], r["message"])
+        for r in rows.iter_rows(named=True)
+    ]
+    record_store_status(con, as_of, step, outcomes, stores_only=True)
     return stores

@@ -549,12 +549,24 @@ STORE_STATUS_COLUMNS = ("as_of", "store_id", "step", "status", "method", "messag
 
 
 def record_store_status(
-    con: duckdb.DuckDBPyConnection, as_of: date, step: str, outcomes: list[StoreOutcome]
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    step: str,
+    outcomes: list[StoreOutcome],
+    stores_only: bool = False,
 ) -> None:
-    """Replace ops.store_status rows of this as_of and step."""
+    """Replace ops.store_status rows of this as_of and step (`stores_only`: only the rows
+    of the stores in `outcomes`, the others' stay: a merge of per-store runs)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
-        con.execute("delete from ops.store_status where as_of = ? and step = ?", [as_of, step])
+        if stores_only:
+            con.execute(
+                "delete from ops.store_status where as_of = $as_of and step = $step "
+                "and store_id in (select unnest($stores))",
+                {"as_of": as_of, "step": step, "stores": [o.store_id for o in outcomes]},
+            )
+        else:
+            con.execute("delete from ops.store_status where as_of = ? and step = ?", [as_of, step])
         if outcomes:
             append_rows(
                 con,

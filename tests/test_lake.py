@@ -112,6 +112,9 @@ def test_per_store_runs_and_the_merge_give_the_nightly_rows(home):
         merged = _table(home, f"select * from {name}").sort("store_id", "customer_id")
         assert_frame_equal(merged, rows, check_column_order=False)
     assert_frame_equal(_table(home, STATUS), status)
+    # The merged outcomes are stamped like the nightly step's (recorded_at).
+    unstamped = _table(home, "select count(*) as n from ops.store_status where recorded_at is null")
+    assert unstamped["n"][0] == 0
 
 
 def nightly_as_of(paths: Paths):

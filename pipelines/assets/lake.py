@@ -220,7 +220,7 @@ def store_churn(
 
     def load(con, as_of, store):
         fresh = None
-        if store in lake.stores_at(root, "scores.clv", as_of):
+        if lake.has_partition(root, "scores.clv", store, as_of):
             fresh = lake.read_table(root, "scores.clv", as_of, [store]).select(
                 "store_id", "customer_id", "predicted_revenue_365d_usd"
             )
