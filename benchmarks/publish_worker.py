@@ -7,30 +7,56 @@ parallel past one machine (docs/scaling.md), so it is timed with 1 and 2 process
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 from storepulse.publish import publish_store, store_ids
-from storepulse.warehouse import Warehouse
+from storepulse.warehouse import Warehouse, query
 
 
 def slice_arguments(out_flag: str) -> argparse.Namespace:
-    """A worker's arguments: the warehouse, where to write, as_of, and its slice of the
-    stores (every `parts`-th store from `part`)."""
+    """A worker's arguments: the warehouse, where to write, as_of, and the folder of
+    claims the workers share (see `claimed_stores`)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument(out_flag, type=Path, required=True)
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
-    parser.add_argument("--part", type=int, default=0)
-    parser.add_argument("--parts", type=int, default=1)
+    parser.add_argument("--claims", type=Path, required=True)
     return parser.parse_args()
+
+
+def stores_largest_first(con) -> list[str]:
+    """Every store (`store_ids`), the one with the most orders first: what a run queue
+    given the stores in that order would start first, so no worker is left with a big
+    store at the end while the other idles."""
+    counts = dict(
+        query(
+            con, "select store_id, count(*) as n from staging.orders group by store_id"
+        ).iter_rows()
+    )
+    return sorted(store_ids(con), key=lambda store: (-counts.get(store, 0), store))
+
+
+def claimed_stores(stores: list[str], claims: Path) -> Iterator[str]:
+    """The stores this process takes, one at a time: a store is this process's when it
+    creates the store's claim file first (O_EXCL), so workers sharing `claims` take the
+    next free store as each finishes, like runs taken from a queue."""
+    claims.mkdir(parents=True, exist_ok=True)
+    for store in stores:
+        try:
+            os.close(os.open(claims / store, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        yield store
 
 
 def main() -> int:
     args = slice_arguments("--out")
     with Warehouse(args.warehouse).reader() as con:
-        for store_id in store_ids(con)[args.part :: args.parts]:
+        for store_id in claimed_stores(stores_largest_first(con), args.claims):
             publish_store(con, store_id, args.as_of, args.out)
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmarks.publish_worker import slice_arguments
+from benchmarks.publish_worker import claimed_stores, slice_arguments, stores_largest_first
 
 
 def main() -> int:
@@ -23,20 +23,19 @@ def main() -> int:
 
     from pipelines.assets import lake as lake_assets
     from pipelines.resources import RunSettings, StorepulseResource
-    from storepulse.publish import store_ids
     from storepulse.settings import Paths
     from storepulse.warehouse import Warehouse
 
     if Paths.from_env().lake != args.lake.resolve():
         raise SystemExit(f"--lake must be {Paths.from_env().lake}")
     with Warehouse(args.warehouse).reader() as con:
-        stores = store_ids(con)[args.part :: args.parts]
+        stores = stores_largest_first(con)
     assets = [lake_assets.store_order_risk, lake_assets.store_customer_rfm,
               lake_assets.store_clv, lake_assets.store_churn]  # fmt: skip
     resources = {"storepulse": StorepulseResource(), "run_settings": RunSettings()}
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("stores", stores)
-        for store in stores:
+        for store in claimed_stores(stores, args.claims):
             result = dg.materialize(
                 assets, partition_key=store, instance=instance, resources=resources,
                 raise_on_error=False,

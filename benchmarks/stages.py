@@ -253,8 +253,10 @@ def _one_vs_two_processes(
     workdir: Path, worker: str, out_flag: str, out_dir: Callable[[int], Path]
 ) -> dict:
     """The nightly home's stores split over 1 process, then 2, running `worker`
-    (a benchmarks module taking --warehouse, <out_flag>, --as-of, --part, --parts), each
-    store read over a read-only warehouse connection. Wall seconds of each."""
+    (a benchmarks module taking --warehouse, <out_flag>, --as-of, --claims), each
+    store read over a read-only warehouse connection. The workers take stores from one
+    shared queue, largest first (benchmarks.publish_worker.claimed_stores), as a run
+    queue with `max_concurrent_runs` = processes would. Wall seconds of each."""
     import subprocess
     import time
     from datetime import timedelta
@@ -269,8 +271,9 @@ def _one_vs_two_processes(
         stores = query(con, "select count(distinct store_id) as n from staging.orders")["n"][0]
 
     def run(processes: int) -> float:
-        out = out_dir(processes)
-        shutil.rmtree(out, ignore_errors=True)
+        out, claims = out_dir(processes), workdir / f"claims-{processes}p"
+        for folder in (out, claims):
+            shutil.rmtree(folder, ignore_errors=True)
         started = time.monotonic()
         # The same cores either way: one process uses them all through its thread pools;
         # with two, each gets its share (DuckDB, polars and LightGBM's OpenMP threads),
@@ -290,14 +293,12 @@ def _one_vs_two_processes(
                     str(out),
                     "--as-of",
                     as_of.isoformat(),
-                    "--part",
-                    str(part),
-                    "--parts",
-                    str(processes),
+                    "--claims",
+                    str(claims),
                 ],
                 env=env,
             )  # fmt: skip
-            for part in range(processes)
+            for _ in range(processes)
         ]
         if any(w.wait() != 0 for w in workers):
             raise SystemExit(f"{worker} failed ({processes} processes)")
