@@ -61,7 +61,7 @@ format: install
 # Regenerate the full pin set after changing pyproject.toml dependencies.
 lock:
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==0.13.8; }
-	$(UV) pip compile pyproject.toml --extra dev --extra bench -o requirements.lock -p $(PY) -q --no-header
+	$(UV) pip compile pyproject.toml --extra dev --extra bench --extra celery -o requirements.lock -p $(PY) -q --no-header
 
 clean:
 	rm -rf $(VENV) .pytest_cache
