@@ -35,6 +35,7 @@ from pipelines import definitions_celery
 from pipelines.assets import churn, order_risk, segments
 from pipelines.assets import lake as lake_assets
 from pipelines.resources import READ_POOL, RunSettings, StorepulseResource
+from storepulse.settings import REPO_ROOT, Paths
 
 pytestmark = [
     pytest.mark.slow,
@@ -138,8 +139,11 @@ def deployment(broker, tmp_path_factory):
     root = tmp_path_factory.mktemp("celery")
     home = root / "home"
     dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True)
-    shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
+    patch = pytest.MonkeyPatch()
+    # As on every machine of a deployment: `storepulse` installs this instance config in
+    # DAGSTER_HOME (not the single-machine one).
+    patch.setenv("STOREPULSE_DAGSTER_YAML", str(DEPLOY / "dagster.yaml"))
+    Paths.from_env({"STOREPULSE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}).ensure()
     # The instance's storage exists before the workers start (two workers creating one
     # SQLite storage at once collide on its schema migration), and the read pool has room
     # for the run's three independent steps at once: what `storepulse init-home` does
@@ -170,6 +174,7 @@ def deployment(broker, tmp_path_factory):
     finally:
         for proc in workers:
             stop(proc)
+        patch.undo()
 
 
 def worker_pools(broker: str, logs: Path, workers: list[subprocess.Popen]) -> dict[str, set]:
@@ -219,6 +224,8 @@ def test_a_store_scored_through_two_celery_workers(deployment, tiny_sample, brok
 
         instance = dg.DagsterInstance.get()
         assert not instance.is_ephemeral
+        installed = Path(instance.root_directory) / "dagster.yaml"
+        assert installed.read_bytes() == (DEPLOY / "dagster.yaml").read_bytes()
         assert instance.event_log_storage.get_concurrency_info(READ_POOL).slot_count == 4
         store = _first_store(paths)
         instance.add_dynamic_partitions("stores", [store])
@@ -333,3 +340,19 @@ def test_the_postgres_storage_block_is_valid_instance_config(tmp_path):
     config, _ = dagster_instance_config(str(tmp_path))
     assert set(config["storage"]) == {"postgres"}
     assert config["storage"]["postgres"]["postgres_db"]["hostname"] == {"env": "DAGSTER_PG_HOST"}
+
+
+def test_a_deployment_names_its_instance_config(tmp_path, monkeypatch):
+    """STOREPULSE_DAGSTER_YAML picks the dagster.yaml that `storepulse` keeps in
+    DAGSTER_HOME; without it, the repo's single-machine one."""
+    env = {"STOREPULSE_HOME": str(tmp_path / "home")}
+    installed = tmp_path / "home" / "dagster" / "dagster.yaml"
+    monkeypatch.delenv("STOREPULSE_DAGSTER_YAML", raising=False)
+    Paths.from_env(env).ensure()
+    assert installed.read_bytes() == (REPO_ROOT / "dagster.yaml").read_bytes()
+    monkeypatch.setenv("STOREPULSE_DAGSTER_YAML", str(DEPLOY / "dagster.yaml"))
+    Paths.from_env(env).ensure()
+    assert installed.read_bytes() == (DEPLOY / "dagster.yaml").read_bytes()
+    monkeypatch.setenv("STOREPULSE_DAGSTER_YAML", str(tmp_path / "missing.yaml"))
+    with pytest.raises(FileNotFoundError, match="STOREPULSE_DAGSTER_YAML"):
+        Paths.from_env(env).ensure()
