@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # (xdist's loadgroup marks do not work with pytest 9: it no longer reads item._nodeid).
 PYTEST_WORKERS ?= auto
 
-.PHONY: install browser run test ui bench lint format lock clean
+.PHONY: install browser redis run test ui bench lint format lock clean
 
 install: $(STAMP)
 
@@ -38,7 +38,16 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install Debian's chromium package (apt-get install chromium)"; exit 1; fi; }
 
-test: install browser
+# The Celery executor test starts its own Redis (the broker) on a free loopback port;
+# install Debian's redis-server when missing, the same way (no service is used).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian redis-server for the Celery executor test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: install Debian's redis-server package (apt-get install redis-server)"; exit 1; fi; }
+
+test: install browser redis
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
@@ -61,7 +70,7 @@ format: install
 # Regenerate the full pin set after changing pyproject.toml dependencies.
 lock:
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv==0.13.8; }
-	$(UV) pip compile pyproject.toml --extra dev --extra bench -o requirements.lock -p $(PY) -q --no-header
+	$(UV) pip compile pyproject.toml --extra dev --extra bench --extra celery -o requirements.lock -p $(PY) -q --no-header
 
 clean:
 	rm -rf $(VENV) .pytest_cache

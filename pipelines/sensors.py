@@ -70,31 +70,39 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     )
 
 
-@dg.run_status_sensor(
-    name="publish_after_nightly_sensor",
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[nightly_scoring_job],
-    request_job=publish_store_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "When nightly_scoring succeeds, fan out one publish_store run per store partition "
-        "(the partitions are registered by the privacy step after every ingest)."
-    ),
-)
-def publish_after_nightly_sensor(context: dg.RunStatusSensorContext):
-    stores = context.instance.get_dynamic_partitions(STORES.name)
-    if not stores:
-        return dg.SkipReason("No store partitions registered yet.")
-    run_config = context.dagster_run.run_config or {}
-    return [
-        dg.RunRequest(
-            run_key=f"{context.dagster_run.run_id}-{store_id}",
-            partition_key=store_id,
-            run_config=run_config,
-            tags={"storepulse/nightly_run": context.dagster_run.run_id},
-        )
-        for store_id in stores
-    ]
+def publish_after_nightly(request_job) -> dg.SensorDefinition:
+    """The publish fan-out sensor for `request_job` (the publish_store job: in-process
+    here, on Celery in pipelines/definitions_celery.py)."""
 
+    @dg.run_status_sensor(
+        name="publish_after_nightly_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[nightly_scoring_job],
+        request_job=request_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "When nightly_scoring succeeds, fan out one publish_store run per store partition "
+            "(the partitions are registered by the privacy step after every ingest)."
+        ),
+    )
+    def publish_after_nightly_sensor(context: dg.RunStatusSensorContext):
+        stores = context.instance.get_dynamic_partitions(STORES.name)
+        if not stores:
+            return dg.SkipReason("No store partitions registered yet.")
+        run_config = context.dagster_run.run_config or {}
+        return [
+            dg.RunRequest(
+                run_key=f"{context.dagster_run.run_id}-{store_id}",
+                partition_key=store_id,
+                run_config=run_config,
+                tags={"storepulse/nightly_run": context.dagster_run.run_id},
+            )
+            for store_id in stores
+        ]
+
+    return publish_after_nightly_sensor
+
+
+publish_after_nightly_sensor = publish_after_nightly(publish_store_job)
 
 SENSORS = [landing_folder_sensor, run_failure_alert_sensor, publish_after_nightly_sensor]

@@ -62,11 +62,22 @@ class Paths:
         return self
 
 
+def dagster_yaml_source(env: dict[str, str] | None = None) -> Path:
+    """STOREPULSE_DAGSTER_YAML: the instance config that DAGSTER_HOME gets (default the
+    repo's dagster.yaml; a deployment names its own, e.g. deploy/celery/dagster.yaml)."""
+    value = _env(env).get("STOREPULSE_DAGSTER_YAML", "")
+    source = Path(value).resolve() if value else REPO_ROOT / "dagster.yaml"
+    if not source.is_file():
+        raise FileNotFoundError(f"STOREPULSE_DAGSTER_YAML={value}: no such file ({source})")
+    return source
+
+
 def install_dagster_yaml(dagster_home: Path) -> Path:
-    """Copy the repo's dagster.yaml into DAGSTER_HOME (kept in step with the repo)."""
+    """Copy the instance config (dagster_yaml_source) into DAGSTER_HOME, kept in step
+    with it: a deployment's file is not replaced by the single-machine one."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     target = dagster_home / "dagster.yaml"
-    source = REPO_ROOT / "dagster.yaml"
+    source = dagster_yaml_source()
     if not target.exists() or target.read_bytes() != source.read_bytes():
         shutil.copyfile(source, target)
     return target
