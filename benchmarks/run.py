@@ -97,9 +97,17 @@ SUMMARY_VALUES = [
 
 
 # Per-store work split over 2 processes vs 1: ratio name -> what is split.
+# ratio name -> (stage, what): time with 2 processes / time with 1.
 SCALING = {
-    "publish_2_vs_1_processes": "publishing",
-    "score_store_2_vs_1_processes": "scoring into the lake (order risk and RFM)",
+    "publish_2_vs_1_processes": ("publish_scaling", "publishing"),
+    "score_store_2_vs_1_processes": (
+        "scoring_scaling",
+        "scoring into the lake (order risk, RFM, CLV, churn), runs inside 1 or 2 worker processes",
+    ),
+    "score_store_runs_2_vs_1": (
+        "scoring_runs",
+        "scoring into the lake, one `dagster asset materialize` process per store run, 1 or 2 at once",
+    ),
 }
 
 
@@ -111,7 +119,7 @@ def ratio_descriptions() -> dict[str, str]:
         out[f"{name}_process"] = f"{text} (whole child processes)"
     out.update({name: text for name, *_, text in VALUE_RATIOS})
     out.update({name: text for name, *_, text in SUMMARY_VALUES})
-    for name, what in SCALING.items():
+    for name, (_, what) in SCALING.items():
         out[name] = f"per-store {what}: 2 processes / 1 (0.5 = perfect)"
     return out
 
@@ -144,7 +152,7 @@ def time_ratios(stages: dict[str, dict]) -> dict[str, float]:
                 ratios[f"{ratio}_process"] = round(process, 3)
         elif process is not None:
             ratios[ratio] = round(process, 3)
-    for name, stage in zip(SCALING, ("publish_scaling", "scoring_scaling"), strict=True):
+    for name, (stage, _) in SCALING.items():
         scaling = stages.get(stage, {})
         if scaling.get("one_process_seconds"):
             # Time with 2 processes / time with 1 (0.5 = perfect scaling).

@@ -338,6 +338,75 @@ def stage_clv(workdir: Path, scale: str, seed: int) -> dict:
     return clv_eval.stage_clv(workdir, scale, seed)
 
 
+LAKE_SELECTION = "lake/order_risk,lake/customer_rfm,lake/clv,lake/churn"
+
+
+def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
+    """The per-store scoring runs as the run queue starts them: one Dagster run per
+    store (the `score_store` assets), each in its own `dagster asset materialize`
+    process on a persistent instance, as the default run launcher starts every queued
+    run, at most 1, then 2, at once (`max_concurrent_runs`), the largest store first.
+    Unlike `scoring_scaling`, every run pays its own process start and code loading,
+    which is what a run costs in a real deployment."""
+    import subprocess
+    import time
+    from datetime import timedelta
+
+    import dagster as dg
+
+    from benchmarks.publish_worker import stores_largest_first
+    from storepulse.warehouse import Warehouse, query
+
+    home = workdir / "home"
+    with Warehouse(home / "warehouse.duckdb").reader() as con:
+        stores = stores_largest_first(con)
+        as_of = query(con, "select max(order_date) as d from staging.orders")["d"][0] + timedelta(
+            days=1
+        )
+    dagster = Path(sys.executable).with_name("dagster")
+
+    def run(concurrent: int) -> float:
+        shutil.rmtree(home / "lake", ignore_errors=True)
+        dagster_home = workdir / f"runs-dagster-{concurrent}"
+        shutil.rmtree(dagster_home, ignore_errors=True)
+        (dagster_home / "logs").mkdir(parents=True)
+        shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", dagster_home)
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            instance.add_dynamic_partitions("stores", stores)
+        threads = str(max(1, (os.cpu_count() or 1) // concurrent))
+        env = {**os.environ, "STOREPULSE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
+               "STOREPULSE_AS_OF": as_of.isoformat(), "STOREPULSE_DUCKDB_THREADS": threads,
+               "POLARS_MAX_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
+        queue, running, failed = list(stores), [], []
+        started = time.monotonic()
+        while queue or running:
+            while queue and len(running) < concurrent:
+                store = queue.pop(0)
+                with open(dagster_home / "logs" / f"{store}.log", "w") as log:
+                    command = [str(dagster), "asset", "materialize", "-m",
+                               "pipelines.definitions", "--select", LAKE_SELECTION,
+                               "--partition", store]  # fmt: skip
+                    running.append((store, subprocess.Popen(command, env=env, stdout=log,
+                                                            stderr=subprocess.STDOUT)))  # fmt: skip
+            time.sleep(0.02)
+            for store, process in [r for r in running if r[1].poll() is not None]:
+                running.remove((store, process))
+                if process.returncode != 0:
+                    failed.append(store)
+        if failed:
+            raise SystemExit(f"per-store runs failed ({concurrent} at once): {failed}; "
+                             f"logs in {dagster_home / 'logs'}")  # fmt: skip
+        return time.monotonic() - started
+
+    one, two = run(1), run(2)
+    return {
+        "stores": len(stores),
+        "one_process_seconds": round(one, 2),
+        "two_processes_seconds": round(two, 2),
+        "speedup": round(one / two, 2),
+    }
+
+
 STAGES = {
     "sample_data": stage_sample_data,
     "duckdb_read_csv": stage_duckdb_read_csv,
@@ -354,6 +423,7 @@ STAGES = {
     "nightly": stage_nightly,
     "publish_scaling": stage_publish_scaling,
     "scoring_scaling": stage_scoring_scaling,
+    "scoring_runs": stage_scoring_runs,
 }
 
 
