@@ -355,6 +355,7 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
     import dagster as dg
 
     from benchmarks.publish_worker import stores_largest_first
+    from pipelines.resources import set_pool_limits
     from storepulse.warehouse import Warehouse, query
 
     home = workdir / "home"
@@ -373,6 +374,7 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
         shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", dagster_home)
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions("stores", stores)
+            set_pool_limits(instance)  # as `storepulse init-home` does: without it, 1 slot
         threads = str(max(1, (os.cpu_count() or 1) // concurrent))
         env = {**os.environ, "STOREPULSE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
                "STOREPULSE_AS_OF": as_of.isoformat(), "STOREPULSE_DUCKDB_THREADS": threads,
