@@ -119,6 +119,37 @@ def merge(con: duckdb.DuckDBPyConnection, lake: Path, table: str, as_of: date) -
     return {"stores": stores, "rows": frame.height}
 
 
+VIEW_SCHEMA = "lake"
+
+
+def view_name(table: str) -> str:
+    """The warehouse view over every as_of of a lake table: `lake.<schema>_<table>`
+    (scores.order_risk -> lake.scores_order_risk)."""
+    return f"{VIEW_SCHEMA}.{table.replace('.', '_')}"
+
+
+def expose_views(con: duckdb.DuckDBPyConnection, lake: Path) -> list[str]:
+    """One view per lake table with files, over all its stores and as_of dates (both
+    read from the folder names, Hive-style), so the warehouse can query the lake's
+    history without loading it; views of tables without files are dropped. Returns the
+    views."""
+    con.execute(f"create schema if not exists {VIEW_SCHEMA}")
+    names = []
+    folders = sorted(p for p in lake.iterdir() if p.is_dir()) if lake.is_dir() else []
+    for folder in folders:
+        name = view_name(folder.name)
+        if next(folder.glob(f"*/*/{PART}"), None) is None:
+            con.execute(f"drop view if exists {name}")
+            continue
+        pattern = str(folder / "*" / "*" / PART).replace("'", "''")
+        con.execute(
+            f"create or replace view {name} as select * from read_parquet('{pattern}', "
+            "hive_partitioning = true, union_by_name = true)"
+        )
+        names.append(name)
+    return names
+
+
 def write_status(lake: Path, as_of: date, outcome_rows: pl.DataFrame) -> None:
     """One store's ops.store_status rows (store_id, step, status, method, message)."""
     for (store,), rows in outcome_rows.group_by("store_id"):

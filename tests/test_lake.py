@@ -115,6 +115,17 @@ def test_per_store_runs_and_the_merge_give_the_nightly_rows(home):
     # The merged outcomes are stamped like the nightly step's (recorded_at).
     unstamped = _table(home, "select count(*) as n from ops.store_status where recorded_at is null")
     assert unstamped["n"][0] == 0
+    # The lake's files are views in the warehouse too, store and as_of from the folders.
+    as_of = nightly_as_of(home)
+    view = _table(home, "select * from lake.scores_churn")
+    assert view.height == customers["scores.churn"].height
+    assert set(view["store_id"]) == set(stores) and set(view["as_of"]) == {as_of}
+    assert_frame_equal(
+        view.sort("store_id", "customer_id"),
+        customers["scores.churn"],
+        check_column_order=False,
+        check_dtypes=False,
+    )
 
 
 def nightly_as_of(paths: Paths):
@@ -236,3 +247,24 @@ def test_two_store_runs_in_two_processes_side_by_side(home):
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs[-1][-3000:]
     assert lake.stores_at(home.lake, "scores.order_risk", nightly_as_of(home)) == sorted(stores)
+
+
+def test_views_follow_the_lake_folders(tmp_path):
+    """A view per table with files; a table whose files are gone loses its view."""
+    import duckdb
+
+    as_of = pl.date(2026, 11, 1)
+    day = pl.select(as_of).item()
+    rows = pl.DataFrame({"store_id": ["a", "a"], "order_id": ["1", "2"]})
+    lake.write_partition(tmp_path, "scores.order_risk", "a", day, rows)
+    lake.write_partition(
+        tmp_path, "scores.order_risk", "b", day, rows.with_columns(store_id=pl.lit("b"))
+    )
+    con = duckdb.connect()
+    assert lake.expose_views(con, tmp_path) == ["lake.scores_order_risk"]
+    counts = con.sql("select store_id, count(*) from lake.scores_order_risk group by 1 order by 1")
+    assert counts.fetchall() == [("a", 2), ("b", 2)]
+    shutil.rmtree(tmp_path / "scores.order_risk" / "store_id=a")
+    shutil.rmtree(tmp_path / "scores.order_risk" / "store_id=b")
+    assert lake.expose_views(con, tmp_path) == []
+    assert not con.sql("select * from duckdb_views() where schema_name = 'lake'").fetchall()

@@ -282,7 +282,8 @@ def store_customer_rfm(
         "Loads the lake's files of the run's as_of into the warehouse (scores.order_risk, "
         "marts.customer_rfm, scores.clv, scores.churn) "
         "and ops.store_status, in one transaction per table: each store found replaces its "
-        "own rows; stores without a file (not run yet, or failed) keep theirs."
+        "own rows; stores without a file (not run yet, or failed) keep theirs. Every "
+        "lake table is also a view over all its files (lake.scores_order_risk, ...)."
     ),
 )
 def lake_merge(
@@ -296,6 +297,7 @@ def lake_merge(
             merged[table] = lake.merge(con, root, table, as_of)
             if step is not None:
                 statuses[step] = lake.merge_status(con, root, step, as_of)
+        views = lake.expose_views(con, root)
     for table, result in merged.items():
         context.log.info(f"{table}: {len(result['stores'])} stores, {result['rows']} rows")
     return dg.MaterializeResult(
@@ -304,5 +306,6 @@ def lake_merge(
             "rows": metrics({t: r["rows"] for t, r in merged.items()}),
             "stores": metrics({t: len(r["stores"]) for t, r in merged.items()}),
             "status_rows": metrics({s: len(v) for s, v in statuses.items()}),
+            "views": ", ".join(views),
         }
     )
