@@ -23,7 +23,7 @@ from pydantic import Field
 
 from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
@@ -55,10 +55,7 @@ BUDGET_PLAN = dg.AssetKey(["marts", "budget_plan"])
 LIFT_PLAN = dg.AssetKey(["marts", "lift_plan"])
 LIFT_TEST_RESULTS = dg.AssetKey(["marts", "lift_test_results"])
 CHAMPION_APPROVED = "ad_roi_champion_approved"
-STAGING_INPUTS = [
-    *(staging_key(k) for k in ("orders", "ad_spend", "stores", "lift_tests")),
-    PRIVACY_APPLIED,
-]
+STAGING_INPUTS = staging_inputs("orders", "ad_spend", "stores", "lift_tests")
 
 
 class AdRoiConfig(dg.Config):

@@ -22,7 +22,7 @@ import polars as pl
 from pydantic import Field
 
 from models import churn, clv
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, plot, preview, pyplot
 from pipelines.model_assets import (
@@ -53,7 +53,7 @@ CLV_MODEL = dg.AssetKey(["models", "clv"])
 CLV_SCORES = dg.AssetKey(["scores", "clv"])
 CHURN_APPROVED = "churn_champion_approved"
 CLV_APPROVED = "clv_champion_approved"
-INPUTS = [*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED]
+INPUTS = staging_inputs(*INPUT_KINDS)
 
 
 class ChurnConfig(dg.Config):

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from models import demand, reorder
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs, staging_key
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
@@ -178,7 +178,7 @@ SPEC = ModelSpec(
 @dg.asset(
     key=DEMAND_MODEL,
     group_name="demand",
-    deps=[*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED],
+    deps=staging_inputs(*INPUT_KINDS),
     kinds={"lightgbm", "polars"},
     owners=[OWNER],
     pool="duckdb",
@@ -220,7 +220,7 @@ def demand_model(
 @dg.asset(
     key=DEMAND_FORECAST,
     group_name="demand",
-    deps=[DEMAND_MODEL, *[staging_key(k) for k in INPUT_KINDS], PRIVACY_APPLIED],
+    deps=[DEMAND_MODEL, *staging_inputs(*INPUT_KINDS)],
     kinds={"lightgbm", "duckdb"},
     owners=[OWNER],
     pool="duckdb",

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.warehouse import query, read_sql, replace_table, set_as_of
@@ -37,7 +37,7 @@ def _build_mart(
 @dg.asset(
     key=KPI_DAILY,
     group_name="marts",
-    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
+    deps=staging_inputs("orders", "ad_spend", "sessions"),
     kinds={"duckdb", "sql"},
     owners=[OWNER],
     pool="duckdb",
@@ -84,7 +84,7 @@ def _weekly_plot(weekly):
 @dg.asset(
     key=KPI_MONTHLY,
     group_name="marts",
-    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
+    deps=staging_inputs("orders", "ad_spend", "sessions"),
     kinds={"duckdb", "sql"},
     owners=[OWNER],
     pool="duckdb",
@@ -140,7 +140,7 @@ def _monthly_plot(frame: pl.DataFrame):
 @dg.asset(
     key=COHORT_RETENTION,
     group_name="marts",
-    deps=[staging_key("orders"), PRIVACY_APPLIED],
+    deps=staging_inputs("orders"),
     kinds={"duckdb", "sql"},
     owners=[OWNER],
     pool="duckdb",
