@@ -27,12 +27,11 @@ from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
-    approved_check,
     no_failure_check,
     of_store,
     score_all,
-    train_result,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import settings as env_settings
@@ -254,34 +253,16 @@ def _model_metadata(release: Release) -> dict:
     }
 
 
-@dg.asset(
-    key=AD_ROI_MODEL,
-    group_name="ad_roi",
-    deps=STAGING_INPUTS,
-    kinds={"lightgbm", "polars", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(AD_ROI_MODEL, CHAMPION_APPROVED, "ad-ROI")],
-    description=(
-        "Ad-ROI candidates per store with ad spend (storepulse/lifecycle.py): the ridge "
-        "(adstock + Hill, Bayesian, calibrated by lift tests), LightGBM monotone in spend "
-        "(refits weighted by the lift tests) and the no-media baseline, backtested out of "
-        "time on the same days. A store's champion is the first of ridge, LightGBM that "
-        "beats the baseline there; otherwise no incremental numbers are published for it. "
-        "Stores without ad spend or with under 120 days get no model (listed in metadata). "
-        "model_store/ad_roi/."
-    ),
-)
-def ad_roi_model_asset(
-    context: dg.AssetExecutionContext,
-    config: AdRoiConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(
-        context, AD_ROI_SPEC, config, storepulse, run_settings, CHAMPION_APPROVED,
-        _model_metadata,
-    )  # fmt: skip
+ad_roi_model_asset = training_asset(
+    AD_ROI_SPEC, AdRoiConfig, AD_ROI_MODEL, CHAMPION_APPROVED, "ad-ROI", group_name="ad_roi",
+    deps=STAGING_INPUTS, kinds=frozenset({"lightgbm", "polars", "duckdb"}), extra=_model_metadata,
+    description="Ad-ROI candidates per store with ad spend (storepulse/lifecycle.py): the ridge "
+    "(adstock + Hill, Bayesian, calibrated by lift tests), LightGBM monotone in spend (refits "
+    "weighted by the lift tests) and the no-media baseline, backtested out of time on the same "
+    "days. A store's champion is the first of ridge, LightGBM that beats the baseline there; "
+    "otherwise no incremental numbers are published for it. Stores without ad spend or with "
+    "under 120 days get no model (listed in metadata). model_store/ad_roi/.",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- nightly

@@ -27,12 +27,11 @@ from pipelines.config import model_settings
 from pipelines.metadata import OWNER, plot, preview, pyplot
 from pipelines.model_assets import (
     ScoreRun,
-    approved_check,
     no_failure_check,
     of_store,
     score_all,
-    train_result,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs, load_store, load_training, population
@@ -321,52 +320,23 @@ CLV_SPEC = ModelSpec(
 # --------------------------------------------------------------------------- weekly
 
 
-@dg.asset(
-    key=CLV_MODEL,
-    group_name="churn",
+clv_model = training_asset(
+    CLV_SPEC, ClvConfig, CLV_MODEL, CLV_APPROVED, "customer value", group_name="churn",
     deps=INPUTS,
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(CLV_MODEL, CLV_APPROVED, "customer value")],
-    description=(
-        "Customer-value candidates (storepulse/lifecycle.py): BG/NBD + Gamma-Gamma per store, "
-        "and BTYD with residual boosting on the churn features; backtested on the newest fully "
-        "observed 90- and 365-day holdouts (per-customer RMSE of orders and revenue, the "
-        "aggregate, calibration by decile); the champion per store; model_store/clv/."
-    ),
-)
-def clv_model(
-    context: dg.AssetExecutionContext,
-    config: ClvConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(context, CLV_SPEC, config, storepulse, run_settings, CLV_APPROVED)
+    description="Customer-value candidates (storepulse/lifecycle.py): BG/NBD + Gamma-Gamma per "
+    "store, and BTYD with residual boosting on the churn features; backtested on the newest "
+    "fully observed 90- and 365-day holdouts (per-customer RMSE of orders and revenue, the "
+    "aggregate, calibration by decile); the champion per store; model_store/clv/.",
+)  # fmt: skip
 
-
-@dg.asset(
-    key=CHURN_MODEL,
-    group_name="churn",
+churn_model = training_asset(
+    CHURN_SPEC, ChurnConfig, CHURN_MODEL, CHURN_APPROVED, "churn", group_name="churn",
     deps=INPUTS,
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(CHURN_MODEL, CHURN_APPROVED, "churn")],
-    description=(
-        "Churn candidates (storepulse/lifecycle.py): LightGBM boosted from a covariate "
-        "MBG/NBD prior, BG/NBD P(no order within the horizon), and the days-since-last-order "
-        "rule; backtested on the newest fully observed cutoff (AUC, PR-AUC, Brier, lift); the "
-        "champion per store (ties go to the simpler method); model_store/churn/."
-    ),
-)
-def churn_model(
-    context: dg.AssetExecutionContext,
-    config: ChurnConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(context, CHURN_SPEC, config, storepulse, run_settings, CHURN_APPROVED)
+    description="Churn candidates (storepulse/lifecycle.py): LightGBM boosted from a covariate "
+    "MBG/NBD prior, BG/NBD P(no order within the horizon), and the days-since-last-order rule; "
+    "backtested on the newest fully observed cutoff (AUC, PR-AUC, Brier, lift); the champion "
+    "per store (ties go to the simpler method); model_store/churn/.",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- nightly

@@ -17,11 +17,10 @@ from pipelines.assets.staging import staging_inputs, staging_key
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
-    approved_check,
     no_failure_check,
     score_all,
-    train_result,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
@@ -175,46 +174,33 @@ SPEC = ModelSpec(
 )
 
 
-@dg.asset(
-    key=DEMAND_MODEL,
-    group_name="demand",
-    deps=staging_inputs(*INPUT_KINDS),
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(DEMAND_MODEL, CHAMPION_APPROVED, "demand")],
-    description=(
-        "Demand candidates, one lifecycle (storepulse/lifecycle.py): one global LightGBM "
-        "(Tweedie) over store x SKU daily units, direct multi-horizon, censored on stock-out "
-        "days, calibrated p10/p50/p90; and its baselines (seasonal naive, 28-day moving "
-        "average). Backtested on the last full horizon before as_of (WAPE, bias, MASE, "
-        "coverage; by store and ABC class); the champion is chosen per store; saved to "
-        "model_store/demand/<version>/ and recorded in ops.model_runs."
-    ),
-)
-def demand_model(
-    context: dg.AssetExecutionContext,
-    config: DemandConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    def plots(release: lifecycle.Release) -> dict:
-        training = release.artifact.model
-        if training is None or release.report is None:
-            return {}
-        bt, history = release.report
-        return {
-            "backtest_cutoff": bt.cutoff.isoformat(),
-            "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
-            "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
-            "actual_vs_forecast": _backtest_plot(bt, history),
-            "interval_calibration": metrics(training.interval.__dict__),
-            "train_rows": training.train_rows,
-            "skipped_stores": metrics(history.skipped_stores),
-            "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
-        }
+def _model_metadata(release: lifecycle.Release) -> dict:
+    training = release.artifact.model
+    if training is None or release.report is None:
+        return {}
+    bt, history = release.report
+    return {
+        "backtest_cutoff": bt.cutoff.isoformat(),
+        "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
+        "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
+        "actual_vs_forecast": _backtest_plot(bt, history),
+        "interval_calibration": metrics(training.interval.__dict__),
+        "train_rows": training.train_rows,
+        "skipped_stores": metrics(history.skipped_stores),
+        "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
+    }
 
-    return train_result(context, SPEC, config, storepulse, run_settings, CHAMPION_APPROVED, plots)
+
+demand_model = training_asset(
+    SPEC, DemandConfig, DEMAND_MODEL, CHAMPION_APPROVED, "demand", group_name="demand",
+    deps=staging_inputs(*INPUT_KINDS), extra=_model_metadata,
+    description="Demand candidates, one lifecycle (storepulse/lifecycle.py): one global "
+    "LightGBM (Tweedie) over store x SKU daily units, direct multi-horizon, censored on "
+    "stock-out days, calibrated p10/p50/p90; and its baselines (seasonal naive, 28-day moving "
+    "average). Backtested on the last full horizon before as_of (WAPE, bias, MASE, coverage; "
+    "by store and ABC class); the champion is chosen per store; saved to "
+    "model_store/demand/<version>/ and recorded in ops.model_runs.",
+)  # fmt: skip
 
 
 @dg.asset(
