@@ -53,6 +53,13 @@ CLV_SCORES = dg.AssetKey(["scores", "clv"])
 CHURN_APPROVED = "churn_champion_approved"
 CLV_APPROVED = "clv_champion_approved"
 INPUTS = staging_inputs(*INPUT_KINDS)
+# Churn and CLV draw their training customers the same way (models/sampling.py).
+MAX_TRAIN_CUSTOMERS = Field(
+    default=60_000,
+    description="Train and backtest on at most about this many customers, drawn per store "
+    "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
+    "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
+)
 
 
 class ChurnConfig(dg.Config):
@@ -87,12 +94,7 @@ class ChurnConfig(dg.Config):
         description="A more complex method must beat a simpler one's AUC by more than this "
         "(and be no worse on Brier) to become champion.",
     )
-    max_train_customers: int = Field(
-        default=60_000,
-        description="Train and backtest on at most about this many customers, drawn per store "
-        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
-        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
-    )
+    max_train_customers: int = MAX_TRAIN_CUSTOMERS
     seed: int = Field(default=42, description="Seed for LightGBM (training is deterministic).")
     explain_top_reasons: bool = Field(
         default=True,
@@ -113,12 +115,7 @@ class ClvConfig(dg.Config):
     next_order_max_days: int = Field(
         default=365, description="No expected next order date further away than this."
     )
-    max_train_customers: int = Field(
-        default=60_000,
-        description="Train and backtest on at most about this many customers, drawn per store "
-        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
-        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
-    )
+    max_train_customers: int = MAX_TRAIN_CUSTOMERS
     seed: int = Field(default=0, description="Seed for LightGBM (training is deterministic).")
 
     def settings(self) -> clv.ClvSettings:
