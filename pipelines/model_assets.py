@@ -194,6 +194,23 @@ def training_asset(
     )(train)
 
 
+def scoring_asset(
+    key: dg.AssetKey, step: str, *, group_name: str, deps: list[dg.AssetKey], description: str
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The decorator of a model's nightly scoring asset (its function calls `score_all`):
+    the table `key` with the check that no store's `step` failed outright."""
+    return dg.asset(
+        key=key,
+        group_name=group_name,
+        deps=deps,
+        kinds={"lightgbm", "duckdb"},
+        owners=[OWNER],
+        pool="duckdb",
+        check_specs=[no_failure_check(key, step)],
+        description=description,
+    )
+
+
 def of_store(inputs: dict, store: str) -> dict:
     """One store's slice of a model's inputs: its rows of every frame (other values as
     they are)."""

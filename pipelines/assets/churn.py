@@ -24,12 +24,12 @@ from pydantic import Field
 from models import churn, clv
 from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, plot, preview, pyplot
+from pipelines.metadata import plot, preview, pyplot
 from pipelines.model_assets import (
     ScoreRun,
-    no_failure_check,
     of_store,
     score_all,
+    scoring_asset,
     train_window,
     training_asset,
 )
@@ -403,14 +403,11 @@ def score_churn(
     )  # fmt: skip
 
 
-@dg.asset(
-    key=CLV_SCORES,
+@scoring_asset(
+    CLV_SCORES,
+    "clv",
     group_name="churn",
     deps=[CLV_MODEL, *INPUTS],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(CLV_SCORES, "clv")],
     description=(
         "Customer value of every customer with an order before as_of: P(alive), expected "
         "orders in 90 and 365 days, predicted 365-day revenue (USD), expected next order date; "
@@ -449,14 +446,11 @@ def clv_scores(
     )
 
 
-@dg.asset(
-    key=CHURN_SCORES,
+@scoring_asset(
+    CHURN_SCORES,
+    "churn",
     group_name="churn",
     deps=[CHURN_MODEL, CLV_SCORES, *INPUTS],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(CHURN_SCORES, "churn")],
     description=(
         "Churn risk of every customer with an order before as_of, each store from its "
         "champion (LightGBM, BG/NBD or the recency rule; model_version names it): calibrated "

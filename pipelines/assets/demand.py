@@ -17,8 +17,8 @@ from pipelines.assets.staging import staging_inputs, staging_key
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
-    no_failure_check,
     score_all,
+    scoring_asset,
     train_window,
     training_asset,
 )
@@ -203,14 +203,11 @@ demand_model = training_asset(
 )  # fmt: skip
 
 
-@dg.asset(
-    key=DEMAND_FORECAST,
+@scoring_asset(
+    DEMAND_FORECAST,
+    "demand",
     group_name="demand",
     deps=[DEMAND_MODEL, *staging_inputs(*INPUT_KINDS)],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(DEMAND_FORECAST, "demand")],
     description=(
         "Daily demand forecast per store x SKU for horizon_days from as_of: p10/p50/p90 "
         "(quantiles of the day's units) and expected_units (the mean, for sums over days), "
