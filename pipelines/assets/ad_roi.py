@@ -34,16 +34,9 @@ from pipelines.model_assets import (
     training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
 from storepulse import settings as env_settings
 from storepulse.inputs.ad_roi import load_inputs as load_media_inputs
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    Release,
-    frame_fingerprint,
-)
 from storepulse.publish.data import MODEL_TABLES
 from storepulse.warehouse import query, set_as_of, table_exists
 
@@ -117,12 +110,14 @@ def _lift_tests(con, as_of: date) -> tuple[pl.DataFrame, dict[str, str]]:
 
 
 def _fingerprint(inputs: dict) -> str:
-    return frame_fingerprint(inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"])
+    return lifecycle.frame_fingerprint(
+        inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"]
+    )
 
 
-def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
+def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> lifecycle.Candidates:
     if inputs["daily_revenue"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
+        raise lifecycle.NothingToTrain(f"no orders before {as_of}")
     # Processes are the machine's setting, not part of the version.
     settings = dataclasses.replace(config.settings(), n_jobs=env_settings.ad_roi_jobs())
     model = ad_roi_model.fit(
@@ -155,7 +150,7 @@ def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
     notes = dict(model.skipped)
     for store, note in inputs["lift_tests_unusable"].items():
         notes[store] = f"{notes[store]}; {note}" if store in notes else note
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=model,
         overall=overall,
         per_store=per_store,
@@ -198,7 +193,7 @@ def _beats(challenger: dict, incumbent: dict) -> bool:
 
 # Simplest first; with _beats, the first of ridge, LightGBM that beats none wins.
 SPEC_METHODS = ("none", "lightgbm", "ridge")
-AD_ROI_SPEC = ModelSpec(
+AD_ROI_SPEC = lifecycle.ModelSpec(
     name=MODEL_NAME,
     methods=SPEC_METHODS,
     primary="wape",
@@ -222,7 +217,7 @@ AD_ROI_SPEC = ModelSpec(
 # --------------------------------------------------------------------------- weekly
 
 
-def _model_metadata(release: Release) -> dict:
+def _model_metadata(release: lifecycle.Release) -> dict:
     """The training run's diagnostics for analysts: every modelled store's best media
     method, including the stores whose numbers the marts will not publish."""
     model: ad_roi_model.AdRoiModel = release.artifact
@@ -293,7 +288,7 @@ EMPTY = {
 
 
 def score_store(
-    release: Release, inputs: dict, as_of: date, store: str, method: str
+    release: lifecycle.Release, inputs: dict, as_of: date, store: str, method: str
 ) -> dict[str, pl.DataFrame]:
     """One store's rows of the four marts, with `method` (lifecycle.score_stores walks
     the fallback chain: CannotScore sends it to the next, simpler method)."""
@@ -301,14 +296,16 @@ def score_store(
     mine = of_store(inputs, store)
     revenue, spend = mine["daily_revenue"], mine["daily_spend"]
     if spend.is_empty() or not (spend["spend_usd"].sum() or 0) > 0:
-        raise CannotScore("no ad spend in the data: nothing to measure")
+        raise lifecycle.CannotScore("no ad spend in the data: nothing to measure")
     fitted = model.stores.get(store)
     if method != "none" and fitted is None:
-        raise CannotScore(model.skipped.get(store, "no model was fitted for this store"))
+        raise lifecycle.CannotScore(model.skipped.get(store, "no model was fitted for this store"))
     if method == "lightgbm" and fitted.trees is None:
-        raise CannotScore("LightGBM was not fitted for this store")
+        raise lifecycle.CannotScore("LightGBM was not fitted for this store")
     if method != "none" and not fitted.beats_none(method):
-        raise CannotScore(f"{AD_ROI_SPEC.label(method)} does not beat the no-media baseline")
+        raise lifecycle.CannotScore(
+            f"{AD_ROI_SPEC.label(method)} does not beat the no-media baseline"
+        )
     version = release.model_version(method)
     events = mine["events"]
     roi = ad_roi_model.channel_roi(

@@ -34,15 +34,8 @@ from pipelines.model_assets import (
     training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs, load_store, load_training, population
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    Release,
-    frame_fingerprint,
-)
 from storepulse.memory import training_allowance
 from storepulse.warehouse import query, table_exists
 
@@ -125,7 +118,7 @@ class ClvConfig(dg.Config):
 # --------------------------------------------------------------------------- specs
 
 
-def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
+def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> lifecycle.Candidates:
     result, guard = _fit(
         churn.train, inputs, as_of, config, CHURN_BYTES_PER_CUSTOMER, "churn",
         min_auc_gain=config.min_auc_gain,
@@ -140,7 +133,7 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
             per_store.setdefault(store, {})[method] = _with_n(values)
     model = result.model
     window = model.train_window if model else _train_window(inputs, as_of)
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=result.models,
         overall=overall,
         per_store=per_store,
@@ -178,7 +171,7 @@ def _fit(fit: Callable, inputs: dict, as_of: date, config, per_customer: int, wh
     `inputs`: load_inputs' (every customer; the model draws the sample) or the training
     loader's (`_training_loader`: the sample drawn and the guard applied while loading)."""
     if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
+        raise lifecycle.NothingToTrain(f"no orders before {as_of}")
     settings = config.settings()
     if "population" in inputs:
         note, population = inputs["memory_guard"], inputs["population"]
@@ -237,7 +230,7 @@ def _with_n(values: dict) -> dict:
     return {**values, "n": values.get("n_customers") or values.get("customers") or 0}
 
 
-def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
+def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> lifecycle.Candidates:
     result, guard = _fit(clv.fit, inputs, as_of, config, CLV_BYTES_PER_CUSTOMER, "CLV")
     unavailable = dict(result.model.unavailable)
     overall, per_store = {}, {}
@@ -250,7 +243,7 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
             flat = clv.flat_metrics(result.backtest, method, store)
             if flat is not None:
                 per_store.setdefault(store, {})[method] = flat
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=result.model,
         overall=overall,
         per_store=per_store,
@@ -270,13 +263,13 @@ def _fingerprint(inputs: dict) -> str:
     """Of every order and customer before as_of (the training loader streams it)."""
     if "fingerprint" in inputs:
         return inputs["fingerprint"]
-    return frame_fingerprint(
+    return lifecycle.frame_fingerprint(
         inputs["orders"].select("store_id", "order_id", "customer_id", "order_date", "total_usd"),
         inputs["customers"],
     )
 
 
-CHURN_SPEC = ModelSpec(
+CHURN_SPEC = lifecycle.ModelSpec(
     name=churn.MODEL_NAME,
     methods=("recency", "bgnbd", "lightgbm"),  # simplest first
     primary="auc",
@@ -295,7 +288,7 @@ CHURN_SPEC = ModelSpec(
     labels={"lightgbm": "LightGBM", "bgnbd": "BG/NBD", "recency": "the days-since-last-order rule"},
 )
 
-CLV_SPEC = ModelSpec(
+CLV_SPEC = lifecycle.ModelSpec(
     name=clv.MODEL_NAME,
     methods=("bgnbd_gg", "lightgbm"),
     primary="rmse_orders",
@@ -341,13 +334,13 @@ churn_model = training_asset(
 
 def _score_customers(
     context: dg.AssetExecutionContext,
-    spec: ModelSpec,
+    spec: lifecycle.ModelSpec,
     config: ChurnConfig | ClvConfig,
     storepulse: StorepulseResource,
     run_settings: RunSettings,
     step: str,
     empty: pl.DataFrame,
-    score: Callable[[Release, dict, date, str, str], pl.DataFrame],
+    score: Callable[[lifecycle.Release, dict, date, str, str], pl.DataFrame],
     load_store: Callable[..., dict] | None = None,
 ) -> ScoreRun:
     """score_all into scores.<step>, each store's customers on their own, read store by
@@ -360,7 +353,7 @@ def _score_customers(
         if not per_store:  # every store's inputs: the store's slice
             mine = of_store(mine, store)
         if mine["orders"].is_empty():
-            raise CannotScore(f"no orders before {as_of}")
+            raise lifecycle.CannotScore(f"no orders before {as_of}")
         return score(release, mine, as_of, store, method)
 
     return score_all(
@@ -370,7 +363,7 @@ def _score_customers(
     )  # fmt: skip
 
 
-def score_clv(release: Release, mine: dict, as_of: date, store: str, method: str):
+def score_clv(release: lifecycle.Release, mine: dict, as_of: date, store: str, method: str):
     """One store's scores.clv rows with `method` (nightly step and per-store runs)."""
     return clv.score(
         release.artifact, mine["orders"], as_of, release.version,
@@ -393,7 +386,7 @@ def churn_store_inputs(con, as_of: date, store: str, clv_rows: pl.DataFrame | No
 
 
 def score_churn(
-    release: Release, mine: dict, as_of: date, store: str, method: str, explain: bool
+    release: lifecycle.Release, mine: dict, as_of: date, store: str, method: str, explain: bool
 ) -> pl.DataFrame:
     """One store's scores.churn rows with `method` (nightly step and per-store runs)."""
     return churn.score_methods(

@@ -25,13 +25,6 @@ from pipelines.model_assets import (
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
 from storepulse.inputs.demand import load_history, load_inventory, load_store_history
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    frame_fingerprint,
-)
 from storepulse.warehouse import query, replace_table, table_exists
 
 DEMAND_MODEL = dg.AssetKey(["models", "demand"])
@@ -104,9 +97,11 @@ class ReorderConfig(dg.Config):
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> Candidates:
+def _train(
+    history: demand.DemandHistory, as_of: date, config: DemandConfig
+) -> lifecycle.Candidates:
     if history.daily.is_empty():
-        raise NothingToTrain(
+        raise lifecycle.NothingToTrain(
             f"no store has order lines before {as_of}: demand needs order_lines (or Shopify "
             "line items)"
         )
@@ -117,11 +112,11 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     notes = {**history.skipped_stores, **history.notes}
     window = train_window(history.daily["date"], as_of)
     if found.training is None:
-        return Candidates(found.artifact, found.overall, {}, window, found.unavailable,
+        return lifecycle.Candidates(found.artifact, found.overall, {}, window, found.unavailable,
                           store_notes=notes, run_metrics={"train_seconds": seconds})  # fmt: skip
     training = found.training
     bt = training.backtest
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=found.artifact,
         overall=found.overall,
         per_store=found.per_store,
@@ -152,7 +147,7 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     )
 
 
-SPEC = ModelSpec(
+SPEC = lifecycle.ModelSpec(
     name=demand.MODEL_NAME,
     methods=demand.METHODS,
     primary="wape",
@@ -163,7 +158,7 @@ SPEC = ModelSpec(
     code_version="demand-3",
     load=load_history,
     train=_train,
-    fingerprint=lambda history: frame_fingerprint(
+    fingerprint=lambda history: lifecycle.frame_fingerprint(
         history.daily.select("store_id", "sku", "date", "units")
     ),
     labels={
@@ -226,7 +221,7 @@ def demand_forecast(
     def forecast_store(release, history, as_of, store: str, method: str) -> pl.DataFrame:
         mine = demand.history_for_store(history, store)
         if mine.daily.is_empty():
-            raise CannotScore(
+            raise lifecycle.CannotScore(
                 history.skipped_stores.get(store)
                 or "no order lines before as_of: demand needs order_lines"
             )
