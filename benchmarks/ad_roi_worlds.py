@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from models.events import black_friday
+
 WORLD_END = date(2026, 6, 30)
 STORE = "world"
 MAPE_MIN_ROAS = 0.5  # below this a relative error says little; shown as absolute error
@@ -150,11 +152,6 @@ def correlated_pair(
         r = float(np.corrcoef(a, b)[0, 1])
         lo, hi = (w, hi) if r < rho else (lo, w)
     return _unit_mean(a), _unit_mean(b), r
-
-
-def black_friday(year: int) -> date:
-    first = date(year, 11, 1)
-    return first + timedelta(days=(3 - first.weekday()) % 7 + 22)
 
 
 # --------------------------------------------------------------------------- worlds

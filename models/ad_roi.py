@@ -742,12 +742,7 @@ def lift_test_report(
 
 
 LIFT_TEST_REPORT_SCHEMA = {
-    "store_id": pl.String,
-    "channel": pl.String,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "scope": pl.String,
-    "source": pl.String,
+    **lift.LIFT_TEST_ID_SCHEMA,
     "test_spend_usd": pl.Float64,
     "measured_lift_usd": pl.Float64,
     "std_error_usd": pl.Float64,

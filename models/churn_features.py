@@ -668,8 +668,9 @@ def churn_labels(orders: pl.DataFrame, cutoff: date, horizon_days: int) -> pl.Da
     )
 
 
-class FeatureCache:
-    """Features and labels per cutoff, computed once and shared by fit and backtest."""
+class CutoffFeatures:
+    """One set of orders (prepared before as_of) and its features at any cutoff, each
+    cutoff's built once: what churn (FeatureCache) and CLV share."""
 
     def __init__(
         self,
@@ -678,15 +679,17 @@ class FeatureCache:
         *,
         customers: pl.DataFrame | None = None,
         sessions: pl.DataFrame | None = None,
-        settings: ChurnSettings,
+        horizon_days: int,
+        value_window_days: int = 365,
     ):
         self.as_of = as_of
         self.orders = prepare_orders(orders, as_of)
         self.customers = customers
         self.sessions = sessions_before(sessions, as_of)
-        self.settings = settings
         self.history = OrderHistory(self.orders)
         self.first_order_date = self.orders["order_date"].min() if self.orders.height else as_of
+        self._horizon_days = horizon_days
+        self._value_window_days = value_window_days
         self._features: dict[date, pl.DataFrame] = {}
 
     def prefetch(self, cutoffs: list[date]) -> None:
@@ -699,8 +702,8 @@ class FeatureCache:
                     missing,
                     customers=self.customers,
                     sessions=self.sessions,
-                    horizon_days=self.settings.horizon_days,
-                    value_window_days=self.settings.value_window_days,
+                    horizon_days=self._horizon_days,
+                    value_window_days=self._value_window_days,
                     with_prior=True,
                 )
             )
@@ -708,6 +711,25 @@ class FeatureCache:
     def features(self, cutoff: date) -> pl.DataFrame:
         self.prefetch([cutoff])
         return self._features[cutoff]
+
+
+class FeatureCache(CutoffFeatures):
+    """Features and labels per cutoff, computed once and shared by fit and backtest."""
+
+    def __init__(
+        self,
+        orders: pl.DataFrame,
+        as_of: date,
+        *,
+        customers: pl.DataFrame | None = None,
+        sessions: pl.DataFrame | None = None,
+        settings: ChurnSettings,
+    ):
+        super().__init__(
+            orders, as_of, customers=customers, sessions=sessions,
+            horizon_days=settings.horizon_days, value_window_days=settings.value_window_days,
+        )  # fmt: skip
+        self.settings = settings
 
     def labelled(self, cutoff: date) -> pl.DataFrame:
         """Features at `cutoff` with `churned` (1 = no order within the horizon)."""

@@ -39,10 +39,9 @@ import numpy as np
 import polars as pl
 
 from models import bgnbd, fallback
-from models.churn_features import (
-    build_feature_sets,
+from models.churn_features import (  # noqa: F401 (prepare_orders: models.clv is the interface)
+    CutoffFeatures,
     prepare_orders,
-    sessions_before,
 )
 from models.churn_lightgbm import category_vocab, encode, holdout_customers, train_booster
 from models.clv_metrics import (
@@ -228,21 +227,21 @@ class ClvBooster:
 def _frame_at(
     cache: dict[date, pl.DataFrame],
     days: pl.DataFrame,
-    features: dict[date, pl.DataFrame],
+    features: pl.DataFrame,
     cutoff: date,
     settings: ClvSettings,
 ) -> pl.DataFrame:
     """Churn features + BTYD predictions at `cutoff` (BTYD fitted on history before it)."""
     if cutoff not in cache:
         summary = btyd_summary(days, cutoff)
-        if summary.is_empty() or features.get(cutoff) is None or features[cutoff].is_empty():
+        if summary.is_empty() or features.is_empty():
             cache[cutoff] = pl.DataFrame()
         else:
             fits = fit_btyd(summary, settings)
             btyd = btyd_predictions(
                 summary, fits, tuple(dict.fromkeys((90, settings.horizon_days, 365)))
             )
-            joined = features[cutoff].join(
+            joined = features.join(
                 btyd, on=["store_id", "customer_id"], how="inner", maintain_order="left"
             )
             # The learned model's base: the covariate MBG/NBD prior's expected purchase
@@ -377,36 +376,21 @@ class ClvTrainingResult:
         return self.model.champion
 
 
-class _Data:
-    """Prepared orders, purchase days and features at any cutoff, computed once."""
+class _Data(CutoffFeatures):
+    """The churn features at any cutoff (CutoffFeatures) with the purchase days and the
+    BTYD fits on them, each cutoff's computed once."""
 
     def __init__(self, orders, as_of, customers, sessions, settings: ClvSettings):
-        self.prepared = prepare_orders(orders, as_of)
-        self.days = daily_values(self.prepared)
-        self.customers = customers
-        self.sessions = sessions_before(sessions, as_of)
+        super().__init__(
+            orders, as_of, customers=customers, sessions=sessions,
+            horizon_days=settings.horizon_days,
+        )  # fmt: skip
         self.settings = settings
-        self.first = self.prepared["order_date"].min() if self.prepared.height else as_of
-        self.features: dict[date, pl.DataFrame] = {}
+        self.days = daily_values(self.orders)
         self.frames: dict[date, pl.DataFrame] = {}
 
-    def prefetch(self, cutoffs: list[date]) -> None:
-        missing = [c for c in dict.fromkeys(cutoffs) if c not in self.features and c > self.first]
-        if missing:
-            self.features.update(
-                build_feature_sets(
-                    self.prepared,
-                    missing,
-                    customers=self.customers,
-                    sessions=self.sessions,
-                    horizon_days=self.settings.horizon_days,
-                    with_prior=True,
-                )
-            )
-
     def frame(self, cutoff: date) -> pl.DataFrame:
-        self.prefetch([cutoff])
-        return _frame_at(self.frames, self.days, self.features, cutoff, self.settings)
+        return _frame_at(self.frames, self.days, self.features(cutoff), cutoff, self.settings)
 
     def labelled(self, cutoff: date, horizon_days: int) -> pl.DataFrame:
         frame = self.frame(cutoff)
@@ -428,7 +412,9 @@ def _fit_at(data: _Data, last_labelled: date, seed: int) -> ClvBooster:
     settings = data.settings
     cutoffs, frames = [], []
     for cutoff in _train_cutoffs(last_labelled, settings):
-        frame = data.labelled(cutoff, settings.horizon_days) if cutoff > data.first else None
+        frame = (
+            data.labelled(cutoff, settings.horizon_days) if cutoff > data.first_order_date else None
+        )
         if frame is not None and frame.height >= settings.min_customers_per_cutoff:
             frames.append(frame)
             cutoffs.append(cutoff)
@@ -577,10 +563,10 @@ def fit(
         *_train_cutoffs(short_cutoff, settings),
     ]
     wanted += [long_cutoff, *_train_cutoffs(long_cutoff - h, settings)]
-    data.prefetch([c for c in wanted if c > data.first])
+    data.prefetch([c for c in wanted if c > data.first_order_date])
     backtest, predictions, reasons = {}, {}, {}
     for horizon, cutoff in ((90, short_cutoff), (365, long_cutoff)):
-        if cutoff <= data.first:
+        if cutoff <= data.first_order_date:
             continue
         try:
             booster = _fit_at(data, cutoff - h, seed)
@@ -624,7 +610,7 @@ def fit(
         backtest=backtest,
         candidates=candidates,
         train_seconds=round(time.perf_counter() - started, 3),
-        data_fingerprint_frame=data.prepared.select(
+        data_fingerprint_frame=data.orders.select(
             "store_id", "customer_id", "order_id", "order_date"
         ),
         predictions=predictions,

@@ -36,6 +36,16 @@ import numpy as np
 import polars as pl
 
 SCOPES = ("immediate", "total")
+# What names one lift test wherever it is reported: store, channel, window, what it
+# measured (SCOPES) and who ran it.
+LIFT_TEST_ID_SCHEMA = {
+    "store_id": pl.String,
+    "channel": pl.String,
+    "start_date": pl.Date,
+    "end_date": pl.Date,
+    "scope": pl.String,
+    "source": pl.String,
+}
 LIFT_TEST_SCHEMA = {
     "store_id": pl.String,
     "channel": pl.String,

@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from pipelines.metadata import metrics, preview, table_metadata
+from pipelines.metadata import OWNER, metrics, preview, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from pipelines.store_steps import skipped, status_preview, write_step
 from storepulse import lifecycle
@@ -151,6 +151,63 @@ def train_result(
                 metadata={"champion": release.decision.champion, "reason": card["reason"]},
             )
         ],
+    )
+
+
+def training_asset(
+    spec: ModelSpec,
+    config_type: type[dg.Config],
+    key: dg.AssetKey,
+    check_name: str,
+    what: str,
+    *,
+    group_name: str,
+    deps: list[dg.AssetKey],
+    description: str,
+    kinds: frozenset[str] = frozenset({"lightgbm", "polars"}),
+    extra: Callable[[Release], dict] | None = None,
+) -> dg.AssetsDefinition:
+    """The weekly training asset of `spec`: `train_result` with its blocking approval
+    check (`check_name`, on the `what` champion), configured by `config_type`."""
+
+    def train(context, config, storepulse, run_settings):
+        return train_result(context, spec, config, storepulse, run_settings, check_name, extra)
+
+    # Dagster reads the config class and the resources from the annotations (this module
+    # has postponed annotations, so they are set as objects).
+    train.__annotations__ = {
+        "context": dg.AssetExecutionContext,
+        "config": config_type,
+        "storepulse": StorepulseResource,
+        "run_settings": RunSettings,
+        "return": dg.MaterializeResult,
+    }
+    return dg.asset(
+        key=key,
+        group_name=group_name,
+        deps=deps,
+        kinds=set(kinds),
+        owners=[OWNER],
+        pool="duckdb",
+        check_specs=[approved_check(key, check_name, what)],
+        description=description,
+    )(train)
+
+
+def scoring_asset(
+    key: dg.AssetKey, step: str, *, group_name: str, deps: list[dg.AssetKey], description: str
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The decorator of a model's nightly scoring asset (its function calls `score_all`):
+    the table `key` with the check that no store's `step` failed outright."""
+    return dg.asset(
+        key=key,
+        group_name=group_name,
+        deps=deps,
+        kinds={"lightgbm", "duckdb"},
+        owners=[OWNER],
+        pool="duckdb",
+        check_specs=[no_failure_check(key, step)],
+        description=description,
     )
 
 

@@ -23,28 +23,20 @@ from pydantic import Field
 
 from models import ad_roi as ad_roi_model
 from models.lift_tests import LIFT_PLAN_SCHEMA, LIFT_TEST_SCHEMA
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.model_assets import (
-    approved_check,
     no_failure_check,
     of_store,
     score_all,
-    train_result,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
 from storepulse import settings as env_settings
 from storepulse.inputs.ad_roi import load_inputs as load_media_inputs
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    Release,
-    frame_fingerprint,
-)
 from storepulse.publish.data import MODEL_TABLES
 from storepulse.warehouse import query, set_as_of, table_exists
 
@@ -55,10 +47,7 @@ BUDGET_PLAN = dg.AssetKey(["marts", "budget_plan"])
 LIFT_PLAN = dg.AssetKey(["marts", "lift_plan"])
 LIFT_TEST_RESULTS = dg.AssetKey(["marts", "lift_test_results"])
 CHAMPION_APPROVED = "ad_roi_champion_approved"
-STAGING_INPUTS = [
-    *(staging_key(k) for k in ("orders", "ad_spend", "stores", "lift_tests")),
-    PRIVACY_APPLIED,
-]
+STAGING_INPUTS = staging_inputs("orders", "ad_spend", "stores", "lift_tests")
 
 
 class AdRoiConfig(dg.Config):
@@ -121,12 +110,14 @@ def _lift_tests(con, as_of: date) -> tuple[pl.DataFrame, dict[str, str]]:
 
 
 def _fingerprint(inputs: dict) -> str:
-    return frame_fingerprint(inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"])
+    return lifecycle.frame_fingerprint(
+        inputs["daily_revenue"], inputs["daily_spend"], inputs["lift_tests"]
+    )
 
 
-def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
+def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> lifecycle.Candidates:
     if inputs["daily_revenue"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
+        raise lifecycle.NothingToTrain(f"no orders before {as_of}")
     # Processes are the machine's setting, not part of the version.
     settings = dataclasses.replace(config.settings(), n_jobs=env_settings.ad_roi_jobs())
     model = ad_roi_model.fit(
@@ -159,7 +150,7 @@ def _train(inputs: dict, as_of: date, config: AdRoiConfig) -> Candidates:
     notes = dict(model.skipped)
     for store, note in inputs["lift_tests_unusable"].items():
         notes[store] = f"{notes[store]}; {note}" if store in notes else note
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=model,
         overall=overall,
         per_store=per_store,
@@ -202,7 +193,7 @@ def _beats(challenger: dict, incumbent: dict) -> bool:
 
 # Simplest first; with _beats, the first of ridge, LightGBM that beats none wins.
 SPEC_METHODS = ("none", "lightgbm", "ridge")
-AD_ROI_SPEC = ModelSpec(
+AD_ROI_SPEC = lifecycle.ModelSpec(
     name=MODEL_NAME,
     methods=SPEC_METHODS,
     primary="wape",
@@ -226,7 +217,7 @@ AD_ROI_SPEC = ModelSpec(
 # --------------------------------------------------------------------------- weekly
 
 
-def _model_metadata(release: Release) -> dict:
+def _model_metadata(release: lifecycle.Release) -> dict:
     """The training run's diagnostics for analysts: every modelled store's best media
     method, including the stores whose numbers the marts will not publish."""
     model: ad_roi_model.AdRoiModel = release.artifact
@@ -257,34 +248,16 @@ def _model_metadata(release: Release) -> dict:
     }
 
 
-@dg.asset(
-    key=AD_ROI_MODEL,
-    group_name="ad_roi",
-    deps=STAGING_INPUTS,
-    kinds={"lightgbm", "polars", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(AD_ROI_MODEL, CHAMPION_APPROVED, "ad-ROI")],
-    description=(
-        "Ad-ROI candidates per store with ad spend (storepulse/lifecycle.py): the ridge "
-        "(adstock + Hill, Bayesian, calibrated by lift tests), LightGBM monotone in spend "
-        "(refits weighted by the lift tests) and the no-media baseline, backtested out of "
-        "time on the same days. A store's champion is the first of ridge, LightGBM that "
-        "beats the baseline there; otherwise no incremental numbers are published for it. "
-        "Stores without ad spend or with under 120 days get no model (listed in metadata). "
-        "model_store/ad_roi/."
-    ),
-)
-def ad_roi_model_asset(
-    context: dg.AssetExecutionContext,
-    config: AdRoiConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(
-        context, AD_ROI_SPEC, config, storepulse, run_settings, CHAMPION_APPROVED,
-        _model_metadata,
-    )  # fmt: skip
+ad_roi_model_asset = training_asset(
+    AD_ROI_SPEC, AdRoiConfig, AD_ROI_MODEL, CHAMPION_APPROVED, "ad-ROI", group_name="ad_roi",
+    deps=STAGING_INPUTS, kinds=frozenset({"lightgbm", "polars", "duckdb"}), extra=_model_metadata,
+    description="Ad-ROI candidates per store with ad spend (storepulse/lifecycle.py): the ridge "
+    "(adstock + Hill, Bayesian, calibrated by lift tests), LightGBM monotone in spend (refits "
+    "weighted by the lift tests) and the no-media baseline, backtested out of time on the same "
+    "days. A store's champion is the first of ridge, LightGBM that beats the baseline there; "
+    "otherwise no incremental numbers are published for it. Stores without ad spend or with "
+    "under 120 days get no model (listed in metadata). model_store/ad_roi/.",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- nightly
@@ -315,7 +288,7 @@ EMPTY = {
 
 
 def score_store(
-    release: Release, inputs: dict, as_of: date, store: str, method: str
+    release: lifecycle.Release, inputs: dict, as_of: date, store: str, method: str
 ) -> dict[str, pl.DataFrame]:
     """One store's rows of the four marts, with `method` (lifecycle.score_stores walks
     the fallback chain: CannotScore sends it to the next, simpler method)."""
@@ -323,14 +296,16 @@ def score_store(
     mine = of_store(inputs, store)
     revenue, spend = mine["daily_revenue"], mine["daily_spend"]
     if spend.is_empty() or not (spend["spend_usd"].sum() or 0) > 0:
-        raise CannotScore("no ad spend in the data: nothing to measure")
+        raise lifecycle.CannotScore("no ad spend in the data: nothing to measure")
     fitted = model.stores.get(store)
     if method != "none" and fitted is None:
-        raise CannotScore(model.skipped.get(store, "no model was fitted for this store"))
+        raise lifecycle.CannotScore(model.skipped.get(store, "no model was fitted for this store"))
     if method == "lightgbm" and fitted.trees is None:
-        raise CannotScore("LightGBM was not fitted for this store")
+        raise lifecycle.CannotScore("LightGBM was not fitted for this store")
     if method != "none" and not fitted.beats_none(method):
-        raise CannotScore(f"{AD_ROI_SPEC.label(method)} does not beat the no-media baseline")
+        raise lifecycle.CannotScore(
+            f"{AD_ROI_SPEC.label(method)} does not beat the no-media baseline"
+        )
     version = release.model_version(method)
     events = mine["events"]
     roi = ad_roi_model.channel_roi(

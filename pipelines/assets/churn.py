@@ -22,28 +22,20 @@ import polars as pl
 from pydantic import Field
 
 from models import churn, clv
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings
-from pipelines.metadata import OWNER, plot, preview, pyplot
+from pipelines.metadata import plot, preview, pyplot
 from pipelines.model_assets import (
     ScoreRun,
-    approved_check,
-    no_failure_check,
     of_store,
     score_all,
-    train_result,
+    scoring_asset,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
+from storepulse import lifecycle
 from storepulse.inputs.churn import INPUT_KINDS, load_inputs, load_store, load_training, population
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    Release,
-    frame_fingerprint,
-)
 from storepulse.memory import training_allowance
 from storepulse.warehouse import query, table_exists
 
@@ -53,7 +45,14 @@ CLV_MODEL = dg.AssetKey(["models", "clv"])
 CLV_SCORES = dg.AssetKey(["scores", "clv"])
 CHURN_APPROVED = "churn_champion_approved"
 CLV_APPROVED = "clv_champion_approved"
-INPUTS = [*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED]
+INPUTS = staging_inputs(*INPUT_KINDS)
+# Churn and CLV draw their training customers the same way (models/sampling.py).
+MAX_TRAIN_CUSTOMERS = Field(
+    default=60_000,
+    description="Train and backtest on at most about this many customers, drawn per store "
+    "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
+    "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
+)
 
 
 class ChurnConfig(dg.Config):
@@ -88,12 +87,7 @@ class ChurnConfig(dg.Config):
         description="A more complex method must beat a simpler one's AUC by more than this "
         "(and be no worse on Brier) to become champion.",
     )
-    max_train_customers: int = Field(
-        default=60_000,
-        description="Train and backtest on at most about this many customers, drawn per store "
-        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
-        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
-    )
+    max_train_customers: int = MAX_TRAIN_CUSTOMERS
     seed: int = Field(default=42, description="Seed for LightGBM (training is deterministic).")
     explain_top_reasons: bool = Field(
         default=True,
@@ -114,12 +108,7 @@ class ClvConfig(dg.Config):
     next_order_max_days: int = Field(
         default=365, description="No expected next order date further away than this."
     )
-    max_train_customers: int = Field(
-        default=60_000,
-        description="Train and backtest on at most about this many customers, drawn per store "
-        "(0 = all); memory stays bounded, every customer is still scored. Lowered further "
-        "when the run would exceed STOREPULSE_MEMORY_BUDGET.",
-    )
+    max_train_customers: int = MAX_TRAIN_CUSTOMERS
     seed: int = Field(default=0, description="Seed for LightGBM (training is deterministic).")
 
     def settings(self) -> clv.ClvSettings:
@@ -129,7 +118,7 @@ class ClvConfig(dg.Config):
 # --------------------------------------------------------------------------- specs
 
 
-def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
+def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> lifecycle.Candidates:
     result, guard = _fit(
         churn.train, inputs, as_of, config, CHURN_BYTES_PER_CUSTOMER, "churn",
         min_auc_gain=config.min_auc_gain,
@@ -144,7 +133,7 @@ def _train_churn(inputs: dict, as_of: date, config: ChurnConfig) -> Candidates:
             per_store.setdefault(store, {})[method] = _with_n(values)
     model = result.model
     window = model.train_window if model else _train_window(inputs, as_of)
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=result.models,
         overall=overall,
         per_store=per_store,
@@ -182,7 +171,7 @@ def _fit(fit: Callable, inputs: dict, as_of: date, config, per_customer: int, wh
     `inputs`: load_inputs' (every customer; the model draws the sample) or the training
     loader's (`_training_loader`: the sample drawn and the guard applied while loading)."""
     if inputs["orders"].is_empty():
-        raise NothingToTrain(f"no orders before {as_of}")
+        raise lifecycle.NothingToTrain(f"no orders before {as_of}")
     settings = config.settings()
     if "population" in inputs:
         note, population = inputs["memory_guard"], inputs["population"]
@@ -241,7 +230,7 @@ def _with_n(values: dict) -> dict:
     return {**values, "n": values.get("n_customers") or values.get("customers") or 0}
 
 
-def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
+def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> lifecycle.Candidates:
     result, guard = _fit(clv.fit, inputs, as_of, config, CLV_BYTES_PER_CUSTOMER, "CLV")
     unavailable = dict(result.model.unavailable)
     overall, per_store = {}, {}
@@ -254,7 +243,7 @@ def _train_clv(inputs: dict, as_of: date, config: ClvConfig) -> Candidates:
             flat = clv.flat_metrics(result.backtest, method, store)
             if flat is not None:
                 per_store.setdefault(store, {})[method] = flat
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=result.model,
         overall=overall,
         per_store=per_store,
@@ -274,13 +263,13 @@ def _fingerprint(inputs: dict) -> str:
     """Of every order and customer before as_of (the training loader streams it)."""
     if "fingerprint" in inputs:
         return inputs["fingerprint"]
-    return frame_fingerprint(
+    return lifecycle.frame_fingerprint(
         inputs["orders"].select("store_id", "order_id", "customer_id", "order_date", "total_usd"),
         inputs["customers"],
     )
 
 
-CHURN_SPEC = ModelSpec(
+CHURN_SPEC = lifecycle.ModelSpec(
     name=churn.MODEL_NAME,
     methods=("recency", "bgnbd", "lightgbm"),  # simplest first
     primary="auc",
@@ -299,7 +288,7 @@ CHURN_SPEC = ModelSpec(
     labels={"lightgbm": "LightGBM", "bgnbd": "BG/NBD", "recency": "the days-since-last-order rule"},
 )
 
-CLV_SPEC = ModelSpec(
+CLV_SPEC = lifecycle.ModelSpec(
     name=clv.MODEL_NAME,
     methods=("bgnbd_gg", "lightgbm"),
     primary="rmse_orders",
@@ -321,52 +310,23 @@ CLV_SPEC = ModelSpec(
 # --------------------------------------------------------------------------- weekly
 
 
-@dg.asset(
-    key=CLV_MODEL,
-    group_name="churn",
+clv_model = training_asset(
+    CLV_SPEC, ClvConfig, CLV_MODEL, CLV_APPROVED, "customer value", group_name="churn",
     deps=INPUTS,
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(CLV_MODEL, CLV_APPROVED, "customer value")],
-    description=(
-        "Customer-value candidates (storepulse/lifecycle.py): BG/NBD + Gamma-Gamma per store, "
-        "and BTYD with residual boosting on the churn features; backtested on the newest fully "
-        "observed 90- and 365-day holdouts (per-customer RMSE of orders and revenue, the "
-        "aggregate, calibration by decile); the champion per store; model_store/clv/."
-    ),
-)
-def clv_model(
-    context: dg.AssetExecutionContext,
-    config: ClvConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(context, CLV_SPEC, config, storepulse, run_settings, CLV_APPROVED)
+    description="Customer-value candidates (storepulse/lifecycle.py): BG/NBD + Gamma-Gamma per "
+    "store, and BTYD with residual boosting on the churn features; backtested on the newest "
+    "fully observed 90- and 365-day holdouts (per-customer RMSE of orders and revenue, the "
+    "aggregate, calibration by decile); the champion per store; model_store/clv/.",
+)  # fmt: skip
 
-
-@dg.asset(
-    key=CHURN_MODEL,
-    group_name="churn",
+churn_model = training_asset(
+    CHURN_SPEC, ChurnConfig, CHURN_MODEL, CHURN_APPROVED, "churn", group_name="churn",
     deps=INPUTS,
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(CHURN_MODEL, CHURN_APPROVED, "churn")],
-    description=(
-        "Churn candidates (storepulse/lifecycle.py): LightGBM boosted from a covariate "
-        "MBG/NBD prior, BG/NBD P(no order within the horizon), and the days-since-last-order "
-        "rule; backtested on the newest fully observed cutoff (AUC, PR-AUC, Brier, lift); the "
-        "champion per store (ties go to the simpler method); model_store/churn/."
-    ),
-)
-def churn_model(
-    context: dg.AssetExecutionContext,
-    config: ChurnConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    return train_result(context, CHURN_SPEC, config, storepulse, run_settings, CHURN_APPROVED)
+    description="Churn candidates (storepulse/lifecycle.py): LightGBM boosted from a covariate "
+    "MBG/NBD prior, BG/NBD P(no order within the horizon), and the days-since-last-order rule; "
+    "backtested on the newest fully observed cutoff (AUC, PR-AUC, Brier, lift); the champion "
+    "per store (ties go to the simpler method); model_store/churn/.",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- nightly
@@ -374,13 +334,13 @@ def churn_model(
 
 def _score_customers(
     context: dg.AssetExecutionContext,
-    spec: ModelSpec,
+    spec: lifecycle.ModelSpec,
     config: ChurnConfig | ClvConfig,
     storepulse: StorepulseResource,
     run_settings: RunSettings,
     step: str,
     empty: pl.DataFrame,
-    score: Callable[[Release, dict, date, str, str], pl.DataFrame],
+    score: Callable[[lifecycle.Release, dict, date, str, str], pl.DataFrame],
     load_store: Callable[..., dict] | None = None,
 ) -> ScoreRun:
     """score_all into scores.<step>, each store's customers on their own, read store by
@@ -393,7 +353,7 @@ def _score_customers(
         if not per_store:  # every store's inputs: the store's slice
             mine = of_store(mine, store)
         if mine["orders"].is_empty():
-            raise CannotScore(f"no orders before {as_of}")
+            raise lifecycle.CannotScore(f"no orders before {as_of}")
         return score(release, mine, as_of, store, method)
 
     return score_all(
@@ -403,7 +363,7 @@ def _score_customers(
     )  # fmt: skip
 
 
-def score_clv(release: Release, mine: dict, as_of: date, store: str, method: str):
+def score_clv(release: lifecycle.Release, mine: dict, as_of: date, store: str, method: str):
     """One store's scores.clv rows with `method` (nightly step and per-store runs)."""
     return clv.score(
         release.artifact, mine["orders"], as_of, release.version,
@@ -426,7 +386,7 @@ def churn_store_inputs(con, as_of: date, store: str, clv_rows: pl.DataFrame | No
 
 
 def score_churn(
-    release: Release, mine: dict, as_of: date, store: str, method: str, explain: bool
+    release: lifecycle.Release, mine: dict, as_of: date, store: str, method: str, explain: bool
 ) -> pl.DataFrame:
     """One store's scores.churn rows with `method` (nightly step and per-store runs)."""
     return churn.score_methods(
@@ -436,14 +396,11 @@ def score_churn(
     )  # fmt: skip
 
 
-@dg.asset(
-    key=CLV_SCORES,
+@scoring_asset(
+    CLV_SCORES,
+    "clv",
     group_name="churn",
     deps=[CLV_MODEL, *INPUTS],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(CLV_SCORES, "clv")],
     description=(
         "Customer value of every customer with an order before as_of: P(alive), expected "
         "orders in 90 and 365 days, predicted 365-day revenue (USD), expected next order date; "
@@ -482,14 +439,11 @@ def clv_scores(
     )
 
 
-@dg.asset(
-    key=CHURN_SCORES,
+@scoring_asset(
+    CHURN_SCORES,
+    "churn",
     group_name="churn",
     deps=[CHURN_MODEL, CLV_SCORES, *INPUTS],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(CHURN_SCORES, "churn")],
     description=(
         "Churn risk of every customer with an order before as_of, each store from its "
         "champion (LightGBM, BG/NBD or the recency rule; model_version names it): calibrated "

@@ -13,26 +13,18 @@ import polars as pl
 from pydantic import Field
 
 from models import demand, reorder
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs, staging_key
 from pipelines.config import model_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.model_assets import (
-    approved_check,
-    no_failure_check,
     score_all,
-    train_result,
+    scoring_asset,
     train_window,
+    training_asset,
 )
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lifecycle
 from storepulse.inputs.demand import load_history, load_inventory, load_store_history
-from storepulse.lifecycle import (
-    Candidates,
-    CannotScore,
-    ModelSpec,
-    NothingToTrain,
-    frame_fingerprint,
-)
 from storepulse.warehouse import query, replace_table, table_exists
 
 DEMAND_MODEL = dg.AssetKey(["models", "demand"])
@@ -105,9 +97,11 @@ class ReorderConfig(dg.Config):
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> Candidates:
+def _train(
+    history: demand.DemandHistory, as_of: date, config: DemandConfig
+) -> lifecycle.Candidates:
     if history.daily.is_empty():
-        raise NothingToTrain(
+        raise lifecycle.NothingToTrain(
             f"no store has order lines before {as_of}: demand needs order_lines (or Shopify "
             "line items)"
         )
@@ -118,11 +112,11 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     notes = {**history.skipped_stores, **history.notes}
     window = train_window(history.daily["date"], as_of)
     if found.training is None:
-        return Candidates(found.artifact, found.overall, {}, window, found.unavailable,
+        return lifecycle.Candidates(found.artifact, found.overall, {}, window, found.unavailable,
                           store_notes=notes, run_metrics={"train_seconds": seconds})  # fmt: skip
     training = found.training
     bt = training.backtest
-    return Candidates(
+    return lifecycle.Candidates(
         artifact=found.artifact,
         overall=found.overall,
         per_store=found.per_store,
@@ -153,7 +147,7 @@ def _train(history: demand.DemandHistory, as_of: date, config: DemandConfig) -> 
     )
 
 
-SPEC = ModelSpec(
+SPEC = lifecycle.ModelSpec(
     name=demand.MODEL_NAME,
     methods=demand.METHODS,
     primary="wape",
@@ -164,7 +158,7 @@ SPEC = ModelSpec(
     code_version="demand-3",
     load=load_history,
     train=_train,
-    fingerprint=lambda history: frame_fingerprint(
+    fingerprint=lambda history: lifecycle.frame_fingerprint(
         history.daily.select("store_id", "sku", "date", "units")
     ),
     labels={
@@ -175,56 +169,40 @@ SPEC = ModelSpec(
 )
 
 
-@dg.asset(
-    key=DEMAND_MODEL,
+def _model_metadata(release: lifecycle.Release) -> dict:
+    training = release.artifact.model
+    if training is None or release.report is None:
+        return {}
+    bt, history = release.report
+    return {
+        "backtest_cutoff": bt.cutoff.isoformat(),
+        "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
+        "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
+        "actual_vs_forecast": _backtest_plot(bt, history),
+        "interval_calibration": metrics(training.interval.__dict__),
+        "train_rows": training.train_rows,
+        "skipped_stores": metrics(history.skipped_stores),
+        "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
+    }
+
+
+demand_model = training_asset(
+    SPEC, DemandConfig, DEMAND_MODEL, CHAMPION_APPROVED, "demand", group_name="demand",
+    deps=staging_inputs(*INPUT_KINDS), extra=_model_metadata,
+    description="Demand candidates, one lifecycle (storepulse/lifecycle.py): one global "
+    "LightGBM (Tweedie) over store x SKU daily units, direct multi-horizon, censored on "
+    "stock-out days, calibrated p10/p50/p90; and its baselines (seasonal naive, 28-day moving "
+    "average). Backtested on the last full horizon before as_of (WAPE, bias, MASE, coverage; "
+    "by store and ABC class); the champion is chosen per store; saved to "
+    "model_store/demand/<version>/ and recorded in ops.model_runs.",
+)  # fmt: skip
+
+
+@scoring_asset(
+    DEMAND_FORECAST,
+    "demand",
     group_name="demand",
-    deps=[*(staging_key(k) for k in INPUT_KINDS), PRIVACY_APPLIED],
-    kinds={"lightgbm", "polars"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[approved_check(DEMAND_MODEL, CHAMPION_APPROVED, "demand")],
-    description=(
-        "Demand candidates, one lifecycle (storepulse/lifecycle.py): one global LightGBM "
-        "(Tweedie) over store x SKU daily units, direct multi-horizon, censored on stock-out "
-        "days, calibrated p10/p50/p90; and its baselines (seasonal naive, 28-day moving "
-        "average). Backtested on the last full horizon before as_of (WAPE, bias, MASE, "
-        "coverage; by store and ABC class); the champion is chosen per store; saved to "
-        "model_store/demand/<version>/ and recorded in ops.model_runs."
-    ),
-)
-def demand_model(
-    context: dg.AssetExecutionContext,
-    config: DemandConfig,
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    def plots(release: lifecycle.Release) -> dict:
-        training = release.artifact.model
-        if training is None or release.report is None:
-            return {}
-        bt, history = release.report
-        return {
-            "backtest_cutoff": bt.cutoff.isoformat(),
-            "backtest_by_store": preview(_rounded(bt.by_store), rows=40),
-            "backtest_by_abc_class": preview(_rounded(bt.by_abc)),
-            "actual_vs_forecast": _backtest_plot(bt, history),
-            "interval_calibration": metrics(training.interval.__dict__),
-            "train_rows": training.train_rows,
-            "skipped_stores": metrics(history.skipped_stores),
-            "feature_importance": preview(_rounded(training.feature_importance()), rows=15),
-        }
-
-    return train_result(context, SPEC, config, storepulse, run_settings, CHAMPION_APPROVED, plots)
-
-
-@dg.asset(
-    key=DEMAND_FORECAST,
-    group_name="demand",
-    deps=[DEMAND_MODEL, *[staging_key(k) for k in INPUT_KINDS], PRIVACY_APPLIED],
-    kinds={"lightgbm", "duckdb"},
-    owners=[OWNER],
-    pool="duckdb",
-    check_specs=[no_failure_check(DEMAND_FORECAST, "demand")],
+    deps=[DEMAND_MODEL, *staging_inputs(*INPUT_KINDS)],
     description=(
         "Daily demand forecast per store x SKU for horizon_days from as_of: p10/p50/p90 "
         "(quantiles of the day's units) and expected_units (the mean, for sums over days), "
@@ -243,7 +221,7 @@ def demand_forecast(
     def forecast_store(release, history, as_of, store: str, method: str) -> pl.DataFrame:
         mine = demand.history_for_store(history, store)
         if mine.daily.is_empty():
-            raise CannotScore(
+            raise lifecycle.CannotScore(
                 history.skipped_stores.get(store)
                 or "no order lines before as_of: demand needs order_lines"
             )

@@ -11,7 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from models import experiments as experiment_model
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
@@ -68,10 +68,7 @@ class ExperimentConfig(dg.Config):
 @dg.asset(
     key=EXPERIMENT_READOUT,
     group_name="experiments",
-    deps=[
-        *(staging_key(k) for k in ("orders", "experiment_assignments", "stores")),
-        PRIVACY_APPLIED,
-    ],  # fmt: skip
+    deps=staging_inputs("orders", "experiment_assignments", "stores"),
     kinds={"duckdb", "polars", "scipy"},
     owners=[OWNER],
     pool="duckdb",

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.warehouse import query, read_sql, replace_table, set_as_of
@@ -15,42 +15,39 @@ KPI_MONTHLY = dg.AssetKey(["marts", "kpi_monthly"])
 COHORT_RETENTION = dg.AssetKey(["marts", "cohort_retention"])
 
 
-def _build_mart(
-    storepulse: StorepulseResource,
-    run_settings: RunSettings,
-    table: str,
+def sql_mart(
+    key: dg.AssetKey,
+    deps: list[dg.AssetKey],
+    description: str,
     summary: Callable[..., dict],
-    *queries: str,
-) -> dg.MaterializeResult:
-    """marts.<table> built from sql/marts/<table>.sql with the data before as_of. What
-    `queries` read on the same connection (without queries: the whole table) goes to
-    `summary`, whose metadata follows the rows and as_of (plots are drawn after the
-    connection is closed)."""
-    with storepulse.writer() as con:
-        as_of = run_settings.as_of_date(con)
-        set_as_of(con, as_of)
-        rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
-        frames = [query(con, sql) for sql in queries or (f"select * from marts.{table}",)]
-    return dg.MaterializeResult(metadata={**table_metadata(rows, as_of), **summary(*frames)})
+    queries: tuple[str, ...] = (),
+) -> dg.AssetsDefinition:
+    """The asset of marts.<table> (`key`), built from sql/marts/<table>.sql with the data
+    before as_of. What `queries` read on the same connection (without queries: the whole
+    table) goes to `summary`, whose metadata follows the rows and as_of (plots are drawn
+    after the connection is closed)."""
+    table = key.path[-1]
 
+    @dg.asset(
+        key=key,
+        group_name="marts",
+        deps=deps,
+        kinds={"duckdb", "sql"},
+        owners=[OWNER],
+        pool="duckdb",
+        description=description,
+    )
+    def build(
+        context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
+    ) -> dg.MaterializeResult:
+        with storepulse.writer() as con:
+            as_of = run_settings.as_of_date(con)
+            set_as_of(con, as_of)
+            rows = replace_table(con, f"marts.{table}", read_sql(f"marts/{table}.sql"))
+            frames = [query(con, sql) for sql in queries or (f"select * from marts.{table}",)]
+        return dg.MaterializeResult(metadata={**table_metadata(rows, as_of), **summary(*frames)})
 
-@dg.asset(
-    key=KPI_DAILY,
-    group_name="marts",
-    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
-    kinds={"duckdb", "sql"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Daily KPIs per store x channel: GMV and net revenue (USD), orders, new vs "
-        "returning customers, AOV, ad spend, sessions, funnel and conversion rate. "
-        "Built from sql/marts/kpi_daily.sql, data strictly before as_of."
-    ),
-)
-def kpi_daily(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    return _build_mart(storepulse, run_settings, "kpi_daily", _daily_metadata, *_DAILY_QUERIES)
+    return build
 
 
 _DAILY_QUERIES = (
@@ -81,24 +78,15 @@ def _weekly_plot(weekly):
     return plot(fig)
 
 
-@dg.asset(
-    key=KPI_MONTHLY,
-    group_name="marts",
-    deps=[*(staging_key(k) for k in ("orders", "ad_spend", "sessions")), PRIVACY_APPLIED],
-    kinds={"duckdb", "sql"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Monthly KPIs per store: GMV, net revenue after refunds, orders, AOV, new vs "
-        "returning customers, repeat-purchase rate, sessions and funnel conversion (where "
-        "sessions exist), ad spend, CAC, blended ROAS and LTV/CAC of the month's acquisition "
-        "cohort observed to date. Built from sql/marts/kpi_monthly.sql, data before as_of."
-    ),
+kpi_daily = sql_mart(
+    KPI_DAILY,
+    staging_inputs("orders", "ad_spend", "sessions"),
+    "Daily KPIs per store x channel: GMV and net revenue (USD), orders, new vs returning "
+    "customers, AOV, ad spend, sessions, funnel and conversion rate. Built from "
+    "sql/marts/kpi_daily.sql, data strictly before as_of.",
+    _daily_metadata,
+    _DAILY_QUERIES,
 )
-def kpi_monthly(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    return _build_mart(storepulse, run_settings, "kpi_monthly", _monthly_metadata)
 
 
 def _monthly_metadata(frame: pl.DataFrame) -> dict:
@@ -137,23 +125,15 @@ def _monthly_plot(frame: pl.DataFrame):
     return plot(fig)
 
 
-@dg.asset(
-    key=COHORT_RETENTION,
-    group_name="marts",
-    deps=[staging_key("orders"), PRIVACY_APPLIED],
-    kinds={"duckdb", "sql"},
-    owners=[OWNER],
-    pool="duckdb",
-    description=(
-        "Monthly cohort retention per store: customers by first-order month, the share "
-        "ordering again in each later month k, and cumulative net revenue per customer. "
-        "Built from sql/marts/cohort_retention.sql, data before as_of."
-    ),
+kpi_monthly = sql_mart(
+    KPI_MONTHLY,
+    staging_inputs("orders", "ad_spend", "sessions"),
+    "Monthly KPIs per store: GMV, net revenue after refunds, orders, AOV, new vs returning "
+    "customers, repeat-purchase rate, sessions and funnel conversion (where sessions exist), "
+    "ad spend, CAC, blended ROAS and LTV/CAC of the month's acquisition cohort observed to "
+    "date. Built from sql/marts/kpi_monthly.sql, data before as_of.",
+    _monthly_metadata,
 )
-def cohort_retention(
-    context: dg.AssetExecutionContext, storepulse: StorepulseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    return _build_mart(storepulse, run_settings, "cohort_retention", _retention_metadata)
 
 
 def _retention_metadata(frame: pl.DataFrame) -> dict:
@@ -169,3 +149,13 @@ def _retention_metadata(frame: pl.DataFrame) -> dict:
         .sort("months_since_first_order")
     )
     return {"retention_by_month_k_all_stores": preview(curve.head(13), rows=13)}
+
+
+cohort_retention = sql_mart(
+    COHORT_RETENTION,
+    staging_inputs("orders"),
+    "Monthly cohort retention per store: customers by first-order month, the share ordering "
+    "again in each later month k, and cumulative net revenue per customer. Built from "
+    "sql/marts/cohort_retention.sql, data before as_of.",
+    _retention_metadata,
+)

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import Field
 
 from models import order_risk as risk_model
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
@@ -71,7 +71,7 @@ class OrderRiskConfig(dg.Config):
 @dg.asset(
     key=ORDER_RISK,
     group_name="order_risk",
-    deps=[*(staging_key(k) for k in ("orders", "customers", "stores")), PRIVACY_APPLIED],
+    deps=staging_inputs("orders", "customers", "stores"),
     kinds={"duckdb", "polars", "scikitlearn"},
     owners=[OWNER],
     pool="duckdb",

@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from models import partners as partner_model
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot
 from pipelines.resources import RunSettings, StorepulseResource
@@ -68,7 +68,7 @@ class PartnerConfig(dg.Config):
 @dg.asset(
     key=PARTNER_SCORECARD,
     group_name="partners",
-    deps=[*(staging_key(k) for k in ("orders", "partners", "ad_spend", "stores")), PRIVACY_APPLIED],
+    deps=staging_inputs("orders", "partners", "ad_spend", "stores"),
     kinds={"duckdb", "polars"},
     owners=[OWNER],
     pool="duckdb",

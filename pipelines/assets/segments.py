@@ -9,7 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from models import rfm
-from pipelines.assets.staging import PRIVACY_APPLIED, staging_key
+from pipelines.assets.staging import staging_inputs
 from pipelines.config import model_settings, validated_settings
 from pipelines.metadata import OWNER, metrics, plot, preview, pyplot, table_metadata
 from pipelines.resources import RunSettings, StorepulseResource
@@ -75,7 +75,7 @@ class RfmConfig(dg.Config):
 @dg.asset(
     key=CUSTOMER_RFM,
     group_name="segments",
-    deps=[staging_key("orders"), PRIVACY_APPLIED],
+    deps=staging_inputs("orders"),
     kinds={"duckdb", "polars"},
     owners=[OWNER],
     pool="duckdb",

@@ -27,6 +27,12 @@ def staging_key(kind: str) -> dg.AssetKey:
     return dg.AssetKey(["staging", kind])
 
 
+def staging_inputs(*kinds: str) -> list[dg.AssetKey]:
+    """The deps of an asset that reads staging.<kind> for each of `kinds`: those tables
+    and the privacy step that runs after every ingest."""
+    return [*(staging_key(kind) for kind in kinds), PRIVACY_APPLIED]
+
+
 STAGING_SPECS = [
     dg.AssetSpec(
         staging_key(kind),

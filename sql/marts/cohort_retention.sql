@@ -10,11 +10,9 @@ with ranked_orders as (
         store_id,
         customer_id,
         total_usd - coalesce(refunded_amount_usd, 0) as net_usd,
-        date_trunc('month', order_date)::date as month,
+        month,
         order_number,
-        min(date_trunc('month', order_date)::date) over (
-            partition by store_id, customer_id
-        ) as cohort_month
+        cohort_month
     from staging.ranked_orders
     where order_date < getvariable('as_of')
 ),

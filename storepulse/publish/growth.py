@@ -23,8 +23,8 @@ from storepulse.publish.report import (
     ORANGE,
     RED,
     Section,
+    bar_figure,
     esc,
-    figure,
     label,
     money,
     pct,
@@ -165,7 +165,7 @@ def partner_section(data: StoreData) -> Section:
     shown = overall.filter(pl.col("roi").is_not_null()).sort("roi", maintain_order=True)
     plot = None
     if shown.height:
-        fig, ax = figure(8, max(2.5, 0.3 * shown.height + 1))
+        fig, ax = bar_figure(shown.height, 0.3)
         values = shown["roi"].to_list()
         colours = [
             RED if r < 0 else (GREY if k == "paid_channel" else BLUE)
@@ -174,7 +174,6 @@ def partner_section(data: StoreData) -> Section:
         ax.barh([label(n) for n in shown["partner_name"].to_list()], values, color=colours)
         ax.axvline(0, color="#334155", linewidth=0.8)
         ax.set_title("Return on cost per partner (grey: paid channels; red: costs more)")
-        ax.grid(axis="x", alpha=0.3)
         plot = svg(fig)
     ranked = partners.filter(pl.col("roi").is_not_null())
     advice_parts = []
@@ -277,7 +276,7 @@ def experiment_section(data: StoreData) -> Section:
     plan_next = _plan_sentence(data, first=False)
     if plan_next:
         body += f"<p>{esc(plan_next)}</p>"
-    fig, ax = figure(8, max(2.5, 0.4 * shown.height + 1))
+    fig, ax = bar_figure(shown.height, 0.4)
     with_lift = shown.filter(pl.col("lift").is_not_null() & pl.col("ci_low").is_not_null())
     if with_lift.height:
         lift = with_lift["lift"].to_numpy()
@@ -307,7 +306,6 @@ def experiment_section(data: StoreData) -> Section:
         )
     ax.axvline(0, color=RED, linewidth=0.8, linestyle="--")
     ax.set_title("Lift, 95% interval (blue better, red worse, orange no difference)")
-    ax.grid(axis="x", alpha=0.3)
     decided = shown.select("name", "experiment_decision", "decision_text").unique("name")
     ship = decided.filter(pl.col("experiment_decision") == "ship_variant")
     running = decided.filter(pl.col("experiment_decision") == "running")
@@ -374,11 +372,10 @@ def order_review_section(data: StoreData) -> Section:
     )
     plot = None
     if reasons.height:
-        fig, ax = figure(8, max(2.5, 0.35 * reasons.height + 1))
+        fig, ax = bar_figure(reasons.height)
         ax.barh([label(r, 40) for r in reasons["reason"].to_list()], reasons["len"].to_list(),
                 color=ORANGE)  # fmt: skip
         ax.set_title("Why orders were flagged (all scored days)")
-        ax.grid(axis="x", alpha=0.3)
         plot = svg(fig)
     if review.height:
         fired = set()

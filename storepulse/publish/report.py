@@ -194,6 +194,14 @@ def figure(width: float = 8.0, height: float = 3.2):
     return fig, ax
 
 
+def bar_figure(rows: int, inches_per_row: float = 0.35):
+    """A figure for a horizontal chart of `rows` rows: tall enough for their labels, with
+    the value grid (x) beside the default one."""
+    fig, ax = figure(8, max(2.5, inches_per_row * rows + 1))
+    ax.grid(axis="x", alpha=0.3)
+    return fig, ax
+
+
 def label(value: object, width: int = 28) -> str:
     text = re.sub(r"\s+", " ", str(value))
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -342,13 +350,12 @@ def segment_section(data: StoreData) -> Section:
         },
     )
     ordered = by_segment.sort("value", maintain_order=True)
-    fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
+    fig, ax = bar_figure(ordered.height)
     names = [label(s) for s in ordered["segment"].to_list()]
     ax.barh(names, ordered["value"].to_list(), color=BLUE)
     for y, count in enumerate(ordered["customers"].to_list()):
         ax.text(0, y, f" {count:,} customers", va="center", fontsize=8, color="white")
     ax.set_title("Spend per segment (USD)")
-    ax.grid(axis="x", alpha=0.3)
     top = by_segment.row(0, named=True)
     advice = (
         f"{top['segment']} hold the most value ({money(top['value'])} from "
@@ -521,7 +528,7 @@ def forecast_section(data: StoreData) -> Section:
         },
     )
     ordered = top.sort("p50", maintain_order=True)
-    fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
+    fig, ax = bar_figure(ordered.height)
     p50 = ordered["p50"].to_list()
     low = [max(0.0, m - lo) for m, lo in zip(p50, ordered["p10"].to_list(), strict=True)]
     high = [max(0.0, hi - m) for m, hi in zip(p50, ordered["p90"].to_list(), strict=True)]
@@ -534,7 +541,6 @@ def forecast_section(data: StoreData) -> Section:
         capsize=3,
     )
     ax.set_title(f"Expected units, next {days} days (bars: p10–p90)")
-    ax.grid(axis="x", alpha=0.3)
     best = top.row(0, named=True)
     advice = (
         f"{best['sku']} is expected to sell the most ({best['p50']:,.0f} units, up to "
@@ -585,7 +591,7 @@ def reorder_section(data: StoreData) -> Section:
     plot = None
     if shown.height:
         ordered = shown.sort("days_of_cover", descending=True, maintain_order=True)
-        fig, ax = figure(8, max(2.5, 0.35 * ordered.height + 1))
+        fig, ax = bar_figure(ordered.height)
         cover = ordered["days_of_cover"].fill_null(0).to_list()
         ax.barh(
             [label(s) for s in ordered["sku"].cast(pl.String).to_list()],
@@ -594,7 +600,6 @@ def reorder_section(data: StoreData) -> Section:
         )
         ax.axvline(14, color=GREY, linestyle="--")
         ax.set_title("Days of stock left (dashed: 14 days)")
-        ax.grid(axis="x", alpha=0.3)
         plot = svg(fig)
     if urgent.height:
         first = urgent.row(0, named=True)

@@ -11,6 +11,8 @@ from datetime import date, timedelta
 import holidays
 import numpy as np
 
+from models.events import black_friday  # the one date rule; lift_tests and media use it too
+
 # Monday..Sunday. DTC stores sell most early in the week and on Sunday evening.
 WEEKDAY_FACTOR = np.array([1.08, 1.04, 1.0, 0.98, 0.93, 0.92, 1.05])
 
@@ -32,13 +34,6 @@ DIWALI_FALLBACK = {
     2027: date(2027, 10, 29),
 }
 EID_FALLBACK = {2023: date(2023, 4, 21), 2024: date(2024, 4, 10), 2025: date(2025, 3, 30), 2026: date(2026, 3, 20), 2027: date(2027, 3, 9)}  # fmt: skip
-
-
-def black_friday(year: int) -> date:
-    """The day after the fourth Thursday of November."""
-    first = date(year, 11, 1)
-    first_thursday = first + timedelta(days=(3 - first.weekday()) % 7)
-    return first_thursday + timedelta(days=22)
 
 
 def prime_day(year: int) -> date:

@@ -29,6 +29,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from models.lift_tests import LIFT_TEST_ID_SCHEMA
+
 from .calendar import black_friday
 from .truth import true_incremental_revenue
 
@@ -54,12 +56,7 @@ LANDING_SCHEMA = {
     "source": pl.String,
 }
 TRUTH_SCHEMA = {
-    "store_id": pl.String,
-    "channel": pl.String,
-    "start_date": pl.Date,
-    "end_date": pl.Date,
-    "scope": pl.String,
-    "source": pl.String,
+    **LIFT_TEST_ID_SCHEMA,
     "holdout_share": pl.Float64,
     "test_spend_usd": pl.Float64,
     "true_lift_usd": pl.Float64,

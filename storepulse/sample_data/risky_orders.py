@@ -16,7 +16,7 @@ Truth: `_truth/risky_orders.csv` (every risky order, its kind, group and outcome
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -49,21 +49,45 @@ class RiskyOrders:
 @dataclass
 class _Group:
     kind: str
-    accounts: list[int]  # account numbers (into the new accounts)
-    source: list[int]
-    account_of_order: list[int]
-    day: list[int]
-    seconds: list[int]
-    payment: list[str]
-    ship: list[str]
-    billing: list[str]
-    code: list[str]
-    status: list[str]
-    refunded: list[bool]
-    cancel_after: list[int]
-    outcome: list[str]
-    factor: list[float]
-    discount_rate: list[float]
+    accounts: list[int] = field(default_factory=list)  # account numbers (new accounts)
+    # One entry per order, appended together by add_order.
+    source: list[int] = field(default_factory=list)
+    account_of_order: list[int] = field(default_factory=list)
+    day: list[int] = field(default_factory=list)
+    seconds: list[int] = field(default_factory=list)
+    payment: list[str] = field(default_factory=list)
+    ship: list[str] = field(default_factory=list)
+    billing: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    refunded: list[bool] = field(default_factory=list)
+    cancel_after: list[int] = field(default_factory=list)
+    outcome: list[str] = field(default_factory=list)
+    factor: list[float] = field(default_factory=list)
+    discount_rate: list[float] = field(default_factory=list)
+
+    def add_order(
+        self, *, source: int, account: int, day: int, seconds: int, payment: str, ship: str,
+        billing: str, status: str, outcome: str, refunded: bool = False, cancel_after: int = 0,
+        factor: float = 1.0, code: str = "", discount_rate: float = 0.0,
+    ) -> None:  # fmt: skip
+        """One risky order: a copy of order `source` scaled by `factor`, placed by new
+        account `account` on `day` at `seconds`. Callers pass the arguments in the order
+        they draw them, so the random stream does not depend on this signature."""
+        self.source.append(source)
+        self.account_of_order.append(account)
+        self.day.append(day)
+        self.seconds.append(seconds)
+        self.payment.append(payment)
+        self.ship.append(ship)
+        self.billing.append(billing)
+        self.code.append(code)
+        self.status.append(status)
+        self.refunded.append(refunded)
+        self.cancel_after.append(cancel_after)
+        self.outcome.append(outcome)
+        self.factor.append(factor)
+        self.discount_rate.append(discount_rate)
 
 
 def draw_risky_orders(
@@ -113,7 +137,7 @@ def draw_risky_orders(
         want = int(round(target * weight / sum(weights.values())))
         made = 0
         while made < want:
-            g = _Group(kind, [], [], [], [], [], [], [], [], [], [], [], [], [], [], [])
+            g = _Group(kind)
             first = made == 0
             if kind == "card_testing":
                 size = int(rng.integers(4, 13))
@@ -127,22 +151,19 @@ def draw_risky_orders(
                     declined = rng.random() < 0.35
                     day, sec = d0 + (t // DAY), t % DAY
                     late = day >= n_days - 30
-                    g.source.append(int(rng.choice(cheap_pool)))
-                    g.account_of_order.append(accounts[i % len(accounts)])
-                    g.day.append(day)
-                    g.seconds.append(sec)
-                    g.payment.append("card")
-                    g.ship.append(country)
-                    g.billing.append(card_country)
-                    g.code.append("")
-                    g.status.append("voided" if declined else ("paid" if late else "refunded"))
-                    g.refunded.append(not declined and not late)
-                    g.cancel_after.append(int(rng.integers(30, 600)) if declined else 0)
-                    g.outcome.append(
-                        "declined" if declined else ("pending" if late else "chargeback")
+                    g.add_order(
+                        source=int(rng.choice(cheap_pool)),
+                        account=accounts[i % len(accounts)],
+                        day=day,
+                        seconds=sec,
+                        payment="card",
+                        ship=country,
+                        billing=card_country,
+                        status="voided" if declined else ("paid" if late else "refunded"),
+                        refunded=not declined and not late,
+                        cancel_after=int(rng.integers(30, 600)) if declined else 0,
+                        outcome="declined" if declined else ("pending" if late else "chargeback"),
                     )
-                    g.factor.append(1.0)
-                    g.discount_rate.append(0.0)
                     t += int(rng.integers(40, 480))
             elif kind == "stolen_card":
                 accounts = [n_accounts]
@@ -152,20 +173,19 @@ def draw_risky_orders(
                 for i in range(size):
                     day = min(d0 + i * int(rng.integers(1, 4)), n_days - 1)
                     late = day >= n_days - 45
-                    g.source.append(int(rng.choice(big_pool)))
-                    g.account_of_order.append(accounts[0])
-                    g.day.append(day)
-                    g.seconds.append(int(rng.integers(0, DAY)))
-                    g.payment.append("card")
-                    g.ship.append(ship_to)
-                    g.billing.append(country)
-                    g.code.append("")
-                    g.status.append("paid" if late else "refunded")
-                    g.refunded.append(not late)
-                    g.cancel_after.append(0)
-                    g.outcome.append("pending" if late else "chargeback")
-                    g.factor.append(float(rng.integers(2, 5)))
-                    g.discount_rate.append(0.0)
+                    g.add_order(
+                        source=int(rng.choice(big_pool)),
+                        account=accounts[0],
+                        day=day,
+                        seconds=int(rng.integers(0, DAY)),
+                        payment="card",
+                        ship=ship_to,
+                        billing=country,
+                        status="paid" if late else "refunded",
+                        refunded=not late,
+                        outcome="pending" if late else "chargeback",
+                        factor=float(rng.integers(2, 5)),
+                    )
             elif kind == "cod_refusal":
                 accounts = [n_accounts]
                 size = int(rng.integers(3, 8))
@@ -179,29 +199,24 @@ def draw_risky_orders(
                     refuse = rng.random() < 0.85
                     delivery = int(rng.integers(3, 8)) * DAY
                     undelivered = day * DAY + sec + delivery >= n_days * DAY
-                    g.source.append(int(rng.choice(any_pool)))
-                    g.account_of_order.append(accounts[0])
-                    g.day.append(day)
-                    g.seconds.append(sec)
-                    g.payment.append("cod")
-                    g.ship.append(country)
-                    g.billing.append(country)
-                    g.code.append("")
                     if undelivered:
-                        g.status.append("pending")
-                        g.cancel_after.append(0)
-                        g.outcome.append("pending")
+                        status, cancel_after, outcome = "pending", 0, "pending"
                     elif refuse:
-                        g.status.append("voided")
-                        g.cancel_after.append(delivery)
-                        g.outcome.append("refused")
+                        status, cancel_after, outcome = "voided", delivery, "refused"
                     else:
-                        g.status.append("paid")
-                        g.cancel_after.append(0)
-                        g.outcome.append("delivered")
-                    g.refunded.append(False)
-                    g.factor.append(1.0)
-                    g.discount_rate.append(0.0)
+                        status, cancel_after, outcome = "paid", 0, "delivered"
+                    g.add_order(
+                        source=int(rng.choice(any_pool)),
+                        account=accounts[0],
+                        day=day,
+                        seconds=sec,
+                        payment="cod",
+                        ship=country,
+                        billing=country,
+                        status=status,
+                        cancel_after=cancel_after,
+                        outcome=outcome,
+                    )
             else:  # reseller: several accounts, one phone, welcome discount each time
                 k = int(rng.integers(3, 9))
                 accounts = list(range(n_accounts, n_accounts + k))
@@ -209,24 +224,22 @@ def draw_risky_orders(
                 for j, account in enumerate(accounts):
                     day = min(d0 + j * int(rng.integers(1, 8)), n_days - 1)
                     for repeat in range(1 + int(rng.random() < 0.25)):
-                        g.source.append(int(rng.choice(reseller_pool)))
-                        g.account_of_order.append(account)
-                        g.day.append(min(day + repeat * int(rng.integers(2, 10)), n_days - 1))
-                        g.seconds.append(int(rng.integers(8 * 3600, 23 * 3600)))
-                        g.payment.append(
-                            str(rng.choice(["card", "paypal"]))
+                        g.add_order(
+                            source=int(rng.choice(reseller_pool)),
+                            account=account,
+                            day=min(day + repeat * int(rng.integers(2, 10)), n_days - 1),
+                            seconds=int(rng.integers(8 * 3600, 23 * 3600)),
+                            payment=str(rng.choice(["card", "paypal"]))
                             if country not in {"MY", "TH", "SG"}
-                            else "card"
+                            else "card",
+                            ship=country,
+                            billing=country,
+                            status="paid",
+                            outcome="none",
+                            factor=float(rng.integers(3, 7)),
+                            code="WELCOME20" if repeat == 0 else "",
+                            discount_rate=0.20 if repeat == 0 else 0.0,
                         )
-                        g.ship.append(country)
-                        g.billing.append(country)
-                        g.code.append("WELCOME20" if repeat == 0 else "")
-                        g.status.append("paid")
-                        g.refunded.append(False)
-                        g.cancel_after.append(0)
-                        g.outcome.append("none")
-                        g.factor.append(float(rng.integers(3, 7)))
-                        g.discount_rate.append(0.20 if repeat == 0 else 0.0)
             g.accounts = accounts
             n_accounts += len(accounts)
             groups.append(g)

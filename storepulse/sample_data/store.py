@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
+from storepulse.ingest.channels import CHANNELS
+
 from .markets import (
     CATEGORY_PRICE_FACTOR,
     CATEGORY_WEIGHTS,
@@ -30,17 +32,9 @@ PRE_HISTORY_DAYS = 365
 EXPECTED_DISCOUNT_SHARE = 0.12
 CANCEL_RATE = 0.025
 COD_EXTRA_CANCEL = 0.05
-SESSION_CHANNELS = [
-    "meta",
-    "google",
-    "tiktok",
-    "pinterest",
-    "email",
-    "organic",
-    "affiliate",
-    "influencer",
-    "direct",
-]
+# Sessions come from every tracked channel; "other" is only what staging calls an
+# unrecognised UTM tag.
+SESSION_CHANNELS = [c for c in CHANNELS if c != "other"]
 # Orders per session by last-click channel (search ~3.5 %, social ~2.8 %).
 CHANNEL_CONVERSION = {
     "google": 0.035, "meta": 0.028, "tiktok": 0.026, "pinterest": 0.022, "email": 0.042,

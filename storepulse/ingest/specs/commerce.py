@@ -14,6 +14,7 @@ from storepulse.ingest.specs.common import (
     lit,
     num,
     number_checks,
+    required_check,
     store_checks,
     time_checks,
 )
@@ -29,7 +30,7 @@ def _fx_rates(now: str) -> KindSql:
         joins="",
         checks=[
             *time_checks("date", "date", now, required=True),
-            ("currency is null", lit("currency is empty; it is required")),
+            required_check("currency"),
             (
                 "not regexp_full_match(currency, '[A-Z]{3}')",
                 fmt("currency '{}' is not a 3-letter ISO code", "currency"),
@@ -39,7 +40,6 @@ def _fx_rates(now: str) -> KindSql:
         ],
         output={"date": "date", "currency": "currency", "usd_per_unit": "n_usd_per_unit"},
         group_key=("date", "currency"),
-        row_key=("date", "currency"),
     )
 
 
@@ -54,7 +54,7 @@ def _stores(now: str) -> KindSql:
         ],
         joins="",
         checks=[
-            ("store_id is null", lit("store_id is empty; it is required")),
+            required_check("store_id"),
             (
                 f"not regexp_full_match(store_id, {lit(STORE_SLUG)})",
                 fmt(
@@ -69,7 +69,6 @@ def _stores(now: str) -> KindSql:
         ],
         output={c: c for c in STAGING_SCHEMAS["stores"]},
         group_key=("store_id",),
-        row_key=("store_id",),
     )
 
 
@@ -115,7 +114,6 @@ def _customers(now: str) -> KindSql:
             "email_sha256": "case when email is not null then sha256(email) end",
         },
         group_key=("store_id", "customer_id"),
-        row_key=("store_id", "customer_id"),
         merge_columns=(
             "email", "phone", "first_name", "last_name", "country", "created_at",
             "accepts_email_marketing", "accepts_sms_marketing", "ad_personalization_consent",
@@ -139,7 +137,7 @@ def _products(now: str) -> KindSql:
         joins=STORE_JOIN,
         checks=[
             *store_checks(),
-            ("sku is null", lit("sku is empty; it is required")),
+            required_check("sku"),
             *number_checks("price"),
             *number_checks("unit_cost"),
             *time_checks("launched_at", "launched_at", now, required=False),
@@ -157,7 +155,6 @@ def _products(now: str) -> KindSql:
             "launched_at": "launched_at",
         },  # fmt: skip
         group_key=("store_id", "sku"),
-        row_key=("store_id", "sku"),
         fx=("currency", "fx_date"),
     )
 
@@ -228,7 +225,7 @@ def _orders(now: str) -> KindSql:
         " case when sp_text(r.customer_id) is null then sp_email(r.email) end",
         checks=[
             *store_checks(),
-            ("order_id is null", lit("order_id is empty; every order needs its id")),
+            required_check("order_id", "every order needs its id"),
             (
                 "customer_id_in is null and email is null",
                 lit("neither customer_id nor email is filled; add one so the order has a customer"),
@@ -251,7 +248,6 @@ def _orders(now: str) -> KindSql:
         ],
         output=out,
         group_key=("store_id", "order_id"),
-        row_key=("store_id", "order_id"),
         fx=("currency", "fx_date"),
     )
 
@@ -293,8 +289,8 @@ def _order_lines(now: str, line_no_gaps: bool) -> KindSql:
         " and qo.order_id = sp_text(r.order_id)",
         checks=[
             *store_checks()[:2],
-            ("order_id is null", lit("order_id is empty; every line needs its order")),
-            ("sku is null", lit("sku is empty; it is required")),
+            required_check("order_id", "every line needs its order"),
+            required_check("sku"),
             (
                 "line_no is null",
                 fmt("line_no '{}' is not a whole number", "r_line_no"),
@@ -356,7 +352,7 @@ def _inventory(now: str) -> KindSql:
         checks=[
             *store_checks(),
             *time_checks("snapshot_date", "snapshot_date", now, required=True),
-            ("sku is null", lit("sku is empty; it is required")),
+            required_check("sku"),
             *number_checks("on_hand", required=True, negative_hint="; count oversold stock as 0"),
             *number_checks("lead_time_days"),
         ],
@@ -369,5 +365,4 @@ def _inventory(now: str) -> KindSql:
             "lead_time_days": "cast(round(n_lead_time_days) as integer)",
         },  # fmt: skip
         group_key=("snapshot_date", "store_id", "sku", "warehouse"),
-        row_key=("snapshot_date", "store_id", "sku", "warehouse"),
     )

@@ -29,12 +29,16 @@ class KindSql:
     checks: list[tuple[str, str]]  # (condition, message) over p
     output: dict[str, str]  # contract column -> expression over p (+ fx)
     group_key: tuple[str, ...]
-    row_key: tuple[str, ...]
+    # A row's identity; most kinds' is their group key (order lines: order and line_no).
+    row_key: tuple[str, ...] = ()
     fx: tuple[str, str] | None = None  # (currency column, date expression) in p
     # Merged per column across the versions of a row key: the newest non-null value
     # wins, so a later file that lacks a column (or leaves it empty) never erases what
     # an earlier file said (a partial customer list, a Klaviyo export).
     merge_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.row_key = self.row_key or self.group_key
 
 
 def num(col: str) -> str:
@@ -44,6 +48,11 @@ def num(col: str) -> str:
 # The checks test the parsed value first: it is NULL (or not finite) for few rows, so
 # the raw text is trimmed again only for those (a parsed value is NULL whenever its
 # text is empty, which makes `parsed is null and text is null` the same as `text is null`).
+
+
+def required_check(col: str, fix: str = "it is required") -> tuple[str, str]:
+    """The check that quarantines a row whose text column `col` is empty."""
+    return (f"{col} is null", lit(f"{col} is empty; {fix}"))
 
 
 def number_checks(col: str, *, required: bool = False, negative_hint: str = "") -> list:

@@ -15,6 +15,7 @@ from storepulse.ingest.specs.common import (
     number_checks,
     per_value,
     platform_channel,
+    required_check,
     store_checks,
     time_checks,
 )
@@ -54,7 +55,7 @@ def _lift_tests(now: str) -> KindSql:
         f" from staging.ad_spend) ch on ch.channel_store = {store} and ch.store_channel = lc.value",
         checks=[
             *store_checks(),
-            ("channel is null", lit("channel is empty; name the channel tested (meta, google…)")),
+            required_check("channel", "name the channel tested (meta, google…)"),
             (
                 f"channel not in ({paid}) and store_channel is null",
                 fmt(
@@ -117,7 +118,6 @@ def _lift_tests(now: str) -> KindSql:
             "significantly_negative": f"n_incremental_revenue + {Z90} * {se} < 0",
         },
         group_key=("store_id", "channel", "start_date", "end_date"),
-        row_key=("store_id", "channel", "start_date", "end_date"),
         fx=("currency", "fx_date"),
     )  # fmt: skip
 
@@ -156,7 +156,7 @@ def _partners(now: str) -> KindSql:
         f" and pcs.code_store = {store} and pcs.code = upper(sp_text(r.discount_code))",
         checks=[
             *store_checks(),
-            ("partner_id is null", lit("partner_id is empty; every partner needs an id")),
+            required_check("partner_id", "every partner needs an id"),
             (
                 "discount_code is null and utm_campaign is null",
                 lit("neither discount_code nor utm_campaign is filled; orders cannot be "
@@ -207,7 +207,6 @@ def _partners(now: str) -> KindSql:
             "end_date": "end_date",
         },
         group_key=("store_id", "partner_id"),
-        row_key=("store_id", "partner_id"),
         fx=("currency", "fx_date"),
     )  # fmt: skip
 
@@ -251,8 +250,8 @@ def _experiment_assignments(now: str) -> KindSql:
         f" and cv.cv_subject = {subject}",
         checks=[
             *store_checks(),
-            ("experiment_id is null", lit("experiment_id is empty; it is required")),
-            ("variant is null", lit("variant is empty; it is required")),
+            required_check("experiment_id"),
+            required_check("variant"),
             (
                 "customer_id is null",
                 lit("neither customer_id nor email is filled; the assignment names nobody"),
@@ -281,5 +280,4 @@ def _experiment_assignments(now: str) -> KindSql:
         ],
         output={c: c for c in STAGING_SCHEMAS["experiment_assignments"]},
         group_key=("store_id", "experiment_id", "customer_id"),
-        row_key=("store_id", "experiment_id", "customer_id"),
     )  # fmt: skip

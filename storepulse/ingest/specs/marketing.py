@@ -76,13 +76,6 @@ def _ad_spend(now: str) -> KindSql:
             "coalesce(campaign_id, campaign_name)",
             "country",
         ),
-        row_key=(
-            "date",
-            "store_id",
-            "platform",
-            "coalesce(campaign_id, campaign_name)",
-            "country",
-        ),
         fx=("currency", "fx_date"),
     )
 
@@ -122,7 +115,6 @@ def _sessions(now: str) -> KindSql:
             **{m: f"cast(round(coalesce(n_{m}, 0)) as bigint)" for m in counts},
         },
         group_key=("date", "store_id", "channel", "device"),
-        row_key=("date", "store_id", "channel", "device"),
     )
 
 
@@ -156,5 +148,4 @@ def _privacy_requests(now: str) -> KindSql:
             "kind": "'delete'",
         },
         group_key=("requested_at", "store_id", "email", "customer_id"),
-        row_key=("requested_at", "store_id", "email", "customer_id"),
     )
