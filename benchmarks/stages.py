@@ -249,6 +249,25 @@ def stage_churn_scoring(workdir: Path, scale: str, seed: int) -> dict:
     }
 
 
+def _one_then_two(run: Callable[[int], float], stores: int) -> dict:
+    """`run(1)` then `run(2)` (wall seconds with 1, then 2 at once), side by side."""
+    one, two = run(1), run(2)
+    return {
+        "stores": stores,
+        "one_process_seconds": round(one, 2),
+        "two_processes_seconds": round(two, 2),
+        "speedup": round(one / two, 2),
+    }
+
+
+def _thread_share(processes: int) -> dict[str, str]:
+    """Each of `processes` processes gets its share of the cores (DuckDB, polars and
+    LightGBM's OpenMP threads), as a run queue running that many runs would set them."""
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    return {"STOREPULSE_DUCKDB_THREADS": threads, "POLARS_MAX_THREADS": threads,
+            "OMP_NUM_THREADS": threads}  # fmt: skip
+
+
 def _one_vs_two_processes(
     workdir: Path, worker: str, out_flag: str, out_dir: Callable[[int], Path]
 ) -> dict:
@@ -275,12 +294,8 @@ def _one_vs_two_processes(
         for folder in (out, claims):
             shutil.rmtree(folder, ignore_errors=True)
         started = time.monotonic()
-        # The same cores either way: one process uses them all through its thread pools;
-        # with two, each gets its share (DuckDB, polars and LightGBM's OpenMP threads),
-        # as a run queue running several per-store runs would set them.
-        threads = str(max(1, (os.cpu_count() or 1) // processes))
-        env = {**os.environ, "STOREPULSE_DUCKDB_THREADS": threads,
-               "POLARS_MAX_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
+        # The same cores either way: one process uses them all through its thread pools.
+        env = {**os.environ, **_thread_share(processes)}
         workers = [
             subprocess.Popen(
                 [
@@ -304,13 +319,7 @@ def _one_vs_two_processes(
             raise SystemExit(f"{worker} failed ({processes} processes)")
         return time.monotonic() - started
 
-    one, two = run(1), run(2)
-    return {
-        "stores": int(stores),
-        "one_process_seconds": round(one, 2),
-        "two_processes_seconds": round(two, 2),
-        "speedup": round(one / two, 2),
-    }
+    return _one_then_two(run, int(stores))
 
 
 def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
@@ -375,10 +384,8 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions("stores", stores)
             set_pool_limits(instance)  # as `storepulse init-home` does: without it, 1 slot
-        threads = str(max(1, (os.cpu_count() or 1) // concurrent))
-        env = {**os.environ, "STOREPULSE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
-               "STOREPULSE_AS_OF": as_of.isoformat(), "STOREPULSE_DUCKDB_THREADS": threads,
-               "POLARS_MAX_THREADS": threads, "OMP_NUM_THREADS": threads}  # fmt: skip
+        env = {**os.environ, **_thread_share(concurrent), "STOREPULSE_HOME": str(home),
+               "DAGSTER_HOME": str(dagster_home), "STOREPULSE_AS_OF": as_of.isoformat()}  # fmt: skip
         queue, running, failed = list(stores), [], []
         started = time.monotonic()
         while queue or running:
@@ -400,13 +407,7 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
                              f"logs in {dagster_home / 'logs'}")  # fmt: skip
         return time.monotonic() - started
 
-    one, two = run(1), run(2)
-    return {
-        "stores": len(stores),
-        "one_process_seconds": round(one, 2),
-        "two_processes_seconds": round(two, 2),
-        "speedup": round(one / two, 2),
-    }
+    return _one_then_two(run, len(stores))
 
 
 STAGES = {
