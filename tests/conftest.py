@@ -14,6 +14,28 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("STOREPULSE_AD_ROI_JOBS", "1")
 
 
+def _dagster_sqlite_without_fsync() -> None:
+    """Dagster's SQLite run and event-log storage (the instance under DAGSTER_HOME)
+    commits every event with an fsync: ~2,000 of them for one slice run, each 1-30 ms
+    on a busy disk. A test instance is thrown away, so its durability is worth
+    nothing: `synchronous=OFF` on every SQLite connection of this process. (Processes
+    the tests start, `make ui` and the CLI, keep the default.)"""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _no_fsync(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous=OFF")
+            cursor.close()
+
+
+_dagster_sqlite_without_fsync()
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
     """A landing folder from `storepulse sample-data --scale tiny --seed 7` (with _truth/)."""
