@@ -36,6 +36,19 @@ def _dagster_sqlite_without_fsync() -> None:
 _dagster_sqlite_without_fsync()
 
 
+def pytest_collection_finish(session):
+    """Collecting imported Dagster, DuckDB, polars, LightGBM and the code location:
+    ~250,000 long-lived objects that every full garbage collection walks again (the
+    nightly scoring step collects after training, ~0.3 s each in a test process, and
+    Python's own generation-2 passes add as much). Collect once, then move what is
+    alive into the permanent generation: later collections walk only what the tests
+    create (measured on test_lake/customer_assets/demand_assets: 3.75 s -> 1.94 s)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
     """A landing folder from `storepulse sample-data --scale tiny --seed 7` (with _truth/)."""
