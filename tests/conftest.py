@@ -49,6 +49,14 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+def pytest_unconfigure(config):
+    """Back into the collector's reach for the interpreter's shutdown: objects still
+    frozen then are never freed, and DuckDB's bindings (nanobind) report each as leaked."""
+    import gc
+
+    gc.unfreeze()
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
     """A landing folder from `storepulse sample-data --scale tiny --seed 7` (with _truth/)."""
