@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,57 @@ def pytest_unconfigure(config):
     gc.unfreeze()
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(path)` once per test session, shared by the pytest-xdist workers: each
+    worker runs the session fixtures again, so the first one builds under a file lock
+    in the session's temporary folder (pytest-N/, the parent of the workers' own) and
+    the others wait for it and use what it built. The result is read-only by contract:
+    copy it before changing anything."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / "built-once"
+    root.mkdir(exist_ok=True)
+    target, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)  # left by a worker that died
+            build(target)
+            done.touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
-    """A landing folder from `storepulse sample-data --scale tiny --seed 7` (with _truth/)."""
+    """A landing folder from `storepulse sample-data --scale tiny --seed 7` (with _truth/).
+    Shared by every test of the session: read it, never write into it."""
     from storepulse.sample_data import generate
 
-    out = tmp_path_factory.mktemp("tiny") / "landing"
-    generate(out, scale="tiny", seed=7, progress=False)
-    return out
+    def build(root: Path) -> None:
+        generate(root / "landing", scale="tiny", seed=7, progress=False)
+
+    return built_once(tmp_path_factory, "tiny", build) / "landing"
+
+
+@pytest.fixture(scope="session")
+def tiny_warehouse(tiny_sample, tmp_path_factory) -> Path:
+    """warehouse.duckdb with `tiny_sample` ingested (its _truth/ is never read), built
+    once per session: ~1 s of ingest that about twenty fixtures would otherwise repeat.
+    Copy it (homes.copy_warehouse) into a test's own home; never open it in place. The
+    file's rows name landing files relative to the landing folder, so a copy fits any
+    home whose landing/ is a copy of tiny_sample."""
+    from storepulse.ingest import ingest_landing
+    from storepulse.warehouse import Warehouse
+
+    def build(root: Path) -> None:
+        with Warehouse(root / "warehouse.duckdb").writer() as con:
+            ingest_landing(con, tiny_sample)
+
+    return built_once(tmp_path_factory, "tiny-warehouse", build) / "warehouse.duckdb"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from homes import copy_warehouse
 
 from pipelines.assets import ad_roi as ad_roi_assets
 from pipelines.resources import RunSettings, StorepulseResource
@@ -21,13 +22,10 @@ MODEL_CLASS = ad_roi_assets.ad_roi_model.StoreAdRoiModel
 
 
 @pytest.fixture
-def ingested_home(sp_home, tiny_sample):
-    from storepulse.ingest import ingest_landing
-
+def ingested_home(sp_home, tiny_sample, tiny_warehouse):
     landing = sp_home / "landing"
     shutil.copytree(tiny_sample, landing, ignore=shutil.ignore_patterns("_truth"))
-    with Warehouse(sp_home / "warehouse.duckdb").writer() as con:
-        ingest_landing(con, landing)
+    copy_warehouse(tiny_warehouse, sp_home / "warehouse.duckdb")  # the sample, ingested
     return sp_home
 
 
