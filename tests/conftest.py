@@ -37,6 +37,40 @@ def _dagster_sqlite_without_fsync() -> None:
 _dagster_sqlite_without_fsync()
 
 
+# The modules that take longest (pytest --durations on the 2-core machine, issue #15),
+# longest first. With --dist loadfile a module is one unit of work that one worker runs
+# start to end; xdist hands units out in collection order (by default it first sorts
+# them by their number of tests, which put these, with 1-5 tests each, last, so the
+# run ended with one worker on a 60 s module while the other idled). They go first
+# here, the rest keep their order behind them.
+LONGEST_FIRST = (
+    "test_thin_stores.py",
+    "test_ui_e2e.py",
+    "test_ad_roi_assets.py",
+    "test_ad_roi.py",
+    "test_thin_store_alone.py",
+    "test_lake.py",
+    "test_slice.py",
+    "test_ingest_kinds.py",
+    "test_lifecycle_models.py",
+    "test_churn_real.py",
+    "test_ingest_direct.py",
+    "test_customer_assets.py",
+    "test_demand_assets.py",
+)
+
+
+def pytest_configure(config):
+    # Keep the order pytest_collection_modifyitems gives (xdist's --no-loadscope-reorder).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: ties keep order
+
+
 def pytest_collection_finish(session):
     """Collecting imported Dagster, DuckDB, polars, LightGBM and the code location:
     ~250,000 long-lived objects that every full garbage collection walks again (the
