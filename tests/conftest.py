@@ -37,6 +37,28 @@ def _dagster_sqlite_without_fsync() -> None:
 _dagster_sqlite_without_fsync()
 
 
+def _temporary_files_in_memory(shm: str = "/dev/shm", needed: int = 4 << 30) -> None:
+    """Test homes (warehouses, Dagster instances, exports) under /dev/shm when it is a
+    writable memory file system with room to spare: the tests write a few hundred MB
+    they throw away, and on a shared disk every fsync of theirs (DuckDB's checkpoints,
+    the Dagster instances of `make ui` and of the CLI processes) waits behind the other
+    writers' data. A PYTEST_DEBUG_TEMPROOT or --basetemp of your own wins; so does the
+    default (the system's temporary folder) where /dev/shm is small, as in containers."""
+    import shutil
+
+    if "PYTEST_DEBUG_TEMPROOT" in os.environ:
+        return
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return
+    if free >= needed and os.access(shm, os.W_OK):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = shm
+
+
+_temporary_files_in_memory()
+
+
 # The modules that take longest (pytest --durations on the 2-core machine, issue #15),
 # longest first. With --dist loadfile a module is one unit of work that one worker runs
 # start to end; xdist hands units out in collection order (by default it first sorts
