@@ -12,8 +12,8 @@ import dagster as dg
 import polars as pl
 import pytest
 from homes import copy_warehouse
+from test_ad_roi import TINY
 
-from models.adstock import Carryover
 from pipelines.assets import ad_roi as ad_roi_assets
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse.warehouse import Warehouse, query
@@ -25,12 +25,7 @@ MODEL_CLASS = ad_roi_assets.ad_roi_model.StoreAdRoiModel
 # test_ad_roi.py, whose quality checks on this same sample use them): the search is
 # most of a fit (2.5 s instead of 4.9 s on the tiny sample, the same champions), and
 # these tests check what the assets publish whatever the models' verdicts.
-CARRYOVER_GRID = (
-    Carryover("geometric", 0.0),
-    Carryover("geometric", 0.4),
-    Carryover("geometric", 0.75),
-    Carryover("delayed", 0.8, 3),
-)
+CARRYOVER_GRID = TINY.carryover_grid
 
 
 @pytest.fixture(autouse=True)
