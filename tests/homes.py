@@ -10,9 +10,22 @@ PATH_VARIABLES = ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_
                   "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF")  # fmt: skip
 
 
-def ingested_home(landing: Path, root: Path, patch: pytest.MonkeyPatch):
+def copy_warehouse(built: Path, to: Path) -> Path:
+    """A private copy at `to` of a warehouse file built once (conftest.tiny_warehouse)."""
+    import shutil
+
+    to.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built, to)
+    return to
+
+
+def ingested_home(
+    landing: Path, root: Path, patch: pytest.MonkeyPatch, warehouse: Path | None = None
+):
     """A STOREPULSE_HOME at `root` (the environment pointed at it through `patch`) with
-    `landing` copied in (without _truth/) and ingested. Returns its Paths."""
+    `landing` copied in (without _truth/) and ingested, or, given `warehouse` (the
+    same landing already ingested: conftest.tiny_warehouse), a copy of that. Returns
+    its Paths."""
     import shutil
 
     from storepulse.ingest import ingest_landing
@@ -26,6 +39,9 @@ def ingested_home(landing: Path, root: Path, patch: pytest.MonkeyPatch):
     paths = Paths.from_env().ensure()
     shutil.copytree(landing, paths.landing, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("_truth"))  # fmt: skip
+    if warehouse is not None:
+        copy_warehouse(warehouse, paths.warehouse)
+        return paths
     with Warehouse(paths.warehouse).writer() as con:
         ingest_landing(con, paths.landing)
     return paths

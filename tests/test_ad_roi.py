@@ -330,19 +330,16 @@ TINY = ad_roi.AdRoiSettings(
 
 
 @pytest.fixture(scope="module")
-def tiny_fit(tiny_sample, tmp_path_factory):
-    import shutil
+def tiny_fit(tiny_sample, tiny_warehouse, tmp_path_factory):
+    from homes import copy_warehouse
 
-    from storepulse.ingest import ingest_landing
     from storepulse.inputs.ad_roi import load_inputs
     from storepulse.sample_data import load_truth
     from storepulse.warehouse import Warehouse
 
     home = tmp_path_factory.mktemp("tiny_ad_roi")
-    landing = home / "landing"
-    shutil.copytree(tiny_sample, landing, ignore=shutil.ignore_patterns("_truth"))
-    with Warehouse(home / "warehouse.duckdb").writer() as con:
-        ingest_landing(con, landing)
+    warehouse = copy_warehouse(tiny_warehouse, home / "warehouse.duckdb")  # tiny, ingested
+    with Warehouse(warehouse).writer() as con:
         last_order = con.execute("select max(order_date) from staging.orders").fetchone()[0]
         inputs = load_inputs(con, last_order + timedelta(days=1))
     model = ad_roi.fit(inputs["daily_revenue"], inputs["daily_spend"], TINY)

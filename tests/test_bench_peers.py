@@ -11,19 +11,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from homes import copy_warehouse
 
 from benchmarks import demand_peer, features_peer  # repo root is on pythonpath (pyproject)
 from models import churn, demand, rfm
-from storepulse.ingest import ingest_landing
-from storepulse.warehouse import Warehouse
 
 
 @pytest.fixture(scope="module")
-def tiny_warehouse(tiny_sample, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bench_peers") / "warehouse.duckdb"
-    with Warehouse(path).writer() as con:
-        ingest_landing(con, tiny_sample)
-    return path
+def tiny_warehouse(tiny_warehouse, tmp_path_factory) -> Path:
+    """This module's copy of the session's ingested tiny sample (conftest)."""
+    return copy_warehouse(
+        tiny_warehouse, tmp_path_factory.mktemp("bench_peers") / "warehouse.duckdb"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -471,17 +471,19 @@ def test_too_little_history_degrades_to_the_baselines_with_a_reason():
     assert scores["churn_probability"].is_between(0.0, 1.0).all()
 
 
-def test_generated_tiny_data_model_versus_baselines_and_oracle(tiny_sample, tmp_path):
+def test_generated_tiny_data_model_versus_baselines_and_oracle(
+    tiny_sample, tiny_warehouse, tmp_path
+):
     """On the generator's tiny data: the model is scored next to both baselines and
     the Bayes oracle (true rates and dropout probabilities, observed history). It must
     rank far better than days-since-last-order, at least match BG/NBD (the generator's
     process family, blind to the churn drivers), and stay below the oracle."""
-    from storepulse.ingest import ingest_landing
+    from homes import copy_warehouse
+
     from storepulse.sample_data.truth import load_truth, oracle_churn_probability
     from storepulse.warehouse import Warehouse, query
 
-    with Warehouse(tmp_path / "w.duckdb").writer() as con:
-        ingest_landing(con, tiny_sample)
+    with Warehouse(copy_warehouse(tiny_warehouse, tmp_path / "w.duckdb")).writer() as con:
         orders = query(con, "select * from staging.orders")
         customers = query(con, "select * from staging.customers")
         sessions = query(con, "select * from staging.sessions")

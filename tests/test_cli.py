@@ -3,19 +3,20 @@
 import shutil
 
 import pytest
+from homes import copy_warehouse
 
 from storepulse.cli import main
-from storepulse.ingest import email_sha256, ingest_landing
+from storepulse.ingest import email_sha256
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query
 
 
 @pytest.fixture
-def ingested_home(tiny_sample, sp_home):
+def ingested_home(tiny_sample, tiny_warehouse, sp_home):
     paths = Paths.from_env().ensure()
     shutil.copytree(tiny_sample, paths.landing, dirs_exist_ok=True)
+    copy_warehouse(tiny_warehouse, paths.warehouse)  # the landing, ingested
     with Warehouse(paths.warehouse).writer() as con:
-        ingest_landing(con, paths.landing)
         customer = query(
             con,
             "select store_id, email from staging.customers where email is not null "

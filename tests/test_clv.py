@@ -132,13 +132,13 @@ def test_covariate_mbgnbd_recovers_planted_effects_and_its_gradient_is_exact():
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_sample, tmp_path_factory):
-    from storepulse.ingest import ingest_landing
+def tiny(tiny_warehouse, tmp_path_factory):
+    from homes import copy_warehouse
+
     from storepulse.warehouse import Warehouse, query
 
-    path = tmp_path_factory.mktemp("clv") / "w.duckdb"
+    path = copy_warehouse(tiny_warehouse, tmp_path_factory.mktemp("clv") / "w.duckdb")
     with Warehouse(path).writer() as con:
-        ingest_landing(con, tiny_sample)
         orders = query(con, "select * from staging.orders")
         customers = query(con, "select * from staging.customers")
         sessions = query(con, "select * from staging.sessions")

@@ -330,15 +330,17 @@ def test_event_calendar_places_market_specific_events():
     assert by_day[date(2024, 12, 5)]["days_since_black_friday_cyber_monday"] == 3
 
 
-def test_on_the_generator_sample_the_model_tracks_its_true_demand(tiny_sample, tmp_path):
+def test_on_the_generator_sample_the_model_tracks_its_true_demand(
+    tiny_sample, tiny_warehouse, tmp_path
+):
     """Generated data: approved vs baselines, censoring matches the truth's in_stock,
     and the expected units track the true rate about as well as the moving average."""
-    from storepulse.ingest import ingest_landing
+    from homes import copy_warehouse
+
     from storepulse.sample_data.truth import load_truth
     from storepulse.warehouse import Warehouse, query
 
-    with Warehouse(tmp_path / "w.duckdb").writer() as con:
-        ingest_landing(con, tiny_sample)
+    with Warehouse(copy_warehouse(tiny_warehouse, tmp_path / "w.duckdb")).writer() as con:
         frames = {
             kind: query(con, f"select * from staging.{kind}")
             for kind in ("orders", "order_lines", "inventory", "products", "stores")

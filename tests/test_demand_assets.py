@@ -7,6 +7,7 @@ import shutil
 
 import dagster as dg
 import polars as pl
+from homes import copy_warehouse
 
 from pipelines import model_assets
 from pipelines.assets import demand as demand_assets
@@ -18,16 +19,15 @@ from storepulse.warehouse import Warehouse, query
 ASSETS = [demand_assets.demand_model, demand_assets.demand_forecast, demand_assets.reorder_plan]
 
 
-def ingest_sample(tiny_sample, sp_home) -> Paths:
-    from storepulse.ingest import ingest_landing
-
+def ingest_sample(tiny_sample, tiny_warehouse) -> Paths:
+    """The home of the environment (sp_home) with the tiny sample landed and ingested
+    (a copy of the session's ingested warehouse)."""
     paths = Paths.from_env().ensure()
     landing = paths.landing
     shutil.copytree(
         tiny_sample, landing, dirs_exist_ok=True, ignore=shutil.ignore_patterns("_truth")
     )
-    with Warehouse(paths.warehouse).writer() as con:
-        ingest_landing(con, landing)
+    copy_warehouse(tiny_warehouse, paths.warehouse)
     return paths
 
 
@@ -40,8 +40,10 @@ def resources() -> dict:
     return {"storepulse": StorepulseResource(), "run_settings": RunSettings()}
 
 
-def test_weekly_training_then_nightly_forecast_and_reorder_plan(tiny_sample, sp_home):
-    paths = ingest_sample(tiny_sample, sp_home)
+def test_weekly_training_then_nightly_forecast_and_reorder_plan(
+    tiny_sample, tiny_warehouse, sp_home
+):
+    paths = ingest_sample(tiny_sample, tiny_warehouse)
     result = dg.materialize(ASSETS, resources=resources())
     assert result.success
 
@@ -102,8 +104,10 @@ def test_weekly_training_then_nightly_forecast_and_reorder_plan(tiny_sample, sp_
         assert late.filter(pl.col("on_hand") > 0).height == 0
 
 
-def test_nightly_forecast_trains_first_and_skips_a_store_without_order_lines(tiny_sample, sp_home):
-    paths = ingest_sample(tiny_sample, sp_home)
+def test_nightly_forecast_trains_first_and_skips_a_store_without_order_lines(
+    tiny_sample, tiny_warehouse, sp_home
+):
+    paths = ingest_sample(tiny_sample, tiny_warehouse)
     with Warehouse(paths.warehouse).writer() as con:
         stores = query(con, "select store_id from staging.stores order by store_id")["store_id"]
         without_lines = stores[0]
@@ -131,13 +135,13 @@ def test_nightly_forecast_trains_first_and_skips_a_store_without_order_lines(tin
 
 
 def test_when_lightgbm_loses_a_baseline_scores_and_the_run_is_still_approved(
-    tiny_sample, sp_home, monkeypatch
+    tiny_sample, tiny_warehouse, sp_home, monkeypatch
 ):
     """A baseline winning the backtest is normal operation: it becomes the champion, the
     weekly run succeeds, and the forecast says which method made it."""
     from models import demand
 
-    paths = ingest_sample(tiny_sample, sp_home)
+    paths = ingest_sample(tiny_sample, tiny_warehouse)
     real = demand.train_candidates
 
     def lightgbm_loses(history, config=None, seed=0):
@@ -166,8 +170,10 @@ def test_when_lightgbm_loses_a_baseline_scores_and_the_run_is_still_approved(
     assert set(methods) <= {"seasonal_naive", "moving_average_28"}
 
 
-def test_a_home_without_any_order_lines_skips_demand_without_failing(tiny_sample, sp_home):
-    paths = ingest_sample(tiny_sample, sp_home)
+def test_a_home_without_any_order_lines_skips_demand_without_failing(
+    tiny_sample, tiny_warehouse, sp_home
+):
+    paths = ingest_sample(tiny_sample, tiny_warehouse)
     with Warehouse(paths.warehouse).writer() as con:
         con.execute("delete from staging.order_lines")
 

@@ -37,10 +37,11 @@ RUN_CONFIG = {"ops": {"scores__order_risk": {"config": {"lookback_days": 400}}}}
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_sample, tmp_path_factory):
+def pipeline(tiny_sample, tiny_warehouse, tmp_path_factory):
     """The tiny sample ingested and the three growth assets materialized once."""
     patch = pytest.MonkeyPatch()
-    paths = ingested_home(tiny_sample, tmp_path_factory.mktemp("growth") / "home", patch)
+    home = tmp_path_factory.mktemp("growth") / "home"
+    paths = ingested_home(tiny_sample, home, patch, warehouse=tiny_warehouse)
     result = dg.materialize(
         ASSETS,
         resources={"storepulse": StorepulseResource(), "run_settings": RunSettings()},

@@ -37,10 +37,11 @@ def _config(key: str, **config) -> dict:
 
 
 @pytest.fixture(scope="module")
-def home(tiny_sample, tmp_path_factory):
+def home(tiny_sample, tiny_warehouse, tmp_path_factory):
     """The tiny sample ingested, nightly order risk scored in one process."""
     patch = pytest.MonkeyPatch()
-    paths = ingested_home(tiny_sample, tmp_path_factory.mktemp("lake") / "home", patch)
+    home = tmp_path_factory.mktemp("lake") / "home"
+    paths = ingested_home(tiny_sample, home, patch, warehouse=tiny_warehouse)
     dg.materialize(
         [order_risk.order_risk, segments.customer_rfm, churn.clv_scores, churn.churn_scores],
         resources=RESOURCES, run_config=_config("scores__order_risk"),

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from test_ad_roi import TINY
 
 from pipelines.assets.ad_roi import AD_ROI_SPEC, AdRoiConfig
 from pipelines.assets.churn import CHURN_SPEC, CLV_SPEC, ChurnConfig, ClvConfig
@@ -22,24 +23,32 @@ from pipelines.assets.demand import DemandConfig
 from storepulse.lifecycle import release_for_scoring, version_of
 from storepulse.warehouse import Warehouse, scalar
 
+
+class FourKernelAdRoiConfig(AdRoiConfig):
+    """Ad ROI choosing among test_ad_roi.TINY's four carryover kernels, not nine: the
+    paths under test are the lifecycle's, and the search is most of a fit."""
+
+    def settings(self):
+        return replace(super().settings(), carryover_grid=TINY.carryover_grid)
+
+
 SPECS = {
     "demand": (DEMAND_SPEC, DemandConfig(num_boost_round=40)),
     "churn": (CHURN_SPEC, ChurnConfig()),
     "clv": (CLV_SPEC, ClvConfig()),
-    "ad_roi": (AD_ROI_SPEC, AdRoiConfig(n_bootstrap=2)),
+    "ad_roi": (AD_ROI_SPEC, FourKernelAdRoiConfig(n_bootstrap=2)),
 }
 
 
 @pytest.fixture(scope="module")
-def warehouse(tiny_sample, tmp_path_factory):
-    from storepulse.ingest import ingest_landing
+def warehouse(tiny_sample, tiny_warehouse, tmp_path_factory):
+    from homes import copy_warehouse
 
     root = tmp_path_factory.mktemp("lifecycle_models")
     landing = root / "landing"
     shutil.copytree(tiny_sample, landing, ignore=shutil.ignore_patterns("_truth"))
-    wh = Warehouse(root / "warehouse.duckdb")
+    wh = Warehouse(copy_warehouse(tiny_warehouse, root / "warehouse.duckdb"))  # ingested
     with wh.writer() as con:
-        ingest_landing(con, landing)
         as_of = scalar(con, "select max(order_date) + 1 from staging.orders")
     return wh, as_of
 

@@ -21,14 +21,13 @@ from storepulse.warehouse import Warehouse, query, scalar
 
 
 @pytest.fixture(scope="module")
-def warehouse(tiny_sample, tmp_path_factory):
-    from storepulse.ingest import ingest_landing
+def warehouse(tiny_sample, tiny_warehouse, tmp_path_factory):
+    from homes import copy_warehouse
 
     root = tmp_path_factory.mktemp("per_store_inputs")
     shutil.copytree(tiny_sample, root / "landing", ignore=shutil.ignore_patterns("_truth"))
-    wh = Warehouse(root / "warehouse.duckdb")
+    wh = Warehouse(copy_warehouse(tiny_warehouse, root / "warehouse.duckdb"))  # ingested
     with wh.writer() as con:
-        ingest_landing(con, root / "landing")
         as_of = scalar(con, "select max(order_date) + 1 from staging.orders")
     return wh, as_of
 

@@ -259,18 +259,20 @@ def test_apply_is_all_or_nothing(con, monkeypatch):
     assert scalar(con, "select count(*) from ops.privacy_log where applied_at is not null") == 0
 
 
-def test_generated_data_deletion_survives_a_later_file(tiny_sample, tmp_path):
+def test_generated_data_deletion_survives_a_later_file(tiny_sample, tiny_warehouse, tmp_path):
     """Ingest the tiny sample, forget a Shopify-export customer (store from the folder),
     land a later file that names them again, and check nothing anywhere holds them."""
     import shutil
+
+    from homes import copy_warehouse
 
     from storepulse.ingest import ingest_landing
 
     landing = tmp_path / "landing"
     shutil.copytree(tiny_sample, landing, ignore=shutil.ignore_patterns("_truth"))
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    # The landing, ingested: the session's copy of the same ingest (conftest).
+    con = duckdb.connect(str(copy_warehouse(tiny_warehouse, tmp_path / "warehouse.duckdb")))
     ensure_schemas(con)
-    ingest_landing(con, landing)
     store = "luma-home-de"
     target = query(
         con,

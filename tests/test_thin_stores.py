@@ -2,55 +2,27 @@
 a 75-day store with ~300 orders, a ~40-customer store, a store advertising on one
 channel and a store that ships orders only, beside the tiny sample's two stores;
 then one store's model raising. Every other store publishes a complete export set,
-ops.store_status says what happened, and the exit code is right."""
+ops.store_status says what happened, and the exit code is right. (The young store on
+its own: tests/test_thin_store_alone.py, a module of its own so that its run and this
+one can go to two pytest-xdist workers.)"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-import polars as pl
 import pytest
+from thin_world import STEPS, THIN, nightly, statuses, thin_landing
 
 from storepulse.publish import latest_set, verify_set
-from storepulse.sample_data import generate
-from storepulse.sample_data.generator import ThinStore
 from storepulse.warehouse import Warehouse, query
 
 pytestmark = pytest.mark.slow
 
-THIN = (
-    ThinStore("young-gb", "Young Shop", "GB", "baby", customers=240, days=75,
-              channels=("meta", "google")),
-    ThinStore("forty-us", "Forty Pets", "US", "pets", customers=28, channels=("meta",)),
-    ThinStore("solo-au", "Solo Paws", "AU", "pets", customers=900, channels=("google",)),
-    ThinStore("plain-my", "Plain Beauty", "MY", "beauty", customers=600, orders_only=True),
-)  # fmt: skip
-STEPS = ("churn", "clv", "demand", "ad_roi", "publish")
-
-
-def use_home(monkeypatch, home: Path) -> None:
-    monkeypatch.setenv("STOREPULSE_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    for var in ("STOREPULSE_LANDING_DIR", "STOREPULSE_WAREHOUSE", "STOREPULSE_EXPORT_DIR",
-                "STOREPULSE_REPORT_DIR", "STOREPULSE_AS_OF"):  # fmt: skip
-        monkeypatch.delenv(var, raising=False)
-
-
-def nightly(home: Path):
-    from storepulse.runner import run_nightly
-
-    with pytest.MonkeyPatch.context() as mp:
-        use_home(mp, home)
-        return run_nightly()
-
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("thin") / "landing"
-    generate(out, scale="tiny", seed=11, progress=False, thin_stores=THIN)
-    shutil.rmtree(out / "_truth")
-    return out
+    return thin_landing(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +45,6 @@ def first_run(landing, tmp_path_factory):
 
 
 BROKEN = "forty-us"
-
-
-def statuses(home: Path) -> dict[tuple[str, str], tuple[str, str | None, str]]:
-    with Warehouse(home / "warehouse.duckdb").reader() as con:
-        rows = query(con, "select store_id, step, status, method, message from ops.store_status")
-    return {(s, step): (status, method, msg) for s, step, status, method, msg in rows.iter_rows()}
 
 
 def test_every_store_gets_what_can_be_computed(first_run):
@@ -137,22 +103,3 @@ def test_a_store_whose_model_raises_fails_alone_and_the_run_says_so(first_run):
     with Warehouse(home / "warehouse.duckdb").reader() as con:
         scored = set(query(con, "select distinct store_id from scores.churn")["store_id"])
     assert scored == others
-
-
-def test_a_young_store_alone_gets_every_output_it_can(landing, tmp_path):
-    """The issue's first finding: a landing with one young store made the whole run fail."""
-    home = tmp_path / "home"
-    (home / "landing").mkdir(parents=True)
-    shutil.copytree(landing / "young-gb", home / "landing" / "young-gb")
-    stores = pl.read_csv(landing / "stores.csv").filter(pl.col("store_id") == "young-gb")
-    stores.write_csv(home / "landing" / "stores.csv")
-    shutil.copy(landing / "fx_rates.csv", home / "landing" / "fx_rates.csv")
-    result = nightly(home)
-    assert result.success, result.failures
-    assert result.published_stores == ["young-gb"]
-    got = statuses(home)
-    # Too little history for the learned churn model: the BG/NBD baseline scores, and why.
-    status, method, message = got[("young-gb", "churn")]
-    assert (status, method) == ("fallback", "bgnbd") and "LightGBM" in message
-    assert got[("young-gb", "ad_roi")][0] in ("fallback", "skipped")
-    assert verify_set(latest_set(home / "exports" / "young-gb")) == []

@@ -57,19 +57,16 @@ def test_the_sample_is_drawn_per_store_keeps_whole_customers_and_is_seeded():
 
 
 @pytest.fixture(scope="module")
-def tiny_inputs(tiny_sample, tmp_path_factory):
+def tiny_inputs(tiny_warehouse, tmp_path_factory):
     """The churn inputs of the tiny sample, as the pipeline loads them, and as_of."""
-    import shutil
+    from homes import copy_warehouse
 
-    from storepulse.ingest import ingest_landing
     from storepulse.inputs.churn import load_inputs
     from storepulse.inputs.demand import load_history
     from storepulse.warehouse import Warehouse, scalar
 
     root = tmp_path_factory.mktemp("training_sample")
-    shutil.copytree(tiny_sample, root / "landing", ignore=shutil.ignore_patterns("_truth"))
-    with Warehouse(root / "warehouse.duckdb").writer() as con:
-        ingest_landing(con, root / "landing")
+    with Warehouse(copy_warehouse(tiny_warehouse, root / "warehouse.duckdb")).writer() as con:
         as_of = scalar(con, "select max(order_date) + 1 from staging.orders")
         return load_inputs(con, as_of), as_of, load_history(con, as_of)
 

@@ -77,7 +77,7 @@ def _wait_for(predicate, timeout: float, what: str, server=None):
                 return value
         except OSError as exc:  # server not up yet
             last_error = exc
-        time.sleep(1)
+        time.sleep(0.5)
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
     )
