@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 
@@ -268,6 +269,19 @@ def _thread_share(processes: int) -> dict[str, str]:
             "OMP_NUM_THREADS": threads}  # fmt: skip
 
 
+def _nightly_stores(workdir: Path) -> tuple[list[str], date]:
+    """The nightly home's stores, largest first (the order the workers take them), and
+    the day after its last order (the as_of the nightly stage scored)."""
+    from datetime import timedelta
+
+    from benchmarks.publish_worker import stores_largest_first
+    from storepulse.warehouse import Warehouse, scalar
+
+    with Warehouse(workdir / "home" / "warehouse.duckdb").reader() as con:
+        last = scalar(con, "select max(order_date) from staging.orders")
+        return stores_largest_first(con), last + timedelta(days=1)
+
+
 def _one_vs_two_processes(
     workdir: Path, worker: str, out_flag: str, out_dir: Callable[[int], Path]
 ) -> dict:
@@ -278,16 +292,9 @@ def _one_vs_two_processes(
     queue with `max_concurrent_runs` = processes would. Wall seconds of each."""
     import subprocess
     import time
-    from datetime import timedelta
-
-    from storepulse.warehouse import Warehouse, query
 
     warehouse = workdir / "home" / "warehouse.duckdb"
-    with Warehouse(warehouse).reader() as con:
-        as_of = query(con, "select max(order_date) as d from staging.orders")["d"][0] + timedelta(
-            days=1
-        )
-        stores = query(con, "select count(distinct store_id) as n from staging.orders")["n"][0]
+    stores, as_of = _nightly_stores(workdir)
 
     def run(processes: int) -> float:
         out, claims = out_dir(processes), workdir / f"claims-{processes}p"
@@ -319,7 +326,7 @@ def _one_vs_two_processes(
             raise SystemExit(f"{worker} failed ({processes} processes)")
         return time.monotonic() - started
 
-    return _one_then_two(run, int(stores))
+    return _one_then_two(run, len(stores))
 
 
 def stage_publish_scaling(workdir: Path, scale: str, seed: int) -> dict:
@@ -359,20 +366,14 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
     which is what a run costs in a real deployment."""
     import subprocess
     import time
-    from datetime import timedelta
 
     import dagster as dg
 
-    from benchmarks.publish_worker import stores_largest_first
     from pipelines.resources import set_pool_limits
-    from storepulse.warehouse import Warehouse, query
+    from storepulse.settings import install_dagster_yaml
 
     home = workdir / "home"
-    with Warehouse(home / "warehouse.duckdb").reader() as con:
-        stores = stores_largest_first(con)
-        as_of = query(con, "select max(order_date) as d from staging.orders")["d"][0] + timedelta(
-            days=1
-        )
+    stores, as_of = _nightly_stores(workdir)
     dagster = Path(sys.executable).with_name("dagster")
 
     def run(concurrent: int) -> float:
@@ -380,7 +381,7 @@ def stage_scoring_runs(workdir: Path, scale: str, seed: int) -> dict:
         dagster_home = workdir / f"runs-dagster-{concurrent}"
         shutil.rmtree(dagster_home, ignore_errors=True)
         (dagster_home / "logs").mkdir(parents=True)
-        shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", dagster_home)
+        install_dagster_yaml(dagster_home)
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions("stores", stores)
             set_pool_limits(instance)  # as `storepulse init-home` does: without it, 1 slot
