@@ -18,7 +18,7 @@ from pydantic import Field
 
 from storepulse import settings
 from storepulse.settings import Paths
-from storepulse.warehouse import Warehouse, scalar, table_exists
+from storepulse.warehouse import Warehouse, scalar, table_exists, unpin_all
 
 # Concurrency pools (dagster.yaml): every step that opens the warehouse read-write
 # is in WRITE_POOL (limit 1: DuckDB has one writer process); read-only steps are in
@@ -67,10 +67,20 @@ class StorepulseResource(dg.ConfigurableResource):
             yield con
 
     @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection (pool `duckdb_read`): many processes may hold one."""
-        with self.warehouse().reader() as con:
+    def reader(self, *, for_run: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (pool `duckdb_read`): many processes may hold one.
+
+        for_run: the steps of a read-only run (a store's scoring) share one DuckDB
+        instance until the run ends (`Warehouse.pin`), instead of each loading the
+        catalog and the store's blocks again."""
+        warehouse = self.warehouse()
+        if for_run:
+            warehouse.pin()
+        with warehouse.reader() as con:
             yield con
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        unpin_all()
 
 
 class RunSettings(dg.ConfigurableResource):

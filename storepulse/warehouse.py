@@ -70,6 +70,12 @@ def _is_lock_conflict(exc: Exception) -> bool:
 WRITER_ROW_GROUP_SIZE = 32_768
 WAREHOUSE_ALIAS = "warehouse"
 
+# Read-only instances held open by `Warehouse.pin()`, by resolved path. While one is
+# held, every read-only connect to that file in this process joins it (DuckDB's
+# instance cache), so the catalog and the blocks already read are shared instead of
+# loaded again per connection. `Warehouse.writer()` drops the pin before it opens.
+_PINS: dict[Path, duckdb.DuckDBPyConnection] = {}
+
 
 def _limit_memory(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """DuckDB's memory_limit and spill folder (storepulse.settings), on every connection."""
@@ -162,6 +168,7 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The one read-write connection (callers hold it only for a run step)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.unpin()  # this process's read-only instance would stand in the writer's way
         con = connect(self.path)
         try:
             ensure_schemas(con)
@@ -177,6 +184,26 @@ class Warehouse:
             yield con
         finally:
             con.close()
+
+    def pin(self) -> None:
+        """Keep one read-only instance of the file open in this process until `unpin()`
+        (or a `writer()` here): the readers opened meanwhile share its catalog and
+        buffer pool. A per-store run pins for its steps (they read the same store's
+        rows); the pin is a read lock, so other processes' writers wait for `unpin()`."""
+        key = self.path.resolve()
+        if key not in _PINS:
+            _PINS[key] = connect(self.path, read_only=True)
+
+    def unpin(self) -> None:
+        con = _PINS.pop(self.path.resolve(), None)
+        if con is not None:
+            con.close()
+
+
+def unpin_all() -> None:
+    """Drop every pin this process holds (the end of a run)."""
+    while _PINS:
+        _PINS.popitem()[1].close()
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:

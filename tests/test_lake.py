@@ -25,6 +25,7 @@ from pipelines.assets import churn, order_risk, segments
 from pipelines.assets import lake as lake_assets
 from pipelines.resources import RunSettings, StorepulseResource
 from storepulse import lake
+from storepulse import warehouse as warehouse_module
 from storepulse.settings import Paths
 from storepulse.warehouse import Warehouse, query
 
@@ -74,6 +75,8 @@ def _score_stores(instance, stores, assets=GROWTH, **config) -> dict[str, bool]:
             raise_on_error=False,
         )  # fmt: skip
         done[store] = result.success
+        # The run's steps shared one read-only instance; its end released it, failed or not.
+        assert not warehouse_module._PINS
     return done
 
 

@@ -77,3 +77,43 @@ def test_writer_writes_row_groups_small_enough_to_stage_on_every_core(tmp_path):
         )
         assert scalar(con, "select count(*) from staging.t") == 100_000
     assert groups >= 3
+
+
+def _null_order(warehouse: Warehouse) -> str:
+    with warehouse.reader() as con:
+        return scalar(con, "select current_setting('default_null_order')")
+
+
+def test_a_pin_shares_one_instance_until_unpinned_or_a_writer_opens(tmp_path):
+    from storepulse import warehouse as wh
+
+    path = tmp_path / "w.duckdb"
+    warehouse = Warehouse(path)
+    with warehouse.writer() as con:
+        con.execute("create table staging.t as select 1 as x")
+    default = _null_order(warehouse)
+    warehouse.pin()
+    try:
+        # A global setting made on the pinned instance is what every reader sees: they
+        # join it instead of opening the file again.
+        wh._PINS[path.resolve()].execute(
+            "set global default_null_order = 'nulls_first_on_asc_last_on_desc'"
+        )
+        assert (
+            _null_order(warehouse).lower() == "nulls_first_on_asc_last_on_desc" != default.lower()
+        )
+        # A writer in the same process drops the pin first (read-only and read-write
+        # instances of one file cannot coexist), and then writes.
+        with warehouse.writer() as con:
+            con.execute("insert into staging.t values (2)")
+        assert path.resolve() not in wh._PINS
+        assert _null_order(warehouse) == default
+        warehouse.pin()
+        with warehouse.reader() as con:
+            assert scalar(con, "select sum(x) from staging.t") == 3
+    finally:
+        wh.unpin_all()
+    assert not wh._PINS
+    # Unpinned, another process can write again.
+    writer = _hold_writer(path, 0.1)
+    assert writer.wait(timeout=60) == 0

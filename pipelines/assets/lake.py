@@ -91,7 +91,7 @@ def store_order_risk(
 ) -> dg.MaterializeResult:
     store = safe_store_id(context.partition_key)
     settings = validated_settings(config, "order risk config")
-    with storepulse.reader() as con:
+    with storepulse.reader(for_run=True) as con:
         as_of = run_settings.as_of_date(con)
         orders = risk_inputs.load_orders(con, as_of, store)
         customers = risk_inputs.load_customers(con, store)
@@ -153,7 +153,7 @@ def _model_into_lake(
     weekly or nightly job trains), down the fallback chain, into lake/scores.<step>."""
     store = safe_store_id(context.partition_key)
     paths = storepulse.paths()
-    with storepulse.reader() as con:
+    with storepulse.reader(for_run=True) as con:
         as_of = run_settings.as_of_date(con)
         try:
             release = approved_release(con, spec, as_of, paths.model_store)
@@ -256,7 +256,7 @@ def store_customer_rfm(
 ) -> dg.MaterializeResult:
     store = safe_store_id(context.partition_key)
     settings = validated_settings(config, "RFM config")
-    with storepulse.reader() as con:
+    with storepulse.reader(for_run=True) as con:
         as_of = run_settings.as_of_date(con)
         orders = rfm_inputs.load_orders(con, as_of, store)
     scored = rfm.score_rfm(orders, as_of, settings)
