@@ -99,10 +99,13 @@ SUMMARY_VALUES = [
 # Per-store work split over 2 processes vs 1: ratio name -> what is split.
 # ratio name -> (stage, what): time with 2 processes / time with 1.
 SCALING = {
-    "publish_2_vs_1_processes": ("publish_scaling", "publishing"),
+    "publish_2_vs_1_processes": (
+        "publish_scaling",
+        "publishing, timed from the workers' common start",
+    ),
     "score_store_2_vs_1_processes": (
         "scoring_scaling",
-        "scoring into the lake (order risk, RFM, CLV, churn), runs inside 1 or 2 worker processes",
+        "scoring into the lake (order risk, RFM, CLV, churn), runs inside 1 or 2 long-lived worker processes, timed from their common start",
     ),
     "score_store_runs_2_vs_1": (
         "scoring_runs",
@@ -121,6 +124,7 @@ def ratio_descriptions() -> dict[str, str]:
     out.update({name: text for name, *_, text in SUMMARY_VALUES})
     for name, (_, what) in SCALING.items():
         out[name] = f"per-store {what}: 2 processes / 1 (0.5 = perfect)"
+        out[f"{name}_process"] = f"per-store {what}: 2 processes / 1, start-up included"
     return out
 
 
@@ -159,6 +163,12 @@ def time_ratios(stages: dict[str, dict]) -> dict[str, float]:
             ratios[name] = round(
                 scaling["two_processes_seconds"] / scaling["one_process_seconds"], 3
             )
+            if scaling.get("one_process_whole_seconds"):
+                # The same runs timed from the workers' spawn: their start-up included.
+                ratios[f"{name}_process"] = round(
+                    scaling["two_processes_whole_seconds"] / scaling["one_process_whole_seconds"],
+                    3,
+                )
     for ratio, ours, peer, key, _ in VALUE_RATIOS:
         if ours in stages and peer in stages:
             mine, theirs = stages[ours].get(key), stages[peer].get(key)

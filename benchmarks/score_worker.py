@@ -12,7 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmarks.publish_worker import claimed_stores, slice_arguments, stores_largest_first
+from benchmarks.publish_worker import (
+    claimed_stores,
+    slice_arguments,
+    stores_largest_first,
+    wait_at_start_line,
+)
 
 
 def main() -> int:
@@ -35,6 +40,7 @@ def main() -> int:
     resources = {"storepulse": StorepulseResource(), "run_settings": RunSettings()}
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("stores", stores)
+        wait_at_start_line(args.start_line)
         for store in claimed_stores(stores, args.claims):
             result = dg.materialize(
                 assets, partition_key=store, instance=instance, resources=resources,
