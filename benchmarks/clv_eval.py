@@ -50,17 +50,22 @@ SAMPLE_SESSIONS_SQL = "select date, store_id, sessions from staging.sessions"
 # ------------------------------------------------------------------------------ CDNOW
 
 
-def lifetimes_expected(summary: pl.DataFrame, horizon_days: int) -> np.ndarray | None:
+def lifetimes_expected(
+    summary: pl.DataFrame, horizon_days: int, model: str = "bgnbd"
+) -> np.ndarray | None:
+    """Expected purchase days over the horizon from `lifetimes` (when installed): its
+    BG/NBD, or its Pareto/NBD (model='pareto'), fitted on the same summary."""
     try:
-        from lifetimes import BetaGeoFitter
+        from lifetimes import BetaGeoFitter, ParetoNBDFitter
     except ImportError:
         return None
     import warnings
 
     x, t_x, T = (summary[c].to_numpy() for c in ("x", "t_x", "T"))
+    fitter_class = ParetoNBDFitter if model == "pareto" else BetaGeoFitter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitter = BetaGeoFitter(penalizer_coef=0.0).fit(x, t_x, T)
+        fitter = fitter_class(penalizer_coef=0.0).fit(x, t_x, T)
         return np.asarray(
             fitter.conditional_expected_number_of_purchases_up_to_time(
                 horizon_days / 7.0, x, t_x, T
@@ -87,15 +92,17 @@ def cdnow_clv(orders: pl.DataFrame, cutoff: date, seed: int = 0) -> dict:
         for name, f in rows.items()
     }
     summary = btyd_summary(orders, cutoff)
-    peer = lifetimes_expected(summary, 90)
-    if peer is not None:
+    for name, model in (("lifetimes", "bgnbd"), ("lifetimes_pareto", "pareto")):
+        peer = lifetimes_expected(summary, 90, model)
+        if peer is None:
+            break
         with_actual = (
             summary.select("store_id", "customer_id")
             .with_columns(predicted=pl.Series(peer))
             .join(actual, on=["store_id", "customer_id"], how="left")
             .fill_null(0.0)
         )
-        out["lifetimes"] = clv.value_metrics(
+        out[name] = clv.value_metrics(
             with_actual["actual_orders"].to_numpy(), with_actual["predicted"].to_numpy()
         )
     return {
@@ -125,6 +132,21 @@ def cdnow_table(rows: list[dict]) -> str:
             f"| {ours['actual_total']:.0f} | {ours['aggregate_error']:+.1%} "
             f"| {base['aggregate_error']:+.1%} |"
         )
+    peers = [r for r in rows if "lifetimes_pareto" in r["orders_90d"]]
+    if peers:
+        out += [
+            "",
+            "Aggregate error of the textbook models (`lifetimes`, same data and cutoffs):",
+            "",
+            "| cutoff | BG/NBD | Pareto/NBD |",
+            "|---|---|---|",
+        ]
+        for row in peers:
+            o = row["orders_90d"]
+            out.append(
+                f"| {row['cutoff']} | {o['lifetimes']['aggregate_error']:+.1%} "
+                f"| {o['lifetimes_pareto']['aggregate_error']:+.1%} |"
+            )
     return "\n".join(out)
 
 
@@ -207,6 +229,9 @@ def sample_churn(frames: dict, landing: Path, seed: int) -> dict:
         for c in ("champion", *result.models.available, "ceiling")
     }
     gap = m["ceiling"]["auc"] - m["bgnbd"]["auc"]
+    interval = gap_closed_interval(
+        y, *(frame[c].to_numpy() for c in ("champion", "bgnbd", "ceiling")), seed=seed
+    )
     by_tenure = {}
     for low, high in TENURE_BUCKETS:
         part = frame.filter(pl.col("tenure_days").is_between(low, high, closed="left"))
@@ -224,8 +249,32 @@ def sample_churn(frames: dict, landing: Path, seed: int) -> dict:
         "gap_closed": round((m["champion"]["auc"] - m["bgnbd"]["auc"]) / gap, 3)
         if gap > 0
         else None,
+        "gap_closed_p5_p95": interval,
         "customers_without_truth": missing,
     }
+
+
+def gap_closed_interval(
+    y: np.ndarray,
+    champion: np.ndarray,
+    bgnbd: np.ndarray,
+    ceiling: np.ndarray,
+    seed: int,
+    resamples: int = 200,
+) -> list[float] | None:
+    """The 5th and 95th percentiles of "gap closed" over customers resampled with
+    replacement (the three scores of a customer stay together): how much of the figure
+    is which customers happened to be in the sample."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng([seed, 5])
+    closed = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y), len(y))
+        a, b, c = (roc_auc_score(y[i], s[i]) for s in (champion, bgnbd, ceiling))
+        if c > b:
+            closed.append((a - b) / (c - b))
+    return [round(float(q), 3) for q in np.percentile(closed, [5, 95])] if closed else None
 
 
 def sample_clv(frames: dict, seed: int) -> dict:
@@ -280,6 +329,10 @@ def sample_risk(frames: dict) -> pl.DataFrame:
     return band_shares(scores)
 
 
+def _interval(pair: list[float] | None) -> str:
+    return "—" if pair is None else f"{pair[0]:.2f}-{pair[1]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
@@ -305,6 +358,7 @@ def main() -> None:
         churn_rows.append(
             f"| {seed} | {c['cutoff']} | {c['champion']} | {m['champion']['auc']:.4f} "
             f"| {m['bgnbd']['auc']:.4f} | {m['ceiling']['auc']:.4f} | {c['gap_closed']:.2f} "
+            f"| {_interval(c['gap_closed_p5_p95'])} "
             f"| {m['champion']['brier']:.4f} | {m['bgnbd']['brier']:.4f} | {m['ceiling']['brier']:.4f} |"
         )
         r = v["metrics"]
@@ -318,7 +372,8 @@ def main() -> None:
     print("\nSmall sample data, churn as of the last fully observed 90 days:\n")
     print(
         "| seed | cutoff | champion | AUC champion | AUC BG/NBD | AUC ceiling | gap closed "
-        "| Brier champion | Brier BG/NBD | Brier ceiling |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| p5-p95 (customers resampled) | Brier champion | Brier BG/NBD | Brier ceiling |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
     print("\n".join(churn_rows))
     print("\nBy tenure at the cutoff (champion / BG/NBD / ceiling):\n")

@@ -99,13 +99,10 @@ SUMMARY_VALUES = [
 # Per-store work split over 2 processes vs 1: ratio name -> what is split.
 # ratio name -> (stage, what): time with 2 processes / time with 1.
 SCALING = {
-    "publish_2_vs_1_processes": (
-        "publish_scaling",
-        "publishing, timed from the workers' common start",
-    ),
+    "publish_2_vs_1_processes": ("publish_scaling", "publishing"),
     "score_store_2_vs_1_processes": (
         "scoring_scaling",
-        "scoring into the lake (order risk, RFM, CLV, churn), runs inside 1 or 2 long-lived worker processes, timed from their common start",
+        "scoring into the lake (order risk, RFM, CLV, churn), runs inside 1 or 2 long-lived worker processes",
     ),
     "score_store_runs_2_vs_1": (
         "scoring_runs",
@@ -124,7 +121,10 @@ def ratio_descriptions() -> dict[str, str]:
     out.update({name: text for name, *_, text in SUMMARY_VALUES})
     for name, (_, what) in SCALING.items():
         out[name] = f"per-store {what}: 2 processes / 1 (0.5 = perfect)"
-        out[f"{name}_process"] = f"per-store {what}: 2 processes / 1, start-up included"
+        out[f"{name}_process"] = (
+            f"per-store {what}: 2 processes / 1, the whole processes from spawn (the ratio "
+            "above times the work from the set-up workers' common start)"
+        )
     return out
 
 

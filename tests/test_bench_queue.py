@@ -7,7 +7,7 @@ import threading
 
 import duckdb
 
-from benchmarks.publish_worker import claimed_stores, stores_largest_first
+from benchmarks.publish_worker import claimed_stores, stores_largest_first, wait_at_start_line
 
 
 def test_two_workers_take_every_store_once(tmp_path):
@@ -46,3 +46,21 @@ def test_stores_come_largest_first_with_storeless_orders_last():
             "t(store_id, order_id)")  # fmt: skip
     con.sql("create table staging.stores as select * from (values ('mid'), ('new')) t(store_id)")
     assert stores_largest_first(con) == ["big", "mid", "small", "new"]
+
+
+def test_a_set_up_worker_waits_at_the_start_line_for_the_go(tmp_path):
+    """The stage times the stores' work from one go: a worker says it is ready, then
+    takes no store before the go exists."""
+    passed = threading.Event()
+    worker = threading.Thread(target=lambda: (wait_at_start_line(tmp_path), passed.set()))
+    worker.start()
+    for _ in range(500):
+        if list(tmp_path.glob("ready-*")):
+            break
+        passed.wait(0.01)
+    assert len(list(tmp_path.glob("ready-*"))) == 1
+    assert not passed.wait(0.2)  # ready, but no go yet
+    (tmp_path / "go").touch()
+    worker.join(timeout=30)
+    assert passed.is_set()
+    wait_at_start_line(None)  # no start line: go at once
