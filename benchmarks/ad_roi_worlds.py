@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 6 --jobs 2 --json out.json  # full
     .venv/bin/python -m benchmarks.ad_roi_worlds --families correlated_pair --seeds 3
     .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 20 --methods ridge --test-noise 0  # exact tests
+    .venv/bin/python -m benchmarks.ad_roi_worlds --seeds 6 --jobs 2 --tests planned  # the lift plan's tests
 
 Runtime on 2 shared cores: quick (14 worlds, both media models) about 70 s; full
 (6 seeds, 42 worlds, --jobs 2) about 2.5 minutes; --methods ridge alone well under
@@ -210,6 +211,58 @@ class World:
         diff = self.channels[channel].response(spend) - self.channels[channel].response(held)
         return float(diff[start:stop].sum() if scope == "immediate" else diff[start:].sum())
 
+    def measure(
+        self,
+        rng: np.random.Generator,
+        channel: str,
+        start: int,
+        stop: int,
+        holdout: float,
+        scope: str,
+        noise: float = 1.0,
+    ) -> tuple[dict, dict]:
+        """One holdout study of `channel` on days [start, stop) with `holdout` of the
+        audience held out: its lift_tests row and its truth (see `lift_tests`)."""
+        level = self.baseline + sum(self.media().values())
+        day_sd = self.noise_sd * level[start:stop]
+        se = float(np.sqrt(self.unit_noise_share * (day_sd**2).sum() / (holdout * (1 - holdout))))
+        true = self.true_lift(channel, start, stop, scope)
+        measured = true + noise * float(rng.normal(0.0, se))
+        se = se * noise if noise > 0 else max(0.02 * abs(true), 1.0)
+        row = {
+            "store_id": STORE,
+            "channel": channel,
+            "start_date": self.dates[start],
+            "end_date": self.dates[stop - 1],
+            "test_spend_usd": float(self.spend[channel][start:stop].sum()),
+            "incremental_revenue_usd": measured,
+            "std_error_usd": se,
+            "scope": scope,
+            "source": "holdout",
+        }
+        return row, {"channel": channel, "true_lift_usd": true, "holdout_share": holdout}
+
+    def planned_test(
+        self,
+        rng: np.random.Generator,
+        channel: str,
+        days: int,
+        holdout: float,
+        before: int,
+        noise: float = 1.0,
+    ) -> tuple[dict, dict, int] | None:
+        """The test a lift plan asked for (channel, duration, holdout share), run in the
+        latest window ending by day `before` where the channel spends at least half its
+        usual rate, carry-out included (scope 'total'). Returns (row, truth, start), or
+        None when the channel has no such window."""
+        spend = self.spend[channel]
+        usual = spend[spend > 0].mean() if (spend > 0).any() else 0.0
+        for stop in range(min(before, len(self.dates) - 14), days + 59, -7):
+            if usual > 0 and spend[stop - days : stop].sum() >= 0.5 * usual * days:
+                row, true = self.measure(rng, channel, stop - days, stop, holdout, "total", noise)
+                return row, true, stop - days
+        return None
+
     def lift_tests(
         self, rng: np.random.Generator, count: int, noise: float = 1.0
     ) -> tuple[pl.DataFrame, list]:
@@ -232,7 +285,6 @@ class World:
             if p.sum() <= 0:
                 break
             chosen.append(names[int(rng.choice(len(names), p=p / p.sum()))])
-        level = self.baseline + sum(self.media().values())
         rows, truth = [], []
         for channel in chosen:
             days = int(rng.choice([14, 21, 28, 35, 42]))
@@ -242,28 +294,9 @@ class World:
                 start = int(rng.integers(60, n - days - 14))
                 if self.spend[channel][start : start + days].sum() > 0:
                     break
-            stop = start + days
-            day_sd = self.noise_sd * level[start:stop]
-            se = float(
-                np.sqrt(self.unit_noise_share * (day_sd**2).sum() / (holdout * (1 - holdout)))
-            )
-            true = self.true_lift(channel, start, stop, scope)
-            measured = true + noise * float(rng.normal(0.0, se))
-            se = se * noise if noise > 0 else max(0.02 * abs(true), 1.0)
-            rows.append(
-                {
-                    "store_id": STORE,
-                    "channel": channel,
-                    "start_date": self.dates[start],
-                    "end_date": self.dates[stop - 1],
-                    "test_spend_usd": float(self.spend[channel][start:stop].sum()),
-                    "incremental_revenue_usd": measured,
-                    "std_error_usd": se,
-                    "scope": scope,
-                    "source": "holdout",
-                }
-            )
-            truth.append({"channel": channel, "true_lift_usd": true, "holdout_share": holdout})
+            row, true = self.measure(rng, channel, start, start + days, holdout, scope, noise)
+            rows.append(row)
+            truth.append(true)
         return pl.DataFrame(rows), truth
 
 
@@ -491,9 +524,13 @@ def score_world(
     methods: tuple[str, ...],
     config_overrides: dict | None = None,
     test_noise: float = 1.0,
+    tests_mode: str = "random",
 ) -> dict:
     """Fit the model on one world (with 2-3 lift tests, read both calibrated and not)
-    and compare every channel with the truth."""
+    and compare every channel with the truth. tests_mode 'random': the tests fall on
+    channels drawn by spend, with random designs (`World.lift_tests`); 'planned': each
+    test is the one the model's own lift plan asks for after the tests before it
+    (`planned_lift_tests`)."""
     import dataclasses
 
     from models import ad_roi
@@ -501,7 +538,7 @@ def score_world(
     world = make_world(family, seed)
     events = world.events()
     rng = np.random.default_rng([seed, 99, list(FAMILIES).index(family)])
-    tests, tests_truth = world.lift_tests(rng, int(rng.integers(2, 4)), test_noise)
+    count = int(rng.integers(2, 4))
     config = ad_roi.AdRoiSettings(n_jobs=1, methods=methods, seed=seed)
     if config_overrides:
         ridge_overrides = config_overrides.get("ridge", {})
@@ -513,6 +550,10 @@ def score_world(
             lift_test_rules=dataclasses.replace(config.lift_test_rules, **rule_overrides),
             **top,
         )
+    if tests_mode == "planned":
+        tests, tests_truth = planned_lift_tests(world, config, events, count, rng, test_noise)
+    else:
+        tests, tests_truth = world.lift_tests(rng, count, test_noise)
     started = time.perf_counter()
     model = ad_roi.fit(
         world.daily_revenue, world.daily_spend, config, events=events, lift_tests=tests
@@ -560,11 +601,52 @@ def score_world(
         "channels": channels,
         "lift_tests": [
             {**t, "measured": r["incremental_revenue_usd"], "se": r["std_error_usd"]}
-            for t, r in zip(tests_truth, tests.iter_rows(named=True), strict=True)
+            for t, r in zip(
+                tests_truth, tests.iter_rows(named=True) if tests is not None else [], strict=True
+            )
         ],
+        "tests_mode": tests_mode,
         "lift_test_status": [t["status"] for t in store.lift_tests],
         "notes": world.notes,
     }
+
+
+def planned_lift_tests(
+    world: World, config, events: pl.DataFrame, count: int, rng: np.random.Generator, noise: float
+) -> tuple[pl.DataFrame | None, list]:
+    """`count` tests run the way a merchant following marts.lift_plan would: fit (the
+    ridge, with the tests so far), take the plan's test (channel, duration, holdout
+    share), run it in the world (`World.planned_test`, before the previous test's
+    window), and again. What the plan's choice of channel and design is worth to the
+    ROAS, next to tests placed at random."""
+    import dataclasses
+
+    from models import ad_roi
+
+    planning = dataclasses.replace(config, methods=("ridge",))
+    rows, truth, before = [], [], len(world.dates)
+    for _ in range(count):
+        model = ad_roi.fit(
+            world.daily_revenue,
+            world.daily_spend,
+            planning,
+            events=events,
+            lift_tests=pl.DataFrame(rows) if rows else None,
+        )
+        plan = ad_roi.lift_plan(model, world.daily_revenue, world.daily_spend, events=events)
+        if plan.is_empty():
+            break
+        asked = plan.row(0, named=True)
+        drawn = world.planned_test(
+            rng, asked["channel"], int(asked["duration_days"]), float(asked["holdout_share"]),
+            before, noise,
+        )  # fmt: skip
+        if drawn is None:
+            break
+        row, true, before = drawn
+        rows.append(row)
+        truth.append(true)
+    return (pl.DataFrame(rows) if rows else None), truth
 
 
 def _ape(est: float, true: float) -> float:
@@ -752,6 +834,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="scale of the lift tests' error (1: the harness; 0: exact tests, a diagnostic)",
     )
+    parser.add_argument(
+        "--tests",
+        choices=("random", "planned"),
+        default="random",
+        help="where the 2-3 lift tests fall: random channels and designs, or the ones the "
+        "model's lift plan asks for, one after another",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--set",
@@ -775,12 +864,13 @@ def main(argv: list[str] | None = None) -> int:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=args.jobs, backend="loky")(
-            delayed(score_world)(f, s, methods, overrides, args.test_noise) for f, s in tasks
+            delayed(score_world)(f, s, methods, overrides, args.test_noise, args.tests)
+            for f, s in tasks
         )
     else:
         results = []
         for f, s in tasks:
-            results.append(score_world(f, s, methods, overrides, args.test_noise))
+            results.append(score_world(f, s, methods, overrides, args.test_noise, args.tests))
             print(f"{f} seed {s}: {results[-1]['fit_seconds']:.1f} s", flush=True)
     table = summarise(results, methods)
     print(format_table(table))
