@@ -171,6 +171,7 @@ class World:
     unit_noise_share: float  # share of day-noise variance a holdout test cannot net out
     pair: tuple[str, str] | None = None
     notes: dict = field(default_factory=dict)
+    _level: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def daily_revenue(self) -> pl.DataFrame:
@@ -191,6 +192,14 @@ class World:
 
         cal = event_calendar(self.dates[0], self.dates[-1] + timedelta(days=60), ["US"])
         return cal.select(pl.lit(STORE).alias("store_id"), "date", "event").unique()
+
+    @property
+    def level(self) -> np.ndarray:
+        """Expected daily revenue (baseline + every channel's response), before noise;
+        computed once (every lift test's error scales with it)."""
+        if self._level is None:
+            self._level = self.baseline + sum(self.media().values())
+        return self._level
 
     def media(self) -> dict[str, np.ndarray]:
         return {c: t.response(self.spend[c]) for c, t in self.channels.items()}
@@ -223,8 +232,7 @@ class World:
     ) -> tuple[dict, dict]:
         """One holdout study of `channel` on days [start, stop) with `holdout` of the
         audience held out: its lift_tests row and its truth (see `lift_tests`)."""
-        level = self.baseline + sum(self.media().values())
-        day_sd = self.noise_sd * level[start:stop]
+        day_sd = self.noise_sd * self.level[start:stop]
         se = float(np.sqrt(self.unit_noise_share * (day_sd**2).sum() / (holdout * (1 - holdout))))
         true = self.true_lift(channel, start, stop, scope)
         measured = true + noise * float(rng.normal(0.0, se))
