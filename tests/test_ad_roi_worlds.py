@@ -1,4 +1,4 @@
-"""The independent mix worlds' lift tests (benchmarks/ad_roi_worlds.py): a planned test
+"""The independent mix worlds' lift tests (benchmarks/mix_worlds.py): a planned test
 is run as the plan designed it, in a window where the channel spends, before the
 previous test, and measured around its true lift with the stated error."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.ad_roi_worlds import make_world
+from benchmarks.mix_worlds import make_world
 
 
 def test_a_planned_test_runs_as_designed_before_the_previous_one():
