@@ -57,6 +57,21 @@ def _simulate_process(n: int, seed: int, calendar: np.ndarray):
     return truth, orders, calendar_frame, start
 
 
+def _returned(orders: pl.DataFrame, cutoff: date, horizon: int) -> pl.DataFrame:
+    """customer_id of everyone with a valid order in [cutoff, cutoff + horizon)."""
+    end = cutoff + timedelta(days=horizon)
+    return (
+        orders.filter(
+            ~pl.col("is_cancelled")
+            & (pl.col("order_date") >= cutoff)
+            & (pl.col("order_date") < end)
+        )
+        .select("customer_id")
+        .unique()
+        .with_columns(returned=pl.lit(True))
+    )
+
+
 def _calibration_z(predicted: np.ndarray, churned: np.ndarray, bins: int = 10) -> float:
     """Largest |mean predicted - observed| over predicted-probability deciles, in standard errors."""
     order = np.argsort(predicted, kind="stable")
@@ -83,17 +98,7 @@ def test_oracle_matches_a_monte_carlo_of_the_generator_process():
         truth, orders, cutoff, horizon, demand_calendar=calendar_frame
     )
     assert oracle.columns == ["store_id", "customer_id", "churn_probability"]
-    end = cutoff + timedelta(days=horizon)
-    returned = (
-        orders.filter(
-            ~pl.col("is_cancelled")
-            & (pl.col("order_date") >= cutoff)
-            & (pl.col("order_date") < end)
-        )
-        .select("customer_id")
-        .unique()
-        .with_columns(returned=pl.lit(True))
-    )
+    returned = _returned(orders, cutoff, horizon)
     scored = oracle.join(returned, on="customer_id", how="left").with_columns(
         churned=(~pl.col("returned").fill_null(False)).cast(pl.Float64)
     )
@@ -182,17 +187,7 @@ def test_driver_ceiling_is_calibrated_and_sits_between_blind_and_oracle():
     oracle = oracle_churn_probability(
         truth, orders, cutoff, horizon, demand_calendar=calendar_frame
     )
-    end = cutoff + timedelta(days=horizon)
-    returned = (
-        orders.filter(
-            ~pl.col("is_cancelled")
-            & (pl.col("order_date") >= cutoff)
-            & (pl.col("order_date") < end)
-        )
-        .select("customer_id")
-        .unique()
-        .with_columns(returned=pl.lit(True))
-    )
+    returned = _returned(orders, cutoff, horizon)
     scored = (
         ceiling.join(blind.rename({"churn_probability": "blind"}), on=["store_id", "customer_id"])
         .join(oracle.rename({"churn_probability": "oracle"}), on=["store_id", "customer_id"])
