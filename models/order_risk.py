@@ -20,6 +20,9 @@ Rules (points add up to a 0-100 risk score; thresholds are settings):
 | shared phone | the account's phone is shared by at least `shared_phone_accounts` accounts (one fewer: a weaker signal) | 50, +5 per extra account (up to +20); 25 for one fewer |
 | unusual | IsolationForest anomaly in the store's top `anomaly_top_share`, scaled | up to `anomaly_points` (30) |
 
+A store whose order times carry no time of day (a dates-only export: `stores_without_clock`)
+gets neither burst rule nor an hour of day: minutes and hours are unknown there.
+
 An order is flagged at `flag_score` (default 50): one strong rule, or weaker ones together. Precision matters more than
 recall: a merchant reviews the top of the list, not thousands of orders.
 """
@@ -107,6 +110,35 @@ def _window_counts(
     keys = np.sort(group.astype(np.int64) * span + (t - base))
     q = query_group.astype(np.int64) * span + (query_t - base)
     return np.searchsorted(keys, q + after, "right") - np.searchsorted(keys, q - before, "left")
+
+
+# Orders whose export carries dates only (every order at midnight, or at one clock time
+# shifted by daylight saving) have no time of day: counting orders "within an hour" would
+# read each day's orders as one burst. Such a store's burst rules and hour of day are off.
+CLOCKLESS_SHARE = 0.9
+CLOCKLESS_MIN_ORDERS = 20
+
+
+def stores_without_clock(orders: pl.DataFrame) -> set[str]:
+    """Stores of at least CLOCKLESS_MIN_ORDERS orders where CLOCKLESS_SHARE of them fall on
+    one or two times of day (to the second): their timestamps carry no time of day."""
+    if orders.is_empty():
+        return set()
+    at = pl.col("created_at").cast(pl.Datetime("us"))
+    times = (
+        orders.filter(pl.col("created_at").is_not_null())
+        .group_by("store_id", (at - at.dt.truncate("1d")).alias("_time"))
+        .len()
+        .with_columns(pl.col("len").sum().over("store_id").alias("_orders"))
+        .sort("len", descending=True)
+        .group_by("store_id")
+        .agg(pl.col("len").head(2).sum().alias("_top"), pl.col("_orders").first())
+    )
+    clockless = times.filter(
+        (pl.col("_orders") >= CLOCKLESS_MIN_ORDERS)
+        & (pl.col("_top") >= CLOCKLESS_SHARE * pl.col("_orders"))
+    )
+    return set(clockless["store_id"].to_list())
 
 
 def order_features(
@@ -266,6 +298,14 @@ def order_features(
     median = o["_median"].fill_null(0.0).to_numpy()
     ratio = np.divide(total, median, out=np.zeros_like(total), where=median > 0)
     local_hour = hours
+    # A store without a clock (dates only): nothing is known about minutes or hours.
+    no_clock = o["store_id"].is_in(list(stores_without_clock(o))).to_numpy()
+    if no_clock.any():
+        burst = np.where(no_clock, 0, burst)
+        expected = np.where(no_clock, 0.0, expected)
+        burst_p = np.where(no_clock, 1.0, burst_p)
+        account_1h = np.where(no_clock, 0, account_1h)
+        local_hour = np.where(no_clock, 0, local_hour)
     return o.select(
         "store_id", "order_id", "customer_id", "created_at", "total_usd", "payment_method",
         "ship_country", "billing_country", "cancelled_at",

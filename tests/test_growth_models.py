@@ -349,6 +349,47 @@ def test_the_score_never_reads_the_orders_own_outcome():
     assert dict(again.select("order_id", "risk_score").iter_rows())["s1a"] == score["s1a"]
 
 
+def test_a_dates_only_export_turns_the_clock_rules_off_and_keeps_the_others():
+    """Exports with dates but no times put every order at midnight: three orders of one
+    customer on one day would read as "3 orders within an hour". With no clock, the
+    burst rules are off for the store; the rules that need no clock still fire."""
+    orders, customers, planted = risk_world()
+    day = datetime(2025, 6, 10)
+    repeat = pl.DataFrame(
+        {
+            "order_id": ["d1a", "d1b", "d1c"],
+            "customer_id": ["n5"] * 3,
+            "created_at": [day + timedelta(hours=h) for h in (9, 13, 18)],
+            "total_usd": [48.0, 52.0, 61.0],
+            "payment_method": ["card"] * 3,
+            "ship_country": ["US"] * 3,
+            "billing_country": ["US"] * 3,
+        }
+    ).with_columns(
+        pl.lit(None, dtype=pl.Datetime("us")).alias("cancelled_at"),
+        pl.lit(STORE).alias("store_id"),
+        pl.lit("paid").alias("financial_status"),
+    )
+    orders = pl.concat([orders, repeat.select(orders.columns)])
+    midnight = [pl.col(c).dt.truncate("1d") for c in ("created_at", "cancelled_at")]
+    dates_only = orders.with_columns(midnight)
+    accounts = customers.with_columns(pl.col("created_at").dt.truncate("1d"))
+    settings = order_risk.RiskSettings(lookback_days=365)
+
+    assert order_risk.stores_without_clock(orders) == set()
+    assert order_risk.stores_without_clock(dates_only) == {STORE}
+    scores = order_risk.score_orders(dates_only, accounts, {STORE: "US"}, AS_OF, settings)
+    flagged = scores.filter("flagged")
+    assert not flagged["rules"].str.contains("burst").any()
+    assert set(flagged["order_id"]) <= planted  # the repeat customer's day is not a burst
+    assert {"s1a", "r12", "z3", "z4"} <= set(flagged["order_id"])
+    # With its clock, the same store's card-testing burst is found and the day is not.
+    clocked = order_risk.score_orders(orders, customers, {STORE: "US"}, AS_OF, settings)
+    rules = dict(clocked.select("order_id", "rules").iter_rows())
+    assert all("burst" in rules[f"t{k}"] for k in range(5))
+    assert not any(rules[o] and "burst" in rules[o] for o in ("d1a", "d1b", "d1c"))
+
+
 def test_orders_to_review_are_flagged_open_and_recent(risk_scores):
     scores, _ = risk_scores
     open_orders = scores.filter(pl.col("order_id") != "t0").select("store_id", "order_id")

@@ -183,10 +183,15 @@ def score_store(
             "rules only"
         )
     )
+    clock = (
+        "; the order times carry no time of day (dates only), so the burst rules are off"
+        if store in risk_model.stores_without_clock(orders)
+        else ""
+    )
     summary = (
         f"{scored.height} orders scored, {int(scored['flagged'].sum())} flagged, "
         f"{review.height} open ones of the last {settings.review_days} days to "
-        f"review{anomaly}"
+        f"review{anomaly}{clock}"
     )
     outcomes.append(done(store, STEP, risk_model.MODEL_VERSION, summary))
     return scored
