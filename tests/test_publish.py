@@ -542,3 +542,29 @@ def test_publishing_the_same_data_twice_gives_the_same_bytes(con, tmp_path):
     )
     for name in files:
         assert (first.path / name).read_bytes() == (second.path / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("growth", [1.3, 0.7], ids=["grew", "fell"])
+def test_kpi_advice_points_only_at_what_the_store_has(con, growth):
+    """A store without ads gets no ad-spend card and no advice to move budget; one
+    without a forecast is not sent to check the stock of top sellers; a figure that was
+    zero in both 30-day windows says so instead of 'new'."""
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.report import kpi_section
+
+    con.execute(
+        "update marts.kpi_daily set new_customers = 0, gmv_usd = case when date >= ? "
+        "then 200 * ? else 200 end",
+        [AS_OF - timedelta(days=30), growth],
+    )
+    con.execute("delete from scores.demand_forecast where store_id = ?", [STORE_B])
+    ads = kpi_section(load_store_data(con, STORE_A, AS_OF))
+    plain = kpi_section(load_store_data(con, STORE_B, AS_OF))
+    assert "Ad spend (30 days)" in ads.body and "Ad spend (30 days)" not in plain.body
+    assert "none in either 30 days" in plain.body and ">new<" not in plain.body
+    if growth < 1:
+        assert "fell 30%" in ads.advice and "fell 30%" in plain.advice
+        assert "move budget" in ads.advice and "move budget" not in plain.advice
+    else:
+        assert "grew 30%" in ads.advice and "grew 30%" in plain.advice
+        assert "top sellers" in ads.advice and "top sellers" not in plain.advice

@@ -261,6 +261,9 @@ def kpi_section(data: StoreData) -> Section:
         }
 
     now, before = kpis(last), kpis(prior)
+    advertises = total(daily, "ad_spend") > 0
+    if not advertises:  # no ad data at all: a card saying $0 would only mislead
+        now.pop("Ad spend")
     formats = {
         "Revenue": money,
         "Orders": lambda v: f"{v:,.0f}",
@@ -277,7 +280,10 @@ def kpi_section(data: StoreData) -> Section:
         change = (value - previous) / previous if previous else None
         css = "flat" if change is None or abs(change) < 0.02 else ("up" if change > 0 else "down")
         arrow = {"up": "▲", "down": "▼", "flat": "■"}[css]
-        trend = "new" if change is None else f"{arrow} {change * 100:+.0f}% vs prior 30 days"
+        if change is not None:
+            trend = f"{arrow} {change * 100:+.0f}% vs prior 30 days"
+        else:  # nothing in the prior 30 days: new, or still none
+            trend = "new" if value else "■ none in either 30 days"
         cards.append(
             f'<div class="kpi"><div class="label">{esc(name)} (30 days)</div>'
             f'<div class="value">{esc(formats[name](value))}</div>'
@@ -298,16 +304,23 @@ def kpi_section(data: StoreData) -> Section:
     if change is None:
         advice = "This is the first month of data: check back next month for a trend."
     elif change <= -0.1:
+        # Advice points only at sections this store has (no ads: no channels to move).
+        budget = (
+            " and move budget to the channels with the best incremental ROAS below"
+            if advertises
+            else ""
+        )
         advice = (
             f"Revenue fell {abs(change) * 100:.0f}% against the previous 30 days. Send the "
-            "win-back list an offer and move budget to the channels with the best incremental "
-            "ROAS below."
+            f"win-back list an offer{budget}."
         )
     elif change >= 0.1:
-        advice = (
-            f"Revenue grew {change * 100:.0f}% against the previous 30 days. Check stock of the "
-            "top sellers below so the growth is not lost to stock-outs."
+        stock = (
+            "Check stock of the top sellers below so the growth is not lost to stock-outs."
+            if data.table("scores.demand_forecast").usable
+            else "See which segments it came from below and keep them buying."
         )
+        advice = f"Revenue grew {change * 100:.0f}% against the previous 30 days. {stock}"
     else:
         advice = (
             "Revenue is steady (within 10% of the previous 30 days). Focus on the segments and "
