@@ -568,3 +568,34 @@ def test_kpi_advice_points_only_at_what_the_store_has(con, growth):
     else:
         assert "grew 30%" in ads.advice and "grew 30%" in plain.advice
         assert "top sellers" in ads.advice and "top sellers" not in plain.advice
+
+
+@pytest.mark.parametrize(
+    ("consents", "expected"),
+    [
+        ([True, True], "Send the 2 customers on the win-back list"),
+        ([True, False], "Send the 1 of the 2 customers who accept e-mail"),
+        ([False, None], "None of the 2 customers on the win-back list can be e-mailed"),
+    ],
+)
+def test_win_back_advice_counts_only_who_can_be_emailed(con, consents, expected):
+    """An orders-only store has no e-mail consent: the advice says so rather than asking
+    the merchant to e-mail a list nobody on it can receive."""
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.report import churn_section
+
+    win_back = pl.DataFrame(
+        {
+            "customer_id": ["w1", "w2"],
+            "accepts_email_marketing": consents,
+            "predicted_clv_usd": [300.0, 100.0],
+            "churn_probability": [0.9, 0.5],
+            "segment": ["At Risk", "At Risk"],
+        },
+        schema_overrides={"accepts_email_marketing": pl.Boolean},
+    )
+    section = churn_section(
+        load_store_data(con, STORE_A, AS_OF), win_back, {"win-back-high-value": win_back}
+    )
+    assert expected in section.advice
+    assert "$320" in section.advice  # 300 x 0.9 + 100 x 0.5 at risk either way

@@ -439,11 +439,23 @@ def churn_section(
             patch.set_facecolor(RED)
     ax.set_title("Customers who ordered in the last year, by churn risk score (red: high risk)")
     ax.set_xlabel("risk score (0 = will buy again, 100 = most likely gone)")
-    if win_back.height:
+    if win_back.height and not reachable:
         advice = (
-            f"Send the {win_back.height:,} customers on the win-back list "
-            "(segments/win-back-high-value.*) a personal offer this week: together they hold "
-            f"{money(win_back_value)} of next year's revenue at risk."
+            f"None of the {win_back.height:,} customers on the win-back list can be e-mailed "
+            "(no e-mail address with marketing consent on file), yet they hold "
+            f"{money(win_back_value)} of next year's revenue at risk: add the store's "
+            "customers file with e-mail consent to reach them."
+        )
+    elif win_back.height:
+        who = (
+            f"the {win_back.height:,} customers"
+            if reachable == win_back.height
+            else f"the {reachable:,} of the {win_back.height:,} customers who accept e-mail"
+        )
+        advice = (
+            f"Send {who} on the win-back list (segments/win-back-high-value.*) a personal "
+            f"offer this week: the list holds {money(win_back_value)} of next year's revenue "
+            "at risk."
         )
     else:
         advice = (
