@@ -160,6 +160,47 @@ def stock_age(
     )
 
 
+def daily_sigma(p10: np.ndarray, p90: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Each day's spread of demand: the p10-p90 span of a normal, at least Poisson's
+    sqrt(expected units) (whole-unit quantiles of a slow mover are often 0..0, and a
+    day's count is never less variable than Poisson)."""
+    spread = (np.asarray(p90, dtype=float) - np.asarray(p10, dtype=float)) / (
+        2 * P10_P90_HALF_WIDTH_Z
+    )
+    return np.maximum(np.clip(spread, 0.0, None), np.sqrt(expected))
+
+
+def forecast_totals(forecast: pl.DataFrame) -> pl.DataFrame:
+    """Per store x SKU, the forecast summed over its days: `expected` units (daily
+    expected units add up; daily medians and quantiles do not) and an 80 % band
+    `low`..`high` = expected -/+ 1.2816 x the days' spreads added in variance (as the
+    safety stock adds them), `days` covered. expected_units falls back to p50."""
+    mean_column = "expected_units" if "expected_units" in forecast.columns else "p50"
+    rows = []
+    for (store, sku), g in forecast.group_by(SERIES_KEY, maintain_order=True):
+        expected = np.clip(g[mean_column].fill_null(0.0).to_numpy().astype(float), 0.0, None)
+        sigma = daily_sigma(
+            g["p10"].fill_null(0.0).to_numpy(), g["p90"].fill_null(0.0).to_numpy(), expected
+        )
+        total, half = (
+            float(expected.sum()),
+            P10_P90_HALF_WIDTH_Z * math.sqrt(float((sigma**2).sum())),
+        )
+        rows.append((store, sku, total, max(0.0, total - half), total + half, g["date"].n_unique()))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "store_id": pl.String,
+            "sku": pl.String,
+            "expected": pl.Float64,
+            "low": pl.Float64,
+            "high": pl.Float64,
+            "days": pl.Int64,
+        },  # fmt: skip
+        orient="row",
+    )
+
+
 def _cover_and_demand(
     forecast: pl.DataFrame, stock: pl.DataFrame, z_by_series: pl.DataFrame, config: ReorderSettings
 ) -> pl.DataFrame:
@@ -174,10 +215,7 @@ def _cover_and_demand(
     for (store, sku), g in fc.group_by(SERIES_KEY, maintain_order=True):
         # Daily expected units add up over a lead time; daily medians do not.
         expected = np.clip(g[mean_column].to_numpy().astype(float), 0.0, None)
-        spread = (g["p90"].to_numpy() - g["p10"].to_numpy()) / (2 * P10_P90_HALF_WIDTH_Z)
-        # Whole-unit quantiles of a slow mover are often 0..0; a day's count is never
-        # less variable than Poisson, so that is the floor of its spread.
-        sigma = np.maximum(np.clip(spread, 0.0, None), np.sqrt(expected))
+        sigma = daily_sigma(g["p10"].to_numpy(), g["p90"].to_numpy(), expected)
         on_hand = float(g["on_hand"][0])
         lead = int(g["lead_time_days"][0])
         z = float(g["z"][0])

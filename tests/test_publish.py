@@ -599,3 +599,25 @@ def test_win_back_advice_counts_only_who_can_be_emailed(con, consents, expected)
     )
     assert expected in section.advice
     assert "$320" in section.advice  # 300 x 0.9 + 100 x 0.5 at risk either way
+
+
+def test_forecast_section_adds_expected_units_not_daily_medians(con):
+    """A slow mover's daily p50 and p90 are 0, yet it sells about 5 units in 28 days: the
+    report shows the sum of the daily expected units (and ranks by it), not 0 up to 0."""
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.report import forecast_section
+
+    rows = [
+        {"store_id": STORE_A, "sku": sku, "date": AS_OF + timedelta(days=d), "p10": 0.0,
+         "p50": p50, "p90": p50, "expected_units": expected, "model_version": "v"}
+        for sku, p50, expected in (("SLOW-BIKE", 0.0, 0.18), ("STEADY-CUP", 1.0, 0.9))
+        for d in range(28)
+    ]  # fmt: skip
+    replace_table(con, "scores.demand_forecast", pl.DataFrame(rows))
+    section = forecast_section(load_store_data(con, STORE_A, AS_OF))
+    assert "STEADY-CUP is expected to sell the most (about 25 units" in section.advice
+    # 28 x 0.18 = 5.0 expected (the daily medians add up to 0), in a band of 2 to 8.
+    assert (
+        'SLOW-BIKE</td><td class="num">2</td><td class="num">5.0</td><td class="num">8<'
+        in section.body
+    )

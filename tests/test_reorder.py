@@ -224,3 +224,33 @@ def test_a_dead_sku_at_zero_stock_is_not_reordered_but_a_slow_seller_is():
     plan = {r["sku"]: r for r in plan_for(forecast, inventory, abc()).iter_rows(named=True)}
     assert plan["dead"]["reorder_qty"] == 0
     assert plan["slow"]["reorder_qty"] >= math.ceil(0.1 * (14 + 28))
+
+
+def test_forecast_totals_add_expected_units_and_band_the_total_like_a_simulation():
+    """A slow mover's daily quantiles are 0..0, yet over 28 days it sells: the total is
+    the sum of the daily expected units, and its 80 % band holds the simulated totals
+    about 8 times in 10 (daily counts drawn as Poisson around the expected units)."""
+    import numpy as np
+    from scipy.stats import poisson
+
+    start = date(2026, 1, 1)
+    slow = [0.05 + 0.04 * (d % 7 == 5) for d in range(28)]
+    fast = [6.0 + 2.0 * (d % 7 == 5) for d in range(28)]
+    rows = [
+        {"store_id": "s", "sku": sku, "date": start + timedelta(days=d), "expected_units": m,
+         "p10": float(lo), "p50": float(med), "p90": float(hi)}
+        for sku, means in (("slow", slow), ("fast", fast))
+        for d, m in enumerate(means)
+        for lo, med, hi in [poisson.ppf([0.1, 0.5, 0.9], m)]
+    ]  # fmt: skip
+    forecast = pl.DataFrame(rows)
+    totals = {r["sku"]: r for r in reorder.forecast_totals(forecast).iter_rows(named=True)}
+    assert forecast.filter(pl.col("sku") == "slow")["p90"].sum() == 0  # quantiles say 0..0
+    assert totals["slow"]["expected"] == pytest.approx(sum(slow))
+    assert totals["fast"]["expected"] == pytest.approx(sum(fast))
+    assert totals["slow"]["days"] == 28
+    rng = np.random.default_rng(0)
+    for sku, means in (("slow", slow), ("fast", fast)):
+        simulated = rng.poisson(np.array(means), size=(20_000, 28)).sum(axis=1)
+        inside = (simulated >= totals[sku]["low"]) & (simulated <= totals[sku]["high"])
+        assert 0.7 <= inside.mean() <= 0.95, (sku, inside.mean())

@@ -19,6 +19,7 @@ from string import Template
 
 import polars as pl
 
+from models.reorder import forecast_totals
 from storepulse.publish.data import StoreData, StoreTable
 
 TEMPLATE = "report.html"
@@ -531,47 +532,50 @@ def forecast_section(data: StoreData) -> Section:
     if frame["date"].dtype in (pl.Date, pl.Datetime):
         future = frame.filter(pl.col("date").cast(pl.Date) >= data.as_of)
         frame = future if future.height else frame
-    top = (
-        frame.group_by(pl.col("sku").cast(pl.String))
-        .agg(
-            _float("p10").sum().alias("p10"),
-            _float("p50").sum().alias("p50"),
-            _float("p90").sum().alias("p90"),
-            pl.col("date").n_unique().alias("days"),
-        )
-        .sort("p50", descending=True, maintain_order=True)
-        .head(10)
+    totals = forecast_totals(
+        frame.with_columns(pl.col("sku").cast(pl.String), pl.lit("").alias("store_id"))
     )
+    top = totals.sort(["expected", "sku"], descending=[True, False]).head(10)
     days = int(top["days"].max() or 0)
-    body = f"<p>Units expected over the next {days} days, top 10 products.</p>" + table_html(
-        top,
-        {
-            "sku": ("SKU", None),
-            "p10": ("Low (p10)", lambda v: f"{v:,.0f}"),
-            "p50": ("Expected (p50)", lambda v: f"{v:,.0f}"),
-            "p90": ("High (p90)", lambda v: f"{v:,.0f}"),
-        },
+    body = (
+        f"<p>Units expected over the next {days} days, top 10 products: the expected units "
+        "of each day added up, with a band that holds the total about 8 times in 10.</p>"
+        + table_html(
+            top,
+            {
+                "sku": ("SKU", None),
+                "low": ("Low", lambda v: f"{v:,.0f}"),
+                "expected": ("Expected", lambda v: f"{v:,.1f}" if v < 10 else f"{v:,.0f}"),
+                "high": ("High", lambda v: f"{v:,.0f}"),
+            },
+        )
     )
-    ordered = top.sort("p50", maintain_order=True)
+    ordered = top.sort(["expected", "sku"], descending=[False, True])
     fig, ax = bar_figure(ordered.height)
-    p50 = ordered["p50"].to_list()
-    low = [max(0.0, m - lo) for m, lo in zip(p50, ordered["p10"].to_list(), strict=True)]
-    high = [max(0.0, hi - m) for m, hi in zip(p50, ordered["p90"].to_list(), strict=True)]
+    mean = ordered["expected"].to_list()
+    low = [m - lo for m, lo in zip(mean, ordered["low"].to_list(), strict=True)]
+    high = [hi - m for m, hi in zip(mean, ordered["high"].to_list(), strict=True)]
     ax.barh(
         [label(s) for s in ordered["sku"].to_list()],
-        p50,
+        mean,
         xerr=[low, high],
         color=GREEN,
         ecolor=GREY,
         capsize=3,
     )
-    ax.set_title(f"Expected units, next {days} days (bars: p10–p90)")
+    ax.set_title(f"Expected units, next {days} days (bars: 80 % band)")
     best = top.row(0, named=True)
-    advice = (
-        f"{best['sku']} is expected to sell the most ({best['p50']:,.0f} units, up to "
-        f"{best['p90']:,.0f}); plan stock and promotions around the top sellers and check the "
-        "reorder alerts below."
-    )
+    if best["expected"] < 0.5:
+        advice = (
+            f"No product is expected to sell even one unit in the next {days} days: demand "
+            "is too thin to plan stock from the forecast; watch the reorder alerts below."
+        )
+    else:
+        advice = (
+            f"{best['sku']} is expected to sell the most (about {best['expected']:,.0f} "
+            f"units, likely {best['low']:,.0f} to {best['high']:,.0f}); plan stock and "
+            "promotions around the top sellers and check the reorder alerts below."
+        )
     return Section(title, body, svg(fig), esc(advice))
 
 
