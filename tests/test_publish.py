@@ -616,6 +616,10 @@ def test_forecast_section_adds_expected_units_not_daily_medians(con):
     replace_table(con, "scores.demand_forecast", pl.DataFrame(rows))
     section = forecast_section(load_store_data(con, STORE_A, AS_OF))
     assert "STEADY-CUP is expected to sell the most (about 25 units" in section.advice
+    assert "check the reorder alerts below" in section.advice  # the fixture has a plan
+    con.execute("delete from marts.reorder_plan where store_id = ?", [STORE_A])
+    section = forecast_section(load_store_data(con, STORE_A, AS_OF))
+    assert "add inventory snapshots to get reorder alerts" in section.advice
     # 28 x 0.18 = 5.0 expected (the daily medians add up to 0), in a band of 2 to 8.
     assert (
         'SLOW-BIKE</td><td class="num">2</td><td class="num">5.0</td><td class="num">8<'

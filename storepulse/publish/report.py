@@ -565,16 +565,21 @@ def forecast_section(data: StoreData) -> Section:
     )
     ax.set_title(f"Expected units, next {days} days (bars: 80 % band)")
     best = top.row(0, named=True)
+    stock = (
+        "check the reorder alerts below"
+        if data.table("marts.reorder_plan").usable
+        else "add inventory snapshots to get reorder alerts"
+    )
     if best["expected"] < 0.5:
         advice = (
             f"No product is expected to sell even one unit in the next {days} days: demand "
-            "is too thin to plan stock from the forecast; watch the reorder alerts below."
+            f"is too thin to plan stock from the forecast; {stock}."
         )
     else:
         advice = (
             f"{best['sku']} is expected to sell the most (about {best['expected']:,.0f} "
             f"units, likely {best['low']:,.0f} to {best['high']:,.0f}); plan stock and "
-            "promotions around the top sellers and check the reorder alerts below."
+            f"promotions around the top sellers and {stock}."
         )
     return Section(title, body, svg(fig), esc(advice))
 
