@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.growth_eval                 # small, seeds 0-19
     .venv/bin/python -m benchmarks.growth_eval --seeds 5 --scale small --json out.json
+    .venv/bin/python -m benchmarks.growth_eval --partner-setting leak_prior_strength=0
 
 Per seed: generate sample data (cached under --cache, default /tmp/growthdata/bench),
 ingest it into a DuckDB file of its own (the landing folder as the pipeline sees it;
@@ -64,7 +65,9 @@ def quarantined_by_design(landing: Path, dirt: pl.DataFrame) -> set[str]:
     return ids
 
 
-def evaluate_seed(seed: int, cache: Path, scale: str) -> SeedResult:
+def evaluate_seed(
+    seed: int, cache: Path, scale: str, partner_settings: dict | None = None
+) -> SeedResult:
     from models import experiments, order_risk, partners
     from storepulse.inputs import experiments as experiment_inputs
     from storepulse.inputs import order_risk as risk_inputs
@@ -85,6 +88,7 @@ def evaluate_seed(seed: int, cache: Path, scale: str) -> SeedResult:
             partner_inputs.load_partners(con),
             as_of,
             partner_inputs.load_ad_spend(con, as_of),
+            partners.PartnerSettings(**(partner_settings or {})),
         )
         t1 = time.perf_counter()
         readout = experiments.readout(
@@ -322,11 +326,22 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/growthdata/bench"))
     parser.add_argument("--keep", action="store_true", help="keep generated data and warehouses")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--partner-setting",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a PartnerSettings field for the scorecards, e.g. leak_prior_strength=0",
+    )
     args = parser.parse_args()
+    partner_settings = {
+        name: json.loads(value)
+        for name, value in (item.split("=", 1) for item in args.partner_setting)
+    }
     started = time.perf_counter()
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        result = evaluate_seed(seed, args.cache, args.scale)
+        result = evaluate_seed(seed, args.cache, args.scale, partner_settings)
         results.append(result)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()),
               flush=True)  # fmt: skip

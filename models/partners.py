@@ -27,9 +27,14 @@ Definitions (docs/growth.md):
   partner's own. Their number is estimated from the leaks that can be seen: the code's
   `code_only_new_customers` times the store's ratio of untracked to tracked arrivals
   among new customers who used one of the store's own codes (a code no partner has),
-  tracked meaning through a channel other than the partner's own; at most the partner's
-  untracked new customers. Each untracked new customer of the partner counts for
-  1 - that share in `brought_revenue_usd` (`discount_untracked_leaks` turns it off).
+  tracked meaning through a channel other than the partner's own. A partner's few seen
+  leaks say little on their own, and capping each estimate at the partner's untracked
+  arrivals lost what the others' seen leaks implied, so each partner's share of leaks
+  among its untracked arrivals is drawn towards the store's (all partners' estimates
+  over all their untracked arrivals): (estimate + k x store share) / (untracked + k),
+  with k = `leak_prior_strength` (2 arrivals; 0: the partner's own data alone), at most
+  all of them. Each untracked new customer of the partner counts for 1 - that share in
+  `brought_revenue_usd` (`discount_untracked_leaks` turns it off).
 - **repeat_rate_90d**: of the customers brought in the period whose first order is
   at least 90 days before as_of, the share who ordered again within 90 days;
   `store_repeat_rate_90d` is the same for every new customer of the store in the
@@ -102,12 +107,17 @@ class PartnerSettings:
     # Untracked new customers with the code count for 1 - the share of them a leaked code
     # is estimated to explain (see likely_leaked_customers); off: each counts in full.
     discount_untracked_leaks: bool = True
+    # How many untracked arrivals the store-wide leak share counts for in each partner's
+    # estimate (0: each partner's own seen leaks alone).
+    leak_prior_strength: float = 2.0
 
     def validate(self) -> None:
         if not 0 <= self.low_repeat_ratio <= 1:
             raise ValueError("low_repeat_ratio must be between 0 and 1")
         if self.high_refund_ratio < 1:
             raise ValueError("high_refund_ratio must be at least 1")
+        if self.leak_prior_strength < 0:
+            raise ValueError("leak_prior_strength must be at least 0")
 
 
 @dataclass
@@ -386,13 +396,29 @@ def _arrivals(
             (pl.col("_credited") & pl.col("_untracked")).sum().alias("_unseen"),
         )
         .join(ratios.select("store_id", "kind", "_ratio"), on=["store_id", "kind"], how="left")
+        .with_columns((pl.col("_seen") * pl.col("_ratio").fill_null(0.0)).alias("_expected"))
+        # The store's share of leaks among all its partners' untracked arrivals: each
+        # partner's own share is drawn towards it by `leak_prior_strength` arrivals (a
+        # partner's few seen leaks say little on their own).
+        .with_columns(
+            pl.when(pl.col("_unseen").sum().over("store_id") > 0)
+            .then(
+                (
+                    pl.col("_expected").sum().over("store_id")
+                    / pl.col("_unseen").sum().over("store_id")
+                ).clip(0.0, 1.0)
+            )
+            .otherwise(0.0)
+            .alias("_store_share")
+        )
         .select(
             *keys,
             pl.when(pl.col("_unseen") > 0)
             .then(
-                (pl.col("_seen") * pl.col("_ratio").fill_null(0.0) / pl.col("_unseen")).clip(
-                    0.0, 1.0
-                )
+                (
+                    (pl.col("_expected") + settings.leak_prior_strength * pl.col("_store_share"))
+                    / (pl.col("_unseen") + settings.leak_prior_strength)
+                ).clip(0.0, 1.0)
             )
             .otherwise(0.0)
             .alias("_leaked_share"),

@@ -188,6 +188,39 @@ def test_untracked_arrivals_of_a_leaked_code_are_discounted_by_the_leaks_seen():
     assert _overall(card, "P1")["brought_revenue_usd"] == pytest.approx(200.0)
 
 
+def test_each_partners_leak_share_is_drawn_towards_the_stores():
+    # The store's own code: 2 direct and 4 Google first orders -> 0.5 untracked arrivals
+    # per tracked one. Mia: 4 leaks seen through Google (4 x 0.5 = 2 expected untracked
+    # leaks) but only 1 direct arrival. DealHub: no leak seen, 3 direct arrivals. Alone,
+    # Mia's estimate stops at her 1 arrival and DealHub's is 0: 1 of the 2 expected
+    # leaks is lost. The store's share is (2 + 0) / (1 + 3) = 0.5; with k = 2 arrivals,
+    # Mia (2 + 2 x 0.5) / (1 + 2) = 1 (all), DealHub (0 + 2 x 0.5) / (3 + 2) = 0.2.
+    rows = [
+        (f"w{i}", f"w{i}", f"2025-02-0{i + 1} 10:00", 10.0, "WELCOME", ch, False)
+        for i, ch in enumerate(["direct", "direct", "google", "google", "google", "google"])
+    ]
+    rows += [(f"m{i}", f"m{i}", f"2025-03-0{i + 1} 10:00", 100.0, "MIA10", ch, False)
+             for i, ch in enumerate(["google"] * 4 + ["direct"])]  # fmt: skip
+    rows += [(f"d{i}", f"d{i}", f"2025-04-0{i + 1} 10:00", 100.0, "DEALS", "direct", False)
+             for i in range(3)]  # fmt: skip
+    orders = partner_inputs.load_orders(_staged(rows), AS_OF)
+    pooled = partners.partner_scorecard(orders, PARTNERS, AS_OF)
+    assert partners.PartnerSettings().leak_prior_strength == 2.0
+    assert _overall(pooled, "P1")["likely_leaked_customers"] == pytest.approx(1.0)
+    assert _overall(pooled, "P2")["likely_leaked_customers"] == pytest.approx(0.6)
+    assert _overall(pooled, "P2")["brought_revenue_usd"] == pytest.approx(3 * 100.0 * 0.8)
+    alone = partners.partner_scorecard(
+        orders, PARTNERS, AS_OF, settings=partners.PartnerSettings(leak_prior_strength=0.0)
+    )
+    assert _overall(alone, "P1")["likely_leaked_customers"] == pytest.approx(1.0)
+    assert _overall(alone, "P2")["likely_leaked_customers"] == 0.0
+    assert _overall(alone, "P2")["brought_revenue_usd"] == pytest.approx(300.0)
+    with pytest.raises(ValueError, match="leak_prior_strength"):
+        partners.partner_scorecard(
+            orders, PARTNERS, AS_OF, settings=partners.PartnerSettings(leak_prior_strength=-1)
+        )
+
+
 def test_a_code_no_partner_has_is_counted_not_dropped(scorecard):
     assert scorecard.unlinked_codes.select("discount_code", "orders", "revenue_usd").rows() == [
         ("SPRING5", 1, 45.0)

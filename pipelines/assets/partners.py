@@ -60,6 +60,12 @@ class PartnerConfig(dg.Config):
         "1 - the share a leaked code is estimated to explain, from the leaks seen through "
         "other channels (off: every one counts in full).",
     )
+    leak_prior_strength: float = Field(
+        default=partner_model.PartnerSettings.leak_prior_strength,
+        description="How many untracked arrivals the store-wide share of leaked-code "
+        "customers counts for in each partner's estimate (0: the partner's own seen leaks "
+        "alone).",
+    )
 
     def settings(self) -> partner_model.PartnerSettings:
         return model_settings(self, partner_model.PartnerSettings)
