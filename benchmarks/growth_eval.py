@@ -45,6 +45,8 @@ import polars as pl
 
 from benchmarks.sample_cache import generate_and_ingest
 
+SETTING_HELP = "NAME=JSON: a PartnerSettings field for the scorecards (repeatable)"
+
 
 @dataclass
 class SeedResult:
@@ -326,13 +328,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/growthdata/bench"))
     parser.add_argument("--keep", action="store_true", help="keep generated data and warehouses")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument(
-        "--partner-setting",
-        action="append",
-        default=[],
-        metavar="NAME=JSON",
-        help="a PartnerSettings field for the scorecards, e.g. leak_prior_strength=0",
-    )
+    parser.add_argument("--partner-setting", action="append", default=[], help=SETTING_HELP)
     args = parser.parse_args()
     partner_settings = {
         name: json.loads(value)

@@ -47,6 +47,11 @@ from scipy.stats import norm
 
 SERIES_KEY = ["store_id", "sku"]
 P10_P90_HALF_WIDTH_Z = float(norm.ppf(0.9))  # 1.2816
+# forecast_totals: per store x SKU over the forecast's days.
+TOTALS_SCHEMA = {
+    "store_id": pl.String, "sku": pl.String, "expected": pl.Float64, "low": pl.Float64,
+    "high": pl.Float64, "days": pl.Int64,
+}  # fmt: skip
 
 PLAN_COLUMNS = [
     "store_id",
@@ -187,18 +192,7 @@ def forecast_totals(forecast: pl.DataFrame) -> pl.DataFrame:
             P10_P90_HALF_WIDTH_Z * math.sqrt(float((sigma**2).sum())),
         )
         rows.append((store, sku, total, max(0.0, total - half), total + half, g["date"].n_unique()))
-    return pl.DataFrame(
-        rows,
-        schema={
-            "store_id": pl.String,
-            "sku": pl.String,
-            "expected": pl.Float64,
-            "low": pl.Float64,
-            "high": pl.Float64,
-            "days": pl.Int64,
-        },  # fmt: skip
-        orient="row",
-    )
+    return pl.DataFrame(rows, schema=TOTALS_SCHEMA, orient="row")
 
 
 def _cover_and_demand(
