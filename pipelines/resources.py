@@ -105,11 +105,31 @@ class RunSettings(dg.ConfigurableResource):
             else None
         )
         if latest is None:
-            raise dg.Failure(
-                "No orders staged yet, so the default as_of (latest order date + 1 day) is "
-                "unknown. Put order files in the landing folder and run ingest, or set as_of."
-            )
+            raise dg.Failure(_no_orders_message(con))
         return latest + timedelta(days=1)
+
+
+def _no_orders_message(con: duckdb.DuckDBPyConnection) -> str:
+    """Why there is no default as_of: no order landed, or every order row landed so far
+    was quarantined (then how many, and the first one's reason)."""
+    quarantined = (
+        con.execute(
+            "select count(*), min_by(reason, (quarantined_at, source_file, row_number)) "
+            "from quarantine.rows where kind = 'orders'"
+        ).fetchone()
+        if table_exists(con, "quarantine.rows")
+        else (0, None)
+    )
+    if quarantined[0]:
+        return (
+            f"No orders staged: all {quarantined[0]:,} order rows landed so far were "
+            f"quarantined, e.g. {quarantined[1]}. Fix them (quarantine.rows has each row and "
+            "its reason) and land the file again, or set as_of."
+        )
+    return (
+        "No orders staged yet, so the default as_of (latest order date + 1 day) is "
+        "unknown. Put order files in the landing folder and run ingest, or set as_of."
+    )
 
 
 def storepulse_resource() -> StorepulseResource:

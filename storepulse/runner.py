@@ -24,6 +24,8 @@ class RunResult:
     published_stores: list[str] = field(default_factory=list)
     # Landing files of this run that were not loaded, or only partly (their reasons).
     attention: list[str] = field(default_factory=list)
+    # Landing files of this run with quarantined rows (how many, and the first one's reason).
+    quarantined: list[str] = field(default_factory=list)
     # ops.store_status lines of this as_of that are not plain "ok" (fallbacks, skips, failures).
     store_notes: list[str] = field(default_factory=list)
 
@@ -46,11 +48,32 @@ class RunResult:
         if self.attention:
             lines.append("  files needing attention:")
             lines += [f"    {line}" for line in self.attention]
+        if self.quarantined:
+            lines.append("  rows quarantined (quarantine.rows has each row, its reason and fix):")
+            lines += [f"    {line}" for line in self.quarantined]
         if self.store_notes:
             lines.append("  stores (what was used where the usual could not run):")
             lines += [f"    {line}" for line in self.store_notes]
-        lines += [f"  failure: {f}" for f in self.failures]
+        lines += [f"  {line}" for line in _grouped_failures(self.failures)]
         return "\n".join(lines)
+
+
+def _grouped_failures(failures: list[str]) -> list[str]:
+    """'failure: <step>: <message>' lines, steps that failed with the same message on one
+    line (when every asset fails for one reason, the reason is said once)."""
+    steps: dict[str, list[str]] = {}
+    for failure in failures:
+        step, sep, message = failure.partition(": ")
+        key = message if sep and not failure.startswith("store ") else failure
+        steps.setdefault(key, []).append(step if key == message else "")
+    lines = []
+    for message, names in steps.items():
+        if len(names) > 1 and all(names):
+            lines.append(f"failure in {len(names)} steps ({', '.join(names)}): {message}")
+        else:
+            lines += [f"failure: {name}: {message}" if name else f"failure: {message}"
+                      for name in names]  # fmt: skip
+    return lines
 
 
 def run_config(as_of: date | None) -> dict:
@@ -118,7 +141,7 @@ def run_nightly(
 
 def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
 
-    from storepulse.ingest.engine import attention_since
+    from storepulse.ingest.engine import attention_since, quarantined_since
     from storepulse.warehouse import Warehouse, query, table_exists
 
     if not result.paths.warehouse.exists():
@@ -132,6 +155,8 @@ def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
         result.tables = dict(zip(tables["name"].to_list(), tables["rows"].to_list(), strict=True))
         if table_exists(con, "ops.ingested_files"):
             result.attention = attention_since(con, started_at)
+            if table_exists(con, "quarantine.rows"):
+                result.quarantined = quarantined_since(con, started_at)
         if result.as_of is None:
             result.as_of = _default_as_of(con)
 

@@ -72,3 +72,19 @@ def test_run_rejects_a_malformed_as_of(sp_home, capsys):
         main(["run", "--as-of", "2025-13-40"])
     assert exit_info.value.code == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_steps_failing_for_one_reason_are_said_once_in_the_summary():
+    from storepulse.runner import _grouped_failures
+
+    failures = [
+        "marts__kpi_daily: Failure: No orders staged",
+        "scores__churn: Failure: No orders staged",
+        "ad_roi_marts: Failure: something else",
+        "store shop-a churn: failed: RuntimeError: boom",
+    ]
+    assert _grouped_failures(failures) == [
+        "failure in 2 steps (marts__kpi_daily, scores__churn): Failure: No orders staged",
+        "failure: ad_roi_marts: Failure: something else",
+        "failure: store shop-a churn: failed: RuntimeError: boom",
+    ]

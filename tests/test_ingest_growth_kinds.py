@@ -103,7 +103,7 @@ def test_bad_lift_tests_are_quarantined_with_reasons(tmp_path):
         "the measured lift (or its 90 % interval)",
         "scope 'lifetime' is not 'immediate' or 'total' (does the lift include sales after the "
         "test window?)",
-        "currency 'CHF' is not in fx_rates; add a rate or correct the code",
+        "currency 'CHF' has no rate in fx_rates; add its rates to fx_rates.csv (date, currency, usd_per_unit) or correct the currency code",
     ]
 
 

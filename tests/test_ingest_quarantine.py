@@ -43,7 +43,7 @@ def write_landing(tmp_path: Path, files: dict[str, str]) -> Path:
 # (case id, files, file holding the bad row, kind, bad row number, expected reason fragment)
 CASES = [
     ("unknown_currency", {"shop_a/orders.csv": ORDERS_HEADER + GOOD_ORDER + "2,c2,b@example.com,2025-03-06,XYZ,50\n"},
-     "shop_a/orders.csv", "orders", 2, "currency 'XYZ' is not in fx_rates; add a rate or correct the code"),
+     "shop_a/orders.csv", "orders", 2, "currency 'XYZ' has no rate in fx_rates; add its rates to fx_rates.csv (date, currency, usd_per_unit) or correct the currency code"),
     ("impossible_date", {"shop_a/orders.csv": ORDERS_HEADER + GOOD_ORDER + "2,c2,b@example.com,2025-02-30,EUR,50\n"},
      "shop_a/orders.csv", "orders", 2, "created_at '2025-02-30' is not a valid date/time"),
     ("future_date", {"shop_a/orders.csv": ORDERS_HEADER + GOOD_ORDER + "2,c2,b@example.com,2031-01-01,EUR,50\n"},
@@ -86,7 +86,7 @@ CASES = [
     ("line_of_quarantined_order", {"shop_a/orders.csv": ORDERS_HEADER + GOOD_ORDER + "2,c2,b@example.com,2025-03-06,XYZ,50\n",
                                    "shop_a/order_lines.csv": "order_id,line_no,sku,quantity,unit_price\n1,1,S1,1,10\n2,1,S2,1,50\n"},
      "shop_a/order_lines.csv", "order_lines", 2,
-     "order '2' was quarantined (currency 'XYZ' is not in fx_rates; add a rate or correct the code); fix the order and its lines follow"),
+     "order '2' was quarantined (currency 'XYZ' has no rate in fx_rates; add its rates to fx_rates.csv (date, currency, usd_per_unit) or correct the currency code); fix the order and its lines follow"),
     ("line_missing_sku", {"shop_a/orders.csv": ORDERS_HEADER + GOOD_ORDER,
                           "shop_a/order_lines.csv": "order_id,line_no,sku,quantity,unit_price\n1,1,S1,1,10\n1,2,,1,10\n"},
      "shop_a/order_lines.csv", "order_lines", 2, "sku is empty"),
@@ -183,3 +183,35 @@ def test_many_bad_rows_each_get_their_own_reason(tmp_path):
         " where path = 'shop_a/orders.csv'",
     ).row(0)
     assert recorded == (6, 2, 1, 3)
+
+
+def test_a_store_whose_every_order_is_quarantined_is_told_why_not_to_land_files(tmp_path):
+    """A EUR store without an fx_rates file: every order is quarantined. The run summary
+    names the file, how many rows and the first reason; the as_of failure says the
+    orders were quarantined instead of asking for order files that did land."""
+    import dagster as dg
+
+    from pipelines.resources import RunSettings
+    from storepulse.ingest.engine import quarantined_since
+
+    landing = tmp_path / "landing"
+    (landing / "shop_b").mkdir(parents=True)
+    (landing / "shop_b" / "orders.csv").write_text(
+        ORDERS_HEADER + "1,c1,a@example.com,2025-03-05 10:00:00,EUR,100\n"
+        "2,c2,b@example.com,2025-03-06 10:00:00,EUR,80\n"
+    )
+    con = duckdb.connect(":memory:")
+    ensure_schemas(con)
+    ingest_landing(con, landing, now=NOW)
+    lines = quarantined_since(con, datetime(2000, 1, 1))
+    assert lines == [
+        "shop_b/orders.csv: 2 of 2 rows quarantined, e.g. row 1: currency 'EUR' has no rate "
+        "in fx_rates; add its rates to fx_rates.csv (date, currency, usd_per_unit) or correct "
+        "the currency code"
+    ]
+    with pytest.raises(dg.Failure, match="all 2 order rows landed so far were quarantined"):
+        RunSettings().as_of_date(con)
+    empty = duckdb.connect(":memory:")
+    ensure_schemas(empty)
+    with pytest.raises(dg.Failure, match="No orders staged yet"):
+        RunSettings().as_of_date(empty)

@@ -144,6 +144,28 @@ def attention_since(con: duckdb.DuckDBPyConnection, since: datetime) -> list[str
     return [line for line in (attention_line(*row) for row in rows) if line]
 
 
+def quarantined_since(con: duckdb.DuckDBPyConnection, since: datetime) -> list[str]:
+    """One line per file recorded since `since` (UTC) that had rows quarantined: how many
+    of its rows, and the reason of the first of them (every row is in quarantine.rows)."""
+    if since.tzinfo is not None:
+        since = since.astimezone(UTC).replace(tzinfo=None)
+    rows = con.execute(
+        "select f.path, f.rows_read, f.rows_quarantined, (select q.reason from quarantine.rows q"
+        " where q.source_file = f.path and q.quarantined_at >= ? order by q.row_number limit 1)"
+        " from ops.ingested_files f where f.ingested_at >= ? and f.rows_quarantined > 0"
+        " order by f.path",
+        [since, since],
+    ).fetchall()
+    lines = []
+    for path, read, quarantined, reason in rows:
+        example = (reason or "").removeprefix(f"{path} ")
+        lines.append(
+            f"{path}: {quarantined:,} of {read:,} rows quarantined"
+            + (f", e.g. {example}" if example else "")
+        )
+    return lines
+
+
 def detect_kind(path: str | Path) -> str:
     """The kind of a landed file from its header (Shopify -> 'orders', ad exports -> 'ad_spend').
 

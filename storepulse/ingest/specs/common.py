@@ -127,7 +127,11 @@ def currency_checks() -> list:
         ),
         (
             "not regexp_full_match(currency, '[A-Z]{3}') or (currency <> 'USD' and first_rate is null)",
-            fmt("currency '{}' is not in fx_rates; add a rate or correct the code", "currency"),
+            fmt(
+                "currency '{}' has no rate in fx_rates; add its rates to fx_rates.csv "
+                "(date, currency, usd_per_unit) or correct the currency code",
+                "currency",
+            ),
         ),
     ]
 
