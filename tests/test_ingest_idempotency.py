@@ -270,7 +270,9 @@ def test_tiny_sample_conservation_and_truth_never_read(tiny_sample):
             (pl.col("source_file") == item["file"]) & (pl.col("row_number") == item["row_number"])
         )
         assert hit.height >= 1, item
-        expected = "is not in fx_rates" if item["kind"] == "unknown_currency" else "is negative"
+        expected = (
+            "has no rate in fx_rates" if item["kind"] == "unknown_currency" else "is negative"
+        )
         assert any(expected in reason for reason in hit["reason"]), (item, hit)
     duplicates = dirt.filter(pl.col("kind") == "duplicate_row")
     for file, group in duplicates.group_by("file"):
