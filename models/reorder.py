@@ -181,18 +181,31 @@ def forecast_totals(forecast: pl.DataFrame) -> pl.DataFrame:
     `low`..`high` = expected -/+ 1.2816 x the days' spreads added in variance (as the
     safety stock adds them), `days` covered. expected_units falls back to p50."""
     mean_column = "expected_units" if "expected_units" in forecast.columns else "p50"
-    rows = []
-    for (store, sku), g in forecast.group_by(SERIES_KEY, maintain_order=True):
-        expected = np.clip(g[mean_column].fill_null(0.0).to_numpy().astype(float), 0.0, None)
-        sigma = daily_sigma(
-            g["p10"].fill_null(0.0).to_numpy(), g["p90"].fill_null(0.0).to_numpy(), expected
+    expected = np.clip(forecast[mean_column].fill_null(0.0).to_numpy().astype(float), 0.0, None)
+    sigma = daily_sigma(
+        forecast["p10"].fill_null(0.0).to_numpy(),
+        forecast["p90"].fill_null(0.0).to_numpy(),
+        expected,
+    )
+    half = P10_P90_HALF_WIDTH_Z * pl.col("_variance").sqrt()
+    return (
+        forecast.select(*SERIES_KEY, "date")
+        .with_columns(pl.Series("_expected", expected), pl.Series("_variance", sigma**2))
+        .group_by(SERIES_KEY, maintain_order=True)
+        .agg(
+            pl.col("_expected").sum().alias("expected"),
+            pl.col("_variance").sum(),
+            pl.col("date").n_unique().cast(pl.Int64).alias("days"),
         )
-        total, half = (
-            float(expected.sum()),
-            P10_P90_HALF_WIDTH_Z * math.sqrt(float((sigma**2).sum())),
+        .select(
+            *SERIES_KEY,
+            "expected",
+            (pl.col("expected") - half).clip(0.0).alias("low"),
+            (pl.col("expected") + half).alias("high"),
+            "days",
         )
-        rows.append((store, sku, total, max(0.0, total - half), total + half, g["date"].n_unique()))
-    return pl.DataFrame(rows, schema=TOTALS_SCHEMA, orient="row")
+        .cast(TOTALS_SCHEMA)
+    )
 
 
 def _cover_and_demand(
