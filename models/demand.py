@@ -49,7 +49,8 @@ absolute-error metric is minimised by the median; for slow movers it is often
 since medians do not add up. The p10/p90 tail levels are calibrated per
 forecast-size bin so that [p10, p90] holds ~80 % of observed days (split
 conformal: the coverage reported is cross-fitted, calibrated on one half of the
-series and measured on the other).
+series and measured on the other; when one half is empty, a store with a single SKU,
+in sample).
 
 Backtest: train strictly before `as_of - H`, forecast the last full horizon
 before as_of, and compare WAPE, bias, MASE and p10-p90 coverage with the
@@ -496,12 +497,22 @@ def _cross_fitted_intervals(
     """p10/p50/p90 for each backtest point from a calibration on the *other* half of the series."""
     half = (pl.concat_str(SERIES_KEY).hash(seed) % 2).alias("_half")
     frame = frame.with_columns(half)
+    full = calibrate_interval(
+        frame["expected_units"].to_numpy(), frame["actual"].to_numpy(), target
+    )
     pieces = []
     for part in (0, 1):
         calib = frame.filter(pl.col("_half") != part)
         evaluate = frame.filter(pl.col("_half") == part)
-        cal = calibrate_interval(
-            calib["expected_units"].to_numpy(), calib["actual"].to_numpy(), target
+        # A store with one SKU (or two that hash alike) has no other half to calibrate
+        # on: its points are calibrated on themselves, in sample, rather than left to an
+        # uncalibrated default that made p50 and the interval depend on the seed.
+        cal = (
+            calibrate_interval(
+                calib["expected_units"].to_numpy(), calib["actual"].to_numpy(), target
+            )
+            if calib.height
+            else full
         )
         low, median, high = cal.quantiles(evaluate["expected_units"].to_numpy())
         pieces.append(
@@ -509,9 +520,6 @@ def _cross_fitted_intervals(
                 pl.Series("p10", low), pl.Series("p50", median), pl.Series("p90", high)
             )
         )
-    full = calibrate_interval(
-        frame["expected_units"].to_numpy(), frame["actual"].to_numpy(), target
-    )
     return pl.concat(pieces).drop("_half").sort(*SERIES_KEY, "date"), full
 
 
