@@ -334,3 +334,17 @@ def test_replay_as_of_a_past_date_reads_nothing_later(sp_home):
     assert last_month < as_of
     assert scores["as_of"].to_list() == [as_of]
     assert date.fromisoformat(window.split("..")[1]) < as_of
+
+
+def test_replay_as_of_before_the_first_order_gives_empty_marts_not_a_crash(sp_home):
+    """A replay date before any order (a new user's typo, or a store that opened later):
+    the RFM mart is empty and says so; its segment plot had raised on the empty frame."""
+    write_orders_only_landing(sp_home / "landing" / "solo-shop")
+    paths = ingest_into_home(sp_home / "landing")
+    result = dg.materialize(
+        [segments.customer_rfm, marts.kpi_monthly],
+        resources=resources((START - timedelta(days=30)).isoformat()),
+    )
+    assert result.success
+    with Warehouse(paths.warehouse).reader() as con:
+        assert query(con, "select count(*) as n from marts.customer_rfm")["n"][0] == 0

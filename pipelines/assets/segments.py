@@ -141,7 +141,8 @@ def _segment_plot(scored: pl.DataFrame):
         customers=pl.len(), monetary_usd=pl.col("monetary_usd").sum()
     )
     order = [s for s in rfm.SEGMENTS if s in sizes["segment"].to_list()]
-    sizes = sizes.join(pl.DataFrame({"segment": order}).with_row_index("pos"), on="segment")
+    ranks = pl.DataFrame({"segment": order}, schema={"segment": pl.String}).with_row_index("pos")
+    sizes = sizes.join(ranks, on="segment")
     sizes = sizes.sort("pos")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     left.barh(sizes["segment"].to_list(), sizes["customers"].to_list(), color="#2563eb")
