@@ -137,17 +137,24 @@ def record_run(
 def latest_approved(
     con: duckdb.DuckDBPyConnection, model: str, as_of: date | None = None
 ) -> str | None:
-    """The newest approved version trained on data up to `as_of` (None: any)."""
+    """The approved version that saw the newest data up to `as_of` (None: any), the
+    last trained among equals. Newest data, not newest training: a replay as of an
+    early day trains a version on old data, and the next nightly run must not score
+    with it because it was trained last."""
     frame = query(
         con,
         "select version, train_window, trained_at from ops.model_runs "
         "where model = ? and approved order by trained_at desc, version desc",
         [model],
     )
+    usable = []
     for row in frame.iter_rows(named=True):
         # train_window is "YYYY-MM-DD..YYYY-MM-DD"; a replay must not use a model
         # that saw data after its as-of date.
         end = row["train_window"].split("..")[-1] if row["train_window"] else None
-        if as_of is None or end is None or date.fromisoformat(end) <= as_of:
-            return row["version"]
-    return None
+        end = date.fromisoformat(end) if end else None
+        if as_of is None or end is None or end <= as_of:
+            usable.append((end or date.min, row["version"]))
+    # Stable: among versions with the same data end, the trained_at order stands.
+    usable.sort(key=lambda item: item[0], reverse=True)
+    return usable[0][1] if usable else None

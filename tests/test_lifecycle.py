@@ -205,3 +205,25 @@ def test_when_the_learned_model_cannot_be_trained_a_baseline_scores_as_a_fallbac
         lifecycle.record_store_status(con, AS_OF, "toy", outcomes)  # a rerun replaces
         rows = query(con, "select store_id, step, status, method from ops.store_status").rows()
     assert rows == [("big", "toy", "fallback", "bgnbd")]
+
+
+def test_a_replay_does_not_replace_the_version_that_saw_the_newest_data(warehouse, tmp_path):
+    """A replay as of an early day trains a version on old data after the nightly one
+    was trained: the next nightly run must still score with the newest data's version
+    (it had picked the one trained last), and the replay with its own."""
+    from datetime import timedelta
+
+    from storepulse.model_store import latest_approved
+
+    def windowed(inputs, as_of, settings):
+        found = toy_train(inputs, as_of, settings)
+        return replace(found, train_window=f"2024-01-01..{as_of - timedelta(days=1)}")
+
+    spec, store = toy_spec(train=windowed), tmp_path / "store"
+    recent = lifecycle.train(warehouse, spec, date(2025, 6, 1), Toy(), store)
+    replay = lifecycle.train(warehouse, spec, date(2025, 1, 1), Toy(), store)
+    assert recent.version != replay.version
+    with warehouse.reader() as con:
+        assert latest_approved(con, "toy", date(2025, 7, 1)) == recent.version
+        assert latest_approved(con, "toy", date(2025, 3, 1)) == replay.version
+        assert latest_approved(con, "toy", date(2024, 12, 1)) is None
