@@ -625,3 +625,19 @@ def test_forecast_section_adds_expected_units_not_daily_medians(con):
         'SLOW-BIKE</td><td class="num">2</td><td class="num">5.0</td><td class="num">8<'
         in section.body
     )
+
+
+def test_kpi_advice_says_when_a_store_stopped_sending_orders(con):
+    """Orders until 60 days before as_of, then none: not 'the first month of data' but a
+    feed that may have stopped, with the last order's day."""
+    from storepulse.publish.data import load_store_data
+    from storepulse.publish.report import kpi_section
+
+    con.execute(
+        "update marts.kpi_daily set orders = 0, gmv_usd = 0 where store_id = ? and date >= ?",
+        [STORE_A, AS_OF - timedelta(days=60)],
+    )
+    advice = kpi_section(load_store_data(con, STORE_A, AS_OF)).advice
+    last = AS_OF - timedelta(days=61)
+    assert f"No orders in the last 60 days; the last was on {last:%d %b %Y}" in advice
+    assert "first month" not in advice

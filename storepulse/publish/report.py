@@ -302,7 +302,15 @@ def kpi_section(data: StoreData) -> Section:
     ax.set_ylim(bottom=0)
     fig.autofmt_xdate()
     change = (now["Revenue"] - before["Revenue"]) / before["Revenue"] if before["Revenue"] else None
-    if change is None:
+    sold = daily.filter(pl.col("orders") > 0)
+    if not now["Orders"] and not before["Orders"] and sold.height:
+        # Orders before, none in 60 days: more often a feed that stopped than a shop.
+        last = sold["date"].cast(pl.Date).max()
+        advice = (
+            f"No orders in the last 60 days; the last was on {last:%d %b %Y}. Check that the "
+            "store's order exports still reach the landing folder."
+        )
+    elif change is None:
         advice = "This is the first month of data: check back next month for a trend."
     elif change <= -0.1:
         # Advice points only at sections this store has (no ads: no channels to move).
