@@ -293,6 +293,14 @@ def fit_booster(
             f"too few customers to train the CLV booster ({train.height} training rows, "
             f"{valid.height} held out); need a longer history or more customers"
         )
+    for part, rows in (("training", train), ("held-out", valid)):
+        if rows["actual_orders"].clip(0.0).sum() <= 0:
+            # LightGBM's Poisson objective cannot start from labels that are all zero.
+            raise ValueError(
+                f"none of the {rows.height} {part} customers ordered within "
+                f"{h} days of a training cutoff, so there is nothing to learn from; "
+                "need a history in which customers come back"
+            )
     vocab = category_vocab(train, 20)
     x_train, x_valid = encode(train, vocab), encode(valid, vocab)
     boosters, best = [], []

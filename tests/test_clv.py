@@ -544,3 +544,20 @@ def test_the_lifecycle_chooses_and_explains_by_the_clv_rule():
     assert "per customer not measurably worse" in decision.summary
     assert "total of orders +1.0% vs +5.0%" in decision.summary
     assert "per customer worse" in decision.why["b"]
+
+
+def test_a_home_where_nobody_came_back_in_a_training_window_degrades_not_raises():
+    """CDNOW (orders to early 1997) beside a store whose orders run through 2011: at the
+    365-day backtest's training cutoffs only CDNOW's customers have history, and none of
+    them ordered again. LightGBM's Poisson objective raised on the all-zero labels and
+    took CLV down for both stores. Now that backtest has BG/NBD + Gamma-Gamma alone, the
+    90-day one both methods, and every customer is scored."""
+    cdnow = load_cdnow().filter(pl.col("order_date") < date(1997, 4, 1))
+    bikes = load_bike_shops()
+    orders = pl.concat([cdnow.select(bikes.columns), bikes])
+    as_of = date(2011, 12, 29)
+    value = clv.fit(orders, as_of, seed=0)
+    assert set(value.backtest[365]["metrics"]) == {"bgnbd_gg"}
+    assert set(value.backtest[90]["metrics"]) == {"bgnbd_gg", "lightgbm"}
+    scored = clv.score(value.model, orders, as_of, "v")
+    assert scored.height == orders["customer_id"].n_unique()
