@@ -12,7 +12,13 @@ import dagster as dg
 from pipelines.assets.staging import LANDING_FILES, STAGING_KINDS, staging_key
 from pipelines.metadata import preview
 from pipelines.resources import StorepulseResource
-from storepulse.quality import QualityResult, validate_order_totals, validate_table
+from storepulse.quality import (
+    STALE_AFTER_DAYS,
+    QualityResult,
+    stale_stores,
+    validate_order_totals,
+    validate_table,
+)
 from storepulse.warehouse import query
 
 
@@ -117,4 +123,27 @@ def rows_conserved(storepulse: StorepulseResource) -> dg.AssetCheckResult:
     )
 
 
-CHECKS = [*gx_checks, order_totals_match_lines, rows_conserved]
+@dg.asset_check(
+    asset=staging_key("orders"),
+    name="every_store_is_current",
+    description=f"Every store's last order is within {STALE_AFTER_DAYS} days of the newest "
+    "order in the home: a store far behind has more likely a broken export than no sales.",
+    pool="duckdb",
+)
+def every_store_is_current(storepulse: StorepulseResource) -> dg.AssetCheckResult:
+    with storepulse.writer() as con:
+        behind = stale_stores(con)
+    return dg.AssetCheckResult(
+        passed=behind.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "every store is current"
+            if behind.is_empty()
+            else f"{behind.height} stores stopped sending orders: "
+            + ", ".join(f"{s} (last {d})" for s, d, _ in behind.iter_rows())
+        ),
+        metadata={"stores_behind": preview(behind)},
+    )
+
+
+CHECKS = [*gx_checks, order_totals_match_lines, rows_conserved, every_store_is_current]

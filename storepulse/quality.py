@@ -425,3 +425,31 @@ def validate_order_totals(con: duckdb.DuckDBPyConnection) -> QualityResult:
         )
     ]
     return _validate_by_stores(con, "order_totals", ORDER_TOTALS_SQL, suite, VALIDATION_BATCH_ROWS)
+
+
+# A store of a home whose last order is this many days older than the home's newest
+# order has more likely a broken export than no customers.
+STALE_AFTER_DAYS = 14
+
+
+def stale_stores(
+    con: duckdb.DuckDBPyConnection, stale_after_days: int = STALE_AFTER_DAYS
+) -> pl.DataFrame:
+    """Stores whose last staged order is more than `stale_after_days` before the newest
+    order of any store in the home: store_id, last_order_date, days_behind (newest
+    first). Empty when the home has one store, or none behind."""
+    if not table_exists(con, "staging.orders"):
+        return pl.DataFrame(
+            schema={"store_id": pl.String, "last_order_date": pl.Date, "days_behind": pl.Int64}
+        )
+    return query(
+        con,
+        "with last as (select store_id, max(order_date) as last_order_date from staging.orders"
+        " where store_id is not null group by store_id)"
+        " select store_id, last_order_date,"
+        " cast(date_diff('day', last_order_date, (select max(last_order_date) from last))"
+        " as bigint) as days_behind from last"
+        " where date_diff('day', last_order_date, (select max(last_order_date) from last)) > ?"
+        " order by days_behind, store_id",
+        [stale_after_days],
+    )

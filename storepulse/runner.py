@@ -24,6 +24,8 @@ class RunResult:
     published_stores: list[str] = field(default_factory=list)
     # Landing files of this run that were not loaded, or only partly (their reasons).
     attention: list[str] = field(default_factory=list)
+    # Stores whose last order is far behind the home's newest (a broken export?).
+    stale: list[str] = field(default_factory=list)
     # Landing files of this run with quarantined rows (how many, and the first one's reason).
     quarantined: list[str] = field(default_factory=list)
     # ops.store_status lines of this as_of that are not plain "ok" (fallbacks, skips, failures).
@@ -51,6 +53,9 @@ class RunResult:
         if self.quarantined:
             lines.append("  rows quarantined (quarantine.rows has each row, its reason and fix):")
             lines += [f"    {line}" for line in self.quarantined]
+        if self.stale:
+            lines.append("  stores whose orders stopped (check that their exports still land):")
+            lines += [f"    {line}" for line in self.stale]
         if self.store_notes:
             lines.append("  stores (what was used where the usual could not run):")
             lines += [f"    {line}" for line in self.store_notes]
@@ -142,6 +147,7 @@ def run_nightly(
 def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
 
     from storepulse.ingest.engine import attention_since, quarantined_since
+    from storepulse.quality import stale_stores
     from storepulse.warehouse import Warehouse, query, table_exists
 
     if not result.paths.warehouse.exists():
@@ -157,6 +163,10 @@ def _describe_warehouse(result: RunResult, started_at: datetime) -> None:
             result.attention = attention_since(con, started_at)
             if table_exists(con, "quarantine.rows"):
                 result.quarantined = quarantined_since(con, started_at)
+        result.stale = [
+            f"{store}: last order on {last}, {days} days before the newest store's"
+            for store, last, days in stale_stores(con).iter_rows()
+        ]
         if result.as_of is None:
             result.as_of = _default_as_of(con)
 
